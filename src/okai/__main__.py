@@ -1,0 +1,3 @@
+from okai.cli.app import main
+
+main()

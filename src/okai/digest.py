@@ -1,0 +1,101 @@
+"""Content identity: SHA-256 digests written `sha256:<64 hex>`, and canonical JSON.
+
+A digest is the identity of every artifact. On chain it is a `bytes32`; in
+JSON it is the prefixed hex string. Documents are hashed in their RFC 8785
+canonical form so that key order and whitespace never change a digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import rfc8785
+
+from okai.errors import UsageError
+
+PREFIX = "sha256:"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+CHUNK_SIZE = 1 << 20
+
+
+class DigestFormatError(UsageError):
+    """A string or byte value is not a well-formed SHA-256 digest."""
+
+
+class Digest(str):
+    """A SHA-256 digest in its canonical text form `sha256:<64 lowercase hex>`.
+
+    It is a `str`, so it serialises as itself in JSON and compares with plain
+    strings; construct it with `Digest.parse` or the `of_*` helpers.
+    """
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        """Accept `sha256:<hex>` (any case) or bare 64-hex; reject anything else."""
+        value = text.strip().lower()
+        hex_part = value.removeprefix(PREFIX)
+        if not _HEX64.fullmatch(hex_part):
+            raise DigestFormatError(f"not a SHA-256 digest: {text[:80]!r} (want sha256:<64 hex>)")
+        return cls(PREFIX + hex_part)
+
+    @classmethod
+    def from_bytes32(cls, raw: bytes) -> Digest:
+        if len(raw) != 32:
+            raise DigestFormatError(f"a bytes32 digest has 32 bytes, got {len(raw)}")
+        return cls(PREFIX + raw.hex())
+
+    @classmethod
+    def of_bytes(cls, data: bytes) -> Digest:
+        return cls(PREFIX + hashlib.sha256(data).hexdigest())
+
+    @classmethod
+    def of_chunks(cls, chunks: Iterable[bytes]) -> Digest:
+        hasher = hashlib.sha256()
+        for chunk in chunks:
+            hasher.update(chunk)
+        return cls(PREFIX + hasher.hexdigest())
+
+    @classmethod
+    def of_stream(cls, stream: IO[bytes], chunk_size: int = CHUNK_SIZE) -> Digest:
+        return cls.of_chunks(read_chunks(stream, chunk_size))
+
+    @classmethod
+    def of_file(cls, path: str | Path, chunk_size: int = CHUNK_SIZE) -> Digest:
+        """Hash a file in fixed-size chunks, so memory stays flat for any size."""
+        with open(path, "rb") as stream:
+            return cls.of_stream(stream, chunk_size)
+
+    @classmethod
+    def of_json(cls, document: Any) -> Digest:
+        """The digest of a JSON value in its canonical (RFC 8785) form."""
+        return cls.of_bytes(canonical_json(document))
+
+    @property
+    def hex(self) -> str:
+        return self[len(PREFIX) :]
+
+    def to_bytes32(self) -> bytes:
+        return bytes.fromhex(self.hex)
+
+    def short(self) -> str:
+        return f"{PREFIX}{self.hex[:12]}…"
+
+
+ZERO_DIGEST = Digest(PREFIX + "0" * 64)
+"""The explicit zero digest: on chain it stands for "no registered image"."""
+
+
+def read_chunks(stream: IO[bytes], chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    while chunk := stream.read(chunk_size):
+        yield chunk
+
+
+def canonical_json(document: Any) -> bytes:
+    """Serialise a JSON value canonically (RFC 8785, JCS)."""
+    return rfc8785.dumps(document)

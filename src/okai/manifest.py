@@ -1,0 +1,304 @@
+"""The okai documents: dataset, image and job manifests.
+
+Every document is JSON with a `schema` field `okai.<kind>/v<version>`, field
+names in camelCase (as on the Walrus wire), and is identified by the SHA-256
+of its canonical (RFC 8785) form. Loading checks the kind and version first,
+then every field, and names the file and field of the first problem.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from okai.digest import Digest, canonical_json
+from okai.errors import DocumentError
+
+BLOB_ID_PATTERN = r"^[A-Za-z0-9_-]{43}$"
+"""A Walrus blob ID: 32 bytes as URL-safe base64 without padding."""
+
+DigestField = Annotated[str, AfterValidator(lambda value: Digest.parse(value))]
+BlobId = Annotated[str, Field(pattern=BLOB_ID_PATTERN)]
+RelativePath = Annotated[str, Field(min_length=1, max_length=4096)]
+_SCHEMA_RE = re.compile(r"^okai\.(?P<kind>[a-z]+)/v(?P<version>[0-9]+)$")
+
+
+def _safe_relative_path(value: str) -> str:
+    """Reject paths that could escape the folder they are restored into."""
+    path = Path(value)
+    if path.is_absolute() or ".." in path.parts or "\\" in value or "\x00" in value:
+        raise ValueError(f"path must be relative and stay inside the dataset: {value!r}")
+    return path.as_posix()
+
+
+SafePath = Annotated[RelativePath, AfterValidator(_safe_relative_path)]
+
+
+class Model(BaseModel):
+    """Base of all okai documents: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Document(Model):
+    """A top-level document with a versioned `schema` field."""
+
+    KIND: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+    schema_: str = Field(alias="schema")
+
+    @classmethod
+    def schema_id(cls) -> str:
+        return f"okai.{cls.KIND}/v{cls.VERSION}"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_schema(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "schema" not in data and "schema_" not in data:
+            return {"schema": cls.schema_id(), **data}
+        return data
+
+    def canonical_bytes(self) -> bytes:
+        return canonical_json(self.to_json())
+
+    def digest(self) -> Digest:
+        return Digest.of_bytes(self.canonical_bytes())
+
+    @classmethod
+    def from_json_bytes(cls, raw: bytes, source: str | Path) -> Self:
+        """Parse and validate; errors name `source` and the field at fault."""
+        try:
+            data = json.loads(raw)
+        except UnicodeDecodeError as exc:
+            raise DocumentError(source, None, f"not UTF-8 text: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise DocumentError(
+                source, None, f"not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
+            ) from exc
+        return cls.from_data(data, source)
+
+    @classmethod
+    def from_data(cls, data: Any, source: str | Path) -> Self:
+        if not isinstance(data, dict):
+            raise DocumentError(source, None, f"expected a JSON object, got {type(data).__name__}")
+        check_schema(data, cls.KIND, cls.VERSION, source)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise document_error(exc, source) from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            raise DocumentError(path, None, f"cannot read: {exc.strerror or exc}") from exc
+        return cls.from_json_bytes(raw, path)
+
+    def write(self, path: str | Path) -> None:
+        """Write human-readable JSON; the digest is of the canonical form anyway."""
+        Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+
+
+def check_schema(data: dict[str, Any], kind: str, version: int, source: str | Path) -> None:
+    declared = data.get("schema")
+    if declared is None:
+        raise DocumentError(source, "schema", f"missing; expected 'okai.{kind}/v{version}'")
+    match = _SCHEMA_RE.match(declared) if isinstance(declared, str) else None
+    if match is None:
+        raise DocumentError(source, "schema", f"{declared!r} is not an okai schema identifier")
+    if match["kind"] != kind:
+        raise DocumentError(
+            source, "schema", f"this is an okai.{match['kind']} document, expected okai.{kind}"
+        )
+    if int(match["version"]) != version:
+        raise DocumentError(
+            source,
+            "schema",
+            f"version v{match['version']} of okai.{kind} is not supported; "
+            f"this okai reads v{version}",
+        )
+
+
+def document_error(exc: ValidationError, source: str | Path) -> DocumentError:
+    """The first validation problem as a DocumentError with a dotted field path."""
+    first = exc.errors()[0]
+    # Union members appear in the location as class names; users only know fields.
+    parts = [str(part) for part in first["loc"] if not (isinstance(part, str) and part[:1].isupper())]
+    field = ".".join(parts) or None
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown field"
+    return DocumentError(source, field, message)
+
+
+# ---------------------------------------------------------------- dataset
+
+
+class DatasetShard(Model):
+    """One stored blob: the bytes [offset, offset+size) of file `path`."""
+
+    path: SafePath
+    offset: int = Field(ge=0)
+    size: int = Field(ge=0)
+    sha256: DigestField
+    blob_id: BlobId
+    media_type: str = "application/octet-stream"
+
+
+class DatasetFile(Model):
+    """One file of the dataset, reassembled from its shards in offset order."""
+
+    path: SafePath
+    size: int = Field(ge=0)
+    sha256: DigestField
+    media_type: str = "application/octet-stream"
+
+
+class DatasetTotals(Model):
+    files: int = Field(ge=0)
+    shards: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+
+
+class DatasetManifest(Document):
+    """`okai.dataset/v1`: a named set of files stored on Walrus as shards."""
+
+    KIND: ClassVar[str] = "dataset"
+
+    name: str = Field(min_length=1, max_length=200)
+    files: tuple[DatasetFile, ...]
+    shards: tuple[DatasetShard, ...]
+    totals: DatasetTotals
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        by_path: dict[str, list[DatasetShard]] = {}
+        for shard in self.shards:
+            by_path.setdefault(shard.path, []).append(shard)
+        for file in self.files:
+            pieces = sorted(by_path.pop(file.path, []), key=lambda shard: shard.offset)
+            expected_offset = 0
+            for shard in pieces:
+                if shard.offset != expected_offset:
+                    raise ValueError(f"shards of {file.path!r} leave a gap or overlap at {expected_offset}")
+                expected_offset += shard.size
+            if expected_offset != file.size:
+                raise ValueError(f"shards of {file.path!r} add up to {expected_offset} bytes, not {file.size}")
+        if by_path:
+            raise ValueError(f"shards refer to files not listed: {sorted(by_path)[:3]}")
+        actual = DatasetTotals(
+            files=len(self.files), shards=len(self.shards), bytes=sum(f.size for f in self.files)
+        )
+        if actual != self.totals:
+            raise ValueError(f"totals do not match the files and shards: expected {actual.to_json()}")
+        return self
+
+
+# ---------------------------------------------------------------- image
+
+
+class NixosIdentity(Model):
+    """What the Nix build says the image is."""
+
+    system_toplevel: str = Field(pattern=r"^/nix/store/[0-9a-z]{32}-[^/]+$")
+    nixpkgs_revision: str = Field(pattern=r"^[0-9a-f]{40}$")
+    flake_revision: str = Field(min_length=1, description="git revision, or 'dirty-<narHash>'")
+
+
+class ImageManifest(Document):
+    """`okai.image/v1`: a worker VM image file and its NixOS identity."""
+
+    KIND: ClassVar[str] = "image"
+
+    file_name: str = Field(min_length=1, max_length=255)
+    format: Literal["qcow2", "raw"]
+    variant: Literal["qemu", "raw", "qemu-efi", "raw-efi"]
+    size: int = Field(ge=0)
+    sha256: DigestField
+    blob_id: BlobId | None = None
+    nixos: NixosIdentity
+
+
+# ---------------------------------------------------------------- job
+
+
+class ManifestRef(Model):
+    """A dataset pushed by okai: its manifest blob and the digest we trust."""
+
+    manifest_blob_id: BlobId
+    sha256: DigestField
+
+
+class BlobRef(Model):
+    """Data already on Walrus that okai never pushed: one raw blob."""
+
+    blob_id: BlobId
+    sha256: DigestField | None = None
+    path: SafePath = "data.bin"
+
+
+class QuiltPatchRef(Model):
+    """Data already on Walrus that okai never pushed: one file of a quilt."""
+
+    quilt_patch_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")
+    sha256: DigestField | None = None
+    path: SafePath = "data.bin"
+
+
+DatasetRef = ManifestRef | BlobRef | QuiltPatchRef
+
+
+class BuiltinModel(Model):
+    builtin: str = Field(min_length=1)
+
+
+class EntrypointModel(Model):
+    """User training code stored on Walrus, pinned by digest."""
+
+    entrypoint_blob_id: BlobId
+    sha256: DigestField
+    kind: Literal["file", "package"] = "file"
+    function: str = Field(default="train", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class JobSpec(Document):
+    """`okai.job/v1`: one serialisable description of a training run."""
+
+    KIND: ClassVar[str] = "job"
+
+    name: str = Field(min_length=1, max_length=200)
+    model: BuiltinModel | EntrypointModel
+    hyperparameters: dict[str, int | float | str | bool] = Field(default_factory=dict)
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    deterministic: bool = True
+    datasets: tuple[DatasetRef, ...] = Field(min_length=1)
+    nodes: int = Field(default=1, ge=1, le=1024)
+    procs_per_node: int = Field(default=1, ge=1, le=256)
+    checkpoint_every: int = Field(default=0, ge=0, description="steps between checkpoints; 0 = each epoch")
+    output_format: Literal["safetensors"] = "safetensors"
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.procs_per_node
+
+
+DOCUMENT_TYPES: tuple[type[Document], ...] = (DatasetManifest, ImageManifest, JobSpec)
