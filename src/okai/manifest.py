@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -142,7 +142,9 @@ def document_error(exc: ValidationError, source: str | Path) -> DocumentError:
     """The first validation problem as a DocumentError with a dotted field path."""
     first = exc.errors()[0]
     # Union members appear in the location as class names; users only know fields.
-    parts = [str(part) for part in first["loc"] if not (isinstance(part, str) and part[:1].isupper())]
+    parts = [
+        str(part) for part in first["loc"] if not (isinstance(part, str) and part[:1].isupper())
+    ]
     field = ".".join(parts) or None
     message = first["msg"]
     if first["type"] == "extra_forbidden":
@@ -199,17 +201,23 @@ class DatasetManifest(Document):
             expected_offset = 0
             for shard in pieces:
                 if shard.offset != expected_offset:
-                    raise ValueError(f"shards of {file.path!r} leave a gap or overlap at {expected_offset}")
+                    raise ValueError(
+                        f"shards of {file.path!r} leave a gap or overlap at {expected_offset}"
+                    )
                 expected_offset += shard.size
             if expected_offset != file.size:
-                raise ValueError(f"shards of {file.path!r} add up to {expected_offset} bytes, not {file.size}")
+                raise ValueError(
+                    f"shards of {file.path!r} add up to {expected_offset} bytes, not {file.size}"
+                )
         if by_path:
             raise ValueError(f"shards refer to files not listed: {sorted(by_path)[:3]}")
         actual = DatasetTotals(
             files=len(self.files), shards=len(self.shards), bytes=sum(f.size for f in self.files)
         )
         if actual != self.totals:
-            raise ValueError(f"totals do not match the files and shards: expected {actual.to_json()}")
+            raise ValueError(
+                f"totals do not match the files and shards: expected {actual.to_json()}"
+            )
         return self
 
 
@@ -293,7 +301,9 @@ class JobSpec(Document):
     datasets: tuple[DatasetRef, ...] = Field(min_length=1)
     nodes: int = Field(default=1, ge=1, le=1024)
     procs_per_node: int = Field(default=1, ge=1, le=256)
-    checkpoint_every: int = Field(default=0, ge=0, description="steps between checkpoints; 0 = each epoch")
+    checkpoint_every: int = Field(
+        default=0, ge=0, description="steps between checkpoints; 0 = each epoch"
+    )
     output_format: Literal["safetensors"] = "safetensors"
 
     @property

@@ -1,0 +1,1 @@
+"""The `okai` command: thin typer commands over the library; no logic of their own."""

@@ -1,0 +1,49 @@
+"""Shared fixtures: an isolated okai home, free loopback ports, the CLI."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def okai_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A working directory with its own `.okai` state and free dev-stack ports."""
+    home = tmp_path / "work"
+    home.mkdir()
+    monkeypatch.chdir(home)
+    monkeypatch.setenv("OKAI_HOME", str(home / ".okai"))
+    monkeypatch.setenv("OKAI_NODE_MODULES", str(REPO / "node_modules"))
+    monkeypatch.setenv("OKAI_DEV_ANVIL_PORT", str(free_port()))
+    monkeypatch.setenv("OKAI_DEV_WALRUS_PORT", str(free_port()))
+    for name in ("OKAI_NETWORK", "OKAI_CONFIG", "OKAI_PRIVATE_KEY", "OKAI_RPC_URL"):
+        monkeypatch.delenv(name, raising=False)
+    yield home
+
+
+def run_okai(
+    *args: str, check: bool = False, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `okai` command in a subprocess (same interpreter, same environment)."""
+    return subprocess.run(
+        [sys.executable, "-m", "okai", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+        env=os.environ.copy(),
+    )
