@@ -8,6 +8,7 @@ then every field, and names the file and field of the first problem.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -28,6 +29,24 @@ from okai.errors import DocumentError
 
 BLOB_ID_PATTERN = r"^[A-Za-z0-9_-]{43}$"
 """A Walrus blob ID: 32 bytes as URL-safe base64 without padding."""
+
+
+def blob_id_to_bytes32(blob_id: str) -> bytes:
+    """A Walrus blob ID as the 32 raw bytes stored on chain."""
+    if not re.fullmatch(BLOB_ID_PATTERN, blob_id):
+        raise ValueError(f"not a Walrus blob ID: {blob_id[:60]!r}")
+    raw = base64.urlsafe_b64decode(blob_id + "=")
+    if len(raw) != 32:
+        raise ValueError(f"not a Walrus blob ID: {blob_id[:60]!r}")
+    return raw
+
+
+def blob_id_from_bytes32(raw: bytes) -> str:
+    """The URL-safe base64 (unpadded) form of 32 raw blob-ID bytes."""
+    if len(raw) != 32:
+        raise ValueError(f"a blob ID has 32 bytes, got {len(raw)}")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
 
 DigestField = Annotated[str, AfterValidator(lambda value: Digest.parse(value))]
 BlobId = Annotated[str, Field(pattern=BLOB_ID_PATTERN)]
