@@ -1,12 +1,29 @@
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vite';
 
-const artifact = fileURLToPath(new URL('../src/okai/chain/artifacts/ProvenanceRegistry.json', import.meta.url));
+// The registry ABI comes from the contract artifact committed in the Python package: one
+// source of truth. Only the ABI goes into the page, not the bytecode.
+const ARTIFACT = fileURLToPath(new URL('../src/okai/chain/artifacts/ProvenanceRegistry.json', import.meta.url));
+const ABI_MODULE = 'virtual:okai-registry-abi';
+
+function registryAbi() {
+  return {
+    name: 'okai-registry-abi',
+    resolveId: (id) => (id === ABI_MODULE ? '\0' + ABI_MODULE : null),
+    load(id) {
+      if (id !== '\0' + ABI_MODULE) return null;
+      this.addWatchFile(ARTIFACT);
+      const { abi } = JSON.parse(readFileSync(ARTIFACT, 'utf8'));
+      return `export default ${JSON.stringify(abi)};`;
+    },
+  };
+}
 
 export default defineConfig({
   // Relative asset URLs: the built page works from any folder or host (a Walrus site too).
   base: './',
-  resolve: { alias: { '@okai/registry-artifact': artifact } },
+  plugins: [registryAbi()],
   build: {
     outDir: 'dist',
     emptyOutDir: true,

@@ -1,7 +1,8 @@
 // Registry reads over JSON-RPC: view calls only (public Flare RPCs cap eth_getLogs at 30
 // blocks, so nothing here scans logs). Two calls per verification: eth_chainId, getProvenance.
-import { BaseError, ContractFunctionRevertedError, createPublicClient, http } from 'viem';
-import { abi } from '@okai/registry-artifact';
+import { BaseError, ContractFunctionRevertedError, createClient, http } from 'viem';
+import { getChainId, readContract } from 'viem/actions';
+import abi from 'virtual:okai-registry-abi';
 import { ZERO_DIGEST, blobIdFromBytes32, digestFromBytes32, digestToBytes32 } from './encoding.js';
 
 const ZERO_ADDRESS = '0x' + '0'.repeat(40);
@@ -9,7 +10,9 @@ const ZERO_ADDRESS = '0x' + '0'.repeat(40);
 export class ChainReadError extends Error {}
 
 export function registryClient(rpcUrl) {
-  return createPublicClient({
+  // A bare client and the two actions used: the public-actions bundle would pull in
+  // signature recovery and much more that a verifier never calls.
+  return createClient({
     transport: http(rpcUrl, {
       retryCount: 2,
       timeout: 15_000,
@@ -25,7 +28,7 @@ function explain(error) {
 /** The chain ID the RPC endpoint reports. */
 export async function chainId(client) {
   try {
-    return await client.getChainId();
+    return await getChainId(client);
   } catch (error) {
     throw new ChainReadError(`the RPC endpoint did not answer: ${explain(error)}`);
   }
@@ -39,7 +42,7 @@ export async function chainId(client) {
 export async function readProvenance(client, address, digest) {
   let result;
   try {
-    result = await client.readContract({
+    result = await readContract(client, {
       address,
       abi,
       functionName: 'getProvenance',

@@ -69,8 +69,11 @@ class World:
         job_name: str = "digits-mlp",
         hostile: bool = False,
         spoil_manifest: Callable[[dict[str, Any]], None] | None = None,
+        store: Callable[[bytes], str] = blob_id,
+        model: bytes = b"\x00okai-demo-model safetensors bytes\n" * 8,
     ) -> None:
-        self.model = b"\x00okai-demo-model safetensors bytes\n" * 8
+        self._store = store
+        self.model = model
         self.model_file = "model.safetensors"
         self.blobs: dict[str, bytes] = {}
         self.hyperparameters: dict[str, Any] = {"epochs": 3, "lr": 0.05}
@@ -164,7 +167,7 @@ class World:
         self.with_image = True
 
     def store(self, content: bytes) -> str:
-        key = blob_id(content)
+        key = self._store(content)
         self.blobs[key] = content
         return key
 
@@ -256,7 +259,7 @@ class World:
         """(chain observation, blobs) with the attestation stored and recorded."""
         raw = attestation_bytes or canonical_json(self.attestation())
         blobs = dict(self.blobs)
-        key = blob_id(raw)
+        key = self._store(raw)
         blobs[key] = raw
         record = {
             "imageDigest": self.image_digest if self.with_image else ZERO_DIGEST,

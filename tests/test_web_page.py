@@ -1,0 +1,201 @@
+"""The verification page in Debian's Chromium against a real local stack.
+
+One stack (anvil + registry + local Walrus server) and one browser for the module; each
+test opens a fresh page. Screenshots land in test-artifacts/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from web_stack import ARTIFACTS, WebStack, chromium, record_scenarios, web_stack
+
+pytestmark = pytest.mark.slow
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def web() -> Iterator[WebStack]:
+    with web_stack() as stack:
+        record_scenarios(stack)
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as context:
+        yield context
+
+
+class Page:
+    """One page, its console problems recorded, with helpers to read the checks."""
+
+    def __init__(self, context: Any) -> None:
+        self.page = context.new_page()
+        self.problems: list[str] = []
+        self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
+        self.page.on(
+            "console",
+            lambda message: (
+                self.problems.append(f"console: {message.text}")
+                if message.type == "error"
+                else None
+            ),
+        )
+
+    def open(self, url: str) -> None:
+        self.page.goto(url)
+        self.page.wait_for_selector("body[data-ready='true']", timeout=TIMEOUT_MS)
+
+    def status(self, check: str) -> str:
+        return str(self.page.get_attribute(f"li[data-check='{check}']", "class")).split()[-1]
+
+    def reason(self, check: str) -> str:
+        return str(self.page.inner_text(f"li[data-check='{check}'] .reason"))
+
+    def wait_status(self, check: str, status: str) -> None:
+        self.page.wait_for_selector(f"li[data-check='{check}'].{status}", timeout=TIMEOUT_MS)
+
+    def wait_verdict(self) -> str:
+        self.page.wait_for_selector(
+            "#verdict[data-verdict='verified'], #verdict[data-verdict='not-verified']",
+            timeout=TIMEOUT_MS,
+        )
+        return str(self.page.get_attribute("#verdict", "data-verdict"))
+
+    def verify_data(self) -> str:
+        self.page.click("#verify-data")
+        self.page.wait_for_selector(
+            "li[data-check='datasets.shards'].passed, li[data-check='datasets.shards'].failed, "
+            "li[data-check='datasets.manifests'].failed",
+            timeout=TIMEOUT_MS,
+        )
+        return self.wait_verdict()
+
+    def screenshot(self, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    def close(self) -> None:
+        self.page.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Page]:
+    opened = Page(browser)
+    yield opened
+    opened.close()
+    assert opened.problems == [], "the page logged errors (CSP violations show up here)"
+
+
+def test_a_recorded_model_verifies_and_its_data_checks_out(web: WebStack, page: Page) -> None:
+    page.open(web.page_url)
+    page.page.set_input_files("#file", str(web.models["good"].path))
+    assert page.wait_verdict() == "verified"
+    for check in ("model.digest", "record.exists", "attestation.digest", "attestation.statement"):
+        assert page.status(check) == "passed"
+    assert page.status("attestation.matches-record") == "passed"
+    assert page.status("image.registered") == "passed"
+    assert page.status("datasets.shards") == "not-checked"
+    assert page.verify_data() == "verified"
+    assert page.status("datasets.manifests") == "passed"
+    assert "all 4 shards" in page.reason("datasets.shards")
+    # The address bar now holds a deep link to the record.
+    assert f"#/model/{web.models['good'].digest}?network=dev" in page.page.url
+    lineage = page.page.inner_text("#lineage")
+    assert "digits-mlp" in lineage and web.models["good"].digest in lineage
+    assert "0123456789abcdef0123456789abcdef01234567" in lineage  # nixpkgs revision
+    assert page.page.locator("#lineage svg.diagram g.node").count() == 5
+    page.screenshot("verify-page")
+
+
+def test_a_tampered_file_has_no_record(web: WebStack, page: Page, tmp_path: Any) -> None:
+    tampered = tmp_path / "model.safetensors"
+    data = bytearray(web.models["good"].path.read_bytes())
+    data[10] ^= 1
+    tampered.write_bytes(bytes(data))
+    page.open(web.page_url)
+    page.page.set_input_files("#file", str(tampered))
+    assert page.wait_verdict() == "not-verified"
+    assert page.status("model.digest") == "passed"
+    assert page.status("record.exists") == "failed"
+    assert "no record" in page.reason("record.exists")
+    assert page.status("attestation.digest") == "not-checked"
+    assert page.page.is_disabled("#verify-data")
+    page.screenshot("tampered-file")
+
+
+def test_a_tampered_attestation_fails_its_digest_check(web: WebStack, page: Page) -> None:
+    page.open(web.model_url(web.models["tampered-attestation"].digest))
+    assert page.wait_verdict() == "not-verified"
+    assert page.status("record.exists") == "passed"
+    assert page.status("attestation.digest") == "failed"
+    assert "hashes to" in page.reason("attestation.digest")
+    assert page.status("attestation.statement") == "not-checked"
+    page.screenshot("tampered-attestation")
+
+
+def test_a_tampered_shard_fails_the_data_check(web: WebStack, page: Page) -> None:
+    page.open(web.model_url(web.models["tampered-shard"].digest))
+    assert page.wait_verdict() == "verified"  # without the data checks, nothing is wrong yet
+    assert page.verify_data() == "not-verified"
+    assert page.status("datasets.manifests") == "passed"
+    assert page.status("datasets.shards") == "failed"
+    assert "dataset 1, shard 1" in page.reason("datasets.shards")
+    page.screenshot("tampered-shard")
+
+
+def test_hostile_strings_render_inertly(web: WebStack, page: Page) -> None:
+    page.open(web.model_url(web.models["hostile"].digest))
+    assert page.wait_verdict() == "verified"
+    assert page.verify_data() == "verified"
+    p = page.page
+    assert p.evaluate("() => window.__pwned") is None  # no script, no onerror handler ran
+    assert p.locator("script:not([src])").count() == 0
+    assert p.locator("img").count() == 0  # the markup in records stayed text
+    hrefs = p.eval_on_selector_all("a", "links => links.map(a => a.href)")
+    assert all(h.startswith(("https://", "http://")) for h in hrefs), hrefs
+    text = p.inner_text("#lineage")
+    assert "<b>digits</b>" in text and '<img src=x onerror="window.__pwned=1">' in text
+    assert "javascript:window.__pwned=1" in text
+    assert "\u202e" not in text and "U+202E" in text  # the override is shown, not obeyed
+    assert p.locator(".marker").count() >= 3
+    page.screenshot("hostile-strings")
+    # 100 kB are cut short with an expand button; expanding keeps the page usable.
+    assert len(text) < 20_000
+    expand = p.locator("button.expand").first
+    expand.click()
+    assert expand.get_attribute("aria-expanded") == "true"
+    full = p.input_value("#lineage textarea.full")
+    assert len(full) > 100_000 and full.startswith('"<script>window.__pwned=1</script>AAA')
+    p.fill("#digest", web.models["good"].digest)
+    p.click("#digest-form button")
+    p.wait_for_function(f"() => location.hash.includes('{web.models['good'].digest[7:]}')")
+    assert page.wait_verdict() == "verified"
+
+
+def test_deep_links_open_a_record_and_survive_garbage(web: WebStack, page: Page) -> None:
+    page.open(web.model_url(web.models["good"].digest.upper().replace("SHA256:", "sha256:")))
+    assert page.wait_verdict() == "verified"
+    assert page.status("model.digest") == "passed"
+    page.page.evaluate("() => { location.hash = '#/model/%3Cscript%3E?network=dev'; }")
+    page.wait_status("model.digest", "failed")
+    assert "not a SHA-256 digest" in page.reason("model.digest")
+    assert page.page.evaluate("() => window.__pwned") is None
+
+
+def test_the_page_fits_a_phone(web: WebStack, browser: Any) -> None:
+    phone = browser.new_page()
+    try:
+        phone.set_viewport_size({"width": 375, "height": 800})
+        phone.goto(web.model_url(web.models["good"].digest))
+        phone.wait_for_selector("#verdict[data-verdict='verified']", timeout=TIMEOUT_MS)
+        width = phone.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 375, f"the page is {width}px wide on a 375px screen"
+        ARTIFACTS.mkdir(exist_ok=True)
+        phone.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=True)
+    finally:
+        phone.close()

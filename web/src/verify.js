@@ -1,0 +1,144 @@
+// One verification: observe (hash the file, read the registry, read blobs), evaluate the
+// rules, fetch what they still need, repeat. Everything observed goes through rules.js;
+// nothing here decides a status.
+import { evaluate } from './rules.js';
+import { sha256File } from './hash.js';
+import { readBlob } from './walrus.js';
+import { chainId, readProvenance, registryClient } from './chain.js';
+
+const PARALLEL_READS = 4;
+const MAX_ROUNDS = 12;
+
+export class Verification {
+  /**
+   * @param network  the resolved network (chainId, rpcUrl, aggregator, registryAddress)
+   * @param source   { file } or { given: text }
+   * @param onChange called with (result, progress) after every observation
+   */
+  constructor(network, source, onChange) {
+    this.network = network;
+    this.source = source;
+    this.onChange = onChange;
+    this.controller = new AbortController();
+    this.inputs = { options: { deep: false }, network: { name: network.name, chainId: network.chainId }, blobs: {} };
+    this.progress = { hash: null, data: null };
+    this.result = evaluate(this.inputs);
+  }
+
+  abort() {
+    this.controller.abort(new DOMException('replaced by a newer verification', 'AbortError'));
+  }
+
+  get aborted() {
+    return this.controller.signal.aborted;
+  }
+
+  update() {
+    if (this.aborted) return;
+    this.result = evaluate(this.inputs);
+    this.onChange(this.result, this.progress);
+  }
+
+  /** Report progress without re-evaluating, at most every 100 ms. */
+  tick() {
+    const now = performance.now();
+    if (this.aborted || now - (this.lastTick ?? 0) < 100) return;
+    this.lastTick = now;
+    this.onChange(this.result, this.progress);
+  }
+
+  async start() {
+    this.update();
+    if (this.source.file) {
+      const started = performance.now();
+      try {
+        const digest = await sha256File(this.source.file, {
+          signal: this.controller.signal,
+          onProgress: (done, total) => {
+            this.progress.hash = { done, total, seconds: (performance.now() - started) / 1000 };
+            this.update();
+          },
+        });
+        this.inputs.model = { digest };
+      } catch (error) {
+        if (this.aborted) return;
+        this.inputs.model = { error: error.message };
+      }
+    } else {
+      this.inputs.model = { given: this.source.given };
+    }
+    this.update();
+    if (this.result.facts.modelDigest === null) return;
+    this.inputs.chain = await this.readChain(this.result.facts.modelDigest);
+    this.update();
+    await this.settle();
+  }
+
+  async readChain(digest) {
+    const { rpcUrl, registryAddress } = this.network;
+    if (!registryAddress) return { error: `no registry address is known for ${this.network.name}: set one under Settings` };
+    try {
+      const client = registryClient(rpcUrl);
+      const id = await chainId(client);
+      if (id !== this.network.chainId) return { chainId: id, record: null, image: null, witnesses: [] };
+      return { chainId: id, ...(await readProvenance(client, registryAddress, digest)) };
+    } catch (error) {
+      return { error: error.message };
+    }
+  }
+
+  /** Turn on the data checks ("verify data") and fetch what they need. */
+  async verifyData() {
+    this.inputs.options = { ...this.inputs.options, deep: true };
+    this.update();
+    await this.settle();
+  }
+
+  /** Fetch whatever the rules ask for until they ask for nothing new. */
+  async settle() {
+    for (let round = 0; round < MAX_ROUNDS && !this.aborted; round++) {
+      const needs = this.result.needs.filter((need) => this.inputs.blobs[need.blobId] === undefined);
+      if (needs.length === 0) return;
+      const data = needs.filter((need) => !need.keep);
+      if (data.length > 0) {
+        const known = data.every((need) => Number.isFinite(need.maxBytes));
+        this.progress.data = {
+          shards: 0,
+          total: data.length,
+          bytes: 0,
+          totalBytes: known ? data.reduce((sum, need) => sum + need.maxBytes, 0) : null,
+        };
+      }
+      await this.readAll(needs);
+      this.update();
+    }
+  }
+
+  async readAll(needs) {
+    const queue = [...needs];
+    const worker = async () => {
+      while (queue.length > 0 && !this.aborted) {
+        const need = queue.shift();
+        const counting = !need.keep && this.progress.data;
+        try {
+          this.inputs.blobs[need.blobId] = await readBlob(this.network.aggregator, need.blobId, {
+            keep: need.keep,
+            maxBytes: need.maxBytes,
+            signal: this.controller.signal,
+            onBytes: (n) => {
+              if (!counting) return;
+              this.progress.data.bytes += n;
+              this.tick();
+            },
+          });
+        } catch (error) {
+          if (this.aborted) return;
+          this.inputs.blobs[need.blobId] = { error: error.message };
+        }
+        if (counting) this.progress.data.shards += 1;
+        this.update();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PARALLEL_READS, needs.length) }, worker));
+  }
+}
