@@ -7,10 +7,15 @@ BIN       := $(VENV)/bin
 PY_STAMP  := $(VENV)/.okai-installed
 NPM_STAMP := node_modules/.okai-installed
 SYS_STAMP := .okai/.system-deps-installed
+WEB_STAMP := web/node_modules/.okai-installed
+# The verification page, rebuilt when its sources or the registry ABI change.
+WEB_PAGE  := web/dist/index.html
+WEB_SRC   := $(shell find web/src web/public -type f 2>/dev/null) web/index.html \
+             web/vite.config.js web/package.json src/okai/chain/artifacts/ProvenanceRegistry.json
 
 .PHONY: setup demo test lint typecheck clean
 
-setup: $(PY_STAMP) $(NPM_STAMP) $(SYS_STAMP)
+setup: $(PY_STAMP) $(NPM_STAMP) $(SYS_STAMP) $(WEB_PAGE)
 
 $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +25,14 @@ $(PY_STAMP): pyproject.toml
 
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
+	touch $@
+
+$(WEB_STAMP): web/package.json web/package-lock.json | $(SYS_STAMP)
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+
+$(WEB_PAGE): $(WEB_SRC) $(WEB_STAMP)
+	cd web && npm run build
 	touch $@
 
 $(SYS_STAMP): scripts/install-system-deps.sh
@@ -40,4 +53,4 @@ test: lint typecheck
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) node_modules .okai .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules web/node_modules web/dist .okai .pytest_cache .mypy_cache .ruff_cache

@@ -651,24 +651,29 @@ def vectors() -> list[dict[str, Any]]:
     return out
 
 
+def render_all() -> dict[str, str]:
+    """Every vector file's name and exact text."""
+    return {
+        f"{v['name']}.json": json.dumps(v, indent=1, ensure_ascii=True) + "\n" for v in vectors()
+    }
+
+
 def main() -> None:
-    check_only = "--check" in sys.argv
-    stale = []
-    written = {f"{v['name']}.json": v for v in vectors()}
-    for name, data in written.items():
-        text = json.dumps(data, indent=1, ensure_ascii=True) + "\n"
-        path = HERE / name
-        if check_only:
-            if not path.is_file() or path.read_text(encoding="utf-8") != text:
-                stale.append(name)
-        else:
-            path.write_text(text, encoding="utf-8")
-    extra = sorted(p.name for p in HERE.glob("*.json") if p.name not in written)
-    if check_only and (stale or extra):
-        sys.exit(f"vectors out of date: {stale + extra}; run {Path(__file__).name}")
-    if not check_only:
-        for name in extra:
-            (HERE / name).unlink()
+    """Rewrite the vector files (or, with --check, exit non-zero if any is out of date)."""
+    rendered = render_all()
+    on_disk = {path.name for path in HERE.glob("*.json")}
+    if "--check" in sys.argv:
+        stale = [
+            n for n, text in rendered.items() if n not in on_disk or (HERE / n).read_text() != text
+        ]
+        stale += sorted(on_disk - set(rendered))
+        if stale:
+            sys.exit(f"vectors out of date: {stale}; run {Path(__file__).name}")
+        return
+    for name, text in rendered.items():
+        (HERE / name).write_text(text, encoding="utf-8")
+    for name in on_disk - set(rendered):
+        (HERE / name).unlink()
 
 
 if __name__ == "__main__":
