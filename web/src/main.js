@@ -2,7 +2,7 @@
 // every check of docs/verification.md resolve, then optionally re-check the data.
 import './style.css';
 import { loadNetworks, withOverrides, SettingsError } from './config.js';
-import { parseDigest } from './encoding.js';
+import { ZERO_DIGEST, parseDigest } from './encoding.js';
 import { CHECKS, PASSED, FAILED, PENDING, requestedChecks } from './rules.js';
 import { Verification } from './verify.js';
 import { el, append, untrusted, explorerLink, formatBytes, formatTime } from './ui/dom.js';
@@ -205,8 +205,8 @@ function renderLineage(facts, checks) {
   const dataStatus = checks['datasets.shards'].status === FAILED || checks['datasets.manifests'].status === FAILED ? 'failed' : statusOf(checks['datasets.shards']);
   const inputs = [
     {
-      title: record.imageDigest.endsWith('0'.repeat(64)) ? 'Unregistered host' : 'Image',
-      subtitle: short(record.imageDigest === 'sha256:' + '0'.repeat(64) ? null : record.imageDigest),
+      title: record.imageDigest === ZERO_DIGEST ? 'Unregistered host' : 'Image',
+      subtitle: short(record.imageDigest === ZERO_DIGEST ? null : record.imageDigest),
       status: statusOf(checks['image.registered']),
     },
     ...record.datasetManifestDigests.map((digest, index) => {
@@ -268,7 +268,7 @@ function recordFacts(facts) {
 
 function imageFacts(facts) {
   const record = facts.record;
-  if (record.imageDigest === 'sha256:' + '0'.repeat(64)) return [row('Host', 'unregistered host: trained on no registered image')];
+  if (record.imageDigest === ZERO_DIGEST) return [row('Host', 'unregistered host: trained on no registered image')];
   const rows = [row('SHA-256', mono(record.imageDigest))];
   const image = facts.image;
   if (!image) return [...rows, row('Registry', 'not registered')];
