@@ -2,7 +2,9 @@
 
 Services are started detached, recorded in `.okai/dev/stack.json` with their
 PID and exact command line, and stopped only if still ours. Chain state
-persists under `.okai/dev/` across restarts.
+persists under `.okai/dev/` across restarts; once anvil answers, the registry
+is deployed on it unless the one recorded in `.okai/dev/registry.json` is
+still there.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from okai.chain.dev import ensure_dev_registry
 from okai.config import DEV_ANVIL_PORT
 from okai.dev.processes import (
     Launched,
@@ -197,12 +200,21 @@ def up(on_event: Callable[[str], None] = lambda message: None) -> dict[str, Any]
             }
             stack[spec.url_key] = url
             on_event(f"{spec.name} started at {url} (pid {launched.pid})")
+        stack["registry_address"] = ensure_dev_registry(stack[ANVIL.url_key], on_event).address
     except BaseException:
         for pid, argv in started:
             stop(pid, argv)
         raise
     _write_stack(stack)
     return stack
+
+
+def set_registry_address(address: str) -> None:
+    """Point a running stack at another registry (after `okai chain deploy` on dev)."""
+    stack = read_stack()
+    if stack["services"]:
+        stack["registry_address"] = address
+        _write_stack(stack)
 
 
 def down(on_event: Callable[[str], None] = lambda message: None) -> list[str]:
