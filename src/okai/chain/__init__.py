@@ -22,15 +22,7 @@ from okai.chain.errors import (
     WitnessIsSubmitter,
     WrongChainError,
 )
-from okai.chain.records import (
-    UNREGISTERED_HOST,
-    Deployment,
-    ImageRecord,
-    ModelRecord,
-    Provenance,
-    Transaction,
-    system_toplevel_digest,
-)
+from okai.chain.records import Deployment, ImageRecord, ModelRecord, Provenance, Transaction
 from okai.chain.rpc import RetryPolicy
 from okai.chain.signer import DEV_ADDRESS, DEV_PRIVATE_KEY, load_signer
 
@@ -38,7 +30,6 @@ __all__ = [
     "DEV_ADDRESS",
     "DEV_PRIVATE_KEY",
     "GAS_MARGIN",
-    "UNREGISTERED_HOST",
     "AlreadyWitnessed",
     "Artifact",
     "ChainError",
@@ -70,5 +61,4 @@ __all__ = [
     "load_deployment",
     "load_signer",
     "save_deployment",
-    "system_toplevel_digest",
 ]

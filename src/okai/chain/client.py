@@ -111,12 +111,16 @@ class RegistryClient:
         """Translate web3's exceptions into okai errors at one boundary."""
         try:
             yield
-        except OkaiError:
+        except (OkaiError, TransactionNotFound):
             raise
         except ContractLogicError as exc:
             raise self._reverted(exc, what) from None
         except Web3RPCError as exc:
-            raise ChainError(f"{what}: the node said: {exc.message}") from None
+            hint = None
+            if "insufficient funds" in str(exc.message).lower():
+                hint = "the signing account needs native tokens for gas (Coston2: C2FLR from "
+                hint += "https://faucet.flare.network/coston2)"
+            raise ChainError(f"{what}: the node said: {exc.message}", hint=hint) from None
         except BadFunctionCallOutput:
             raise ChainError(
                 f"{what}: no registry contract answers at {self.address} on {self.network.name}",

@@ -12,18 +12,7 @@ from typing import Any
 
 from okai.digest import ZERO_DIGEST, Digest
 from okai.manifest import blob_id_from_bytes32
-
-UNREGISTERED_HOST = "unregistered host"
-"""What provenance says about a host that ran no registered image (image digest zero)."""
-
-
-def system_toplevel_digest(store_path: str) -> Digest:
-    """The registry's identity of a NixOS system: SHA-256 of its toplevel store path (UTF-8).
-
-    For `/nix/store/<hash>-nixos-system-okai-24.11` this is the digest of exactly those
-    characters, no trailing newline; the store hash already pins the whole closure.
-    """
-    return Digest.of_bytes(store_path.encode("utf-8"))
+from okai.provenance.receipt import UNREGISTERED_HOST
 
 
 def _timestamp(seconds: int) -> str:
