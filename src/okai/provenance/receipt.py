@@ -36,12 +36,13 @@ registered image has `"host": "unregistered host"` instead)::
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from okai.digest import ZERO_DIGEST, Digest
+from okai.digest import ZERO_DIGEST, CanonicalJsonError, Digest, canonical_json
 from okai.manifest import (
     BlobId,
     BlobRef,
@@ -118,11 +119,18 @@ class ReceiptImage(Model):
     flake_revision: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-def _finite(metrics: dict[str, MetricValue]) -> dict[str, MetricValue]:
+def _check_metrics(metrics: dict[str, MetricValue]) -> None:
+    """Metrics must survive canonical JSON and back unchanged, or no digest can verify them."""
     for name, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"metric {name!r} is {value}; JSON has no NaN or infinity")
-    return metrics
+    try:
+        # Parsed back, 1e16 becomes the integer 10**16, beyond what JSON numbers hold exactly.
+        canonical_json(json.loads(canonical_json(metrics)))
+    except CanonicalJsonError as exc:
+        raise ValueError(
+            f"metrics have no canonical JSON form (keep numbers within ±2**53): {exc}"
+        ) from None
 
 
 class Receipt(Document):
@@ -160,7 +168,7 @@ class Receipt(Document):
             )
         if self.finished_at < self.started_at:
             raise ValueError("finishedAt is before startedAt")
-        _finite(self.metrics)
+        _check_metrics(self.metrics)
         model = self.job.model
         if isinstance(model, EntrypointModel) and self.code.sha256 != model.sha256:
             raise ValueError("code.sha256 differs from the job entrypoint's sha256")
