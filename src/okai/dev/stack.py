@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 
-from okai.chain.dev import ensure_dev_registry
 from okai.config import DEV_ANVIL_PORT
 from okai.dev.processes import (
     Launched,
@@ -166,6 +165,9 @@ def _wait_ready(spec: ServiceSpec, url: str, launched: Launched) -> None:
 
 def up(on_event: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
     """Start what is not running; keep what is. Returns the stack description."""
+    # Imported here, not at the top: web3 is slow to import and `status`/`down` need none of it.
+    from okai.chain.dev import ensure_dev_registry
+
     directory = dev_dir()
     directory.mkdir(parents=True, exist_ok=True)
     stack = read_stack()
