@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from okai.digest import Digest, canonical_json
+from okai.digest import Digest, DigestFormatError, canonical_json
 from okai.errors import DocumentError
 
 BLOB_ID_PATTERN = r"^[A-Za-z0-9_-]{43}$"
@@ -48,7 +48,15 @@ def blob_id_from_bytes32(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-DigestField = Annotated[str, AfterValidator(lambda value: Digest.parse(value))]
+def _parse_digest(value: str) -> Digest:
+    # pydantic turns only ValueError into a field error; DigestFormatError is a UsageError.
+    try:
+        return Digest.parse(value)
+    except DigestFormatError as exc:
+        raise ValueError(exc.message) from exc
+
+
+DigestField = Annotated[str, AfterValidator(_parse_digest)]
 BlobId = Annotated[str, Field(pattern=BLOB_ID_PATTERN)]
 RelativePath = Annotated[str, Field(min_length=1, max_length=4096)]
 _SCHEMA_RE = re.compile(r"^okai\.(?P<kind>[a-z]+)/v(?P<version>[0-9]+)$")
