@@ -71,3 +71,10 @@ def test_gloo_and_nccl_use_the_interface_of_the_local_address(options: LaunchOpt
     env = _environment(LaunchOptions(source=options.source, rendezvous=rendezvous))
     assert env["GLOO_SOCKET_IFNAME"] == env["NCCL_SOCKET_IFNAME"] == "lo"
     assert env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] == "1"
+
+
+def test_the_package_exports_what_it_declares() -> None:
+    import okai.train
+
+    assert okai.train.__all__ == sorted(okai.train.__all__)
+    assert all(hasattr(okai.train, name) for name in okai.train.__all__)
