@@ -1,0 +1,1 @@
+"""Data on Walrus: the HTTP client, datasets as verified shards, the local server."""
