@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 import time
@@ -71,6 +72,7 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_BLOB_ID_CHECK_UP_TO = 64 * MiB
 DEFAULT_MAX_QUILT_BODY = 100 * MiB
 DEFAULT_READ_BYTES_LIMIT = 64 * MiB
+BLOB_ID_CHECK_ENV = "OKAI_WALRUS_CHECK_BLOB_IDS_UP_TO"
 _ERROR_BODY_LIMIT = 64 * 1024
 _SUI_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{64}$")
 _PATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -205,9 +207,18 @@ class WalrusClient:
 
     @classmethod
     def from_network(cls, network: Network, secrets: Secrets, **options: Any) -> WalrusClient:
-        """The client for a configured network; `options` override constructor defaults."""
+        """The client for a configured network; `options` override constructor defaults.
+
+        `OKAI_WALRUS_CHECK_BLOB_IDS_UP_TO` (bytes; 0 turns it off) sets
+        `compute_blob_ids_up_to` when `options` does not.
+        """
         jwt = secrets.walrus_jwt.get_secret_value() if secrets.walrus_jwt else None
         options.setdefault("max_body", network.walrus_max_body)
+        if "compute_blob_ids_up_to" not in options and (raw := os.environ.get(BLOB_ID_CHECK_ENV)):
+            try:
+                options["compute_blob_ids_up_to"] = int(raw)
+            except ValueError:
+                raise ConfigError(f"{BLOB_ID_CHECK_ENV}={raw!r} is not a number of bytes") from None
         return cls(network.walrus_aggregators, network.walrus_publisher, jwt=jwt, **options)
 
     def __repr__(self) -> str:
