@@ -1,0 +1,1 @@
+"""Verification: the checks of docs/verification.md, shared by `okai verify` and the page."""

@@ -1,0 +1,672 @@
+"""Write the shared verification vectors: `python tests/vectors/verify/generate.py`.
+
+Each vector holds the observations a verifier makes (the model digest, the registry
+answer, the blobs an aggregator returns) and the status every check of
+docs/verification.md must get from them. The web page (web/test/rules.test.js) and
+`okai verify` are both tested against these files. The output is deterministic: running
+this again rewrites identical files (tests/test_web_vectors.py checks that).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from okai.digest import ZERO_DIGEST, Digest, canonical_json
+from okai.manifest import DatasetManifest, ImageManifest, JobSpec, blob_id_from_bytes32
+
+HERE = Path(__file__).resolve().parent
+SCHEMA = "okai.verify-vector/v1"
+NETWORK = {"name": "dev", "chainId": 31337}
+SUBMITTER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+REGISTRANT = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+WITNESSES = ["0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"]
+TOPLEVEL = "/nix/store/7y1jz2w5q0cb0zwz3d0vgg8h1r3k9m2a-nixos-system-okai-24.11"
+OTHER_TOPLEVEL = "/nix/store/0a9s8d7f6g5h4j3k2l1qwertyuiopzxc-nixos-system-evil-24.11"
+NIXPKGS = "0123456789abcdef0123456789abcdef01234567"
+FLAKE = "89abcdef0123456789abcdef0123456789abcdef"
+CHECKS = [
+    "model.digest",
+    "record.exists",
+    "attestation.digest",
+    "attestation.statement",
+    "attestation.matches-record",
+    "image.registered",
+    "datasets.manifests",
+    "datasets.shards",
+    "image.bytes",
+    "reproduce",
+    "witnesses",
+]
+P, F, N = "passed", "failed", "not checked"
+
+
+def blob_id(content: bytes) -> str:
+    """A stand-in blob ID (32 bytes from the content); vectors never need real Walrus IDs."""
+    return blob_id_from_bytes32(hashlib.sha256(b"walrus:" + content).digest())
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def toplevel_digest(path: str) -> str:
+    return Digest.of_bytes(path.encode("utf-8"))
+
+
+class World:
+    """One consistent recorded model: its bytes, data, image, job, attestation and record."""
+
+    def __init__(
+        self,
+        *,
+        job_name: str = "digits-mlp",
+        hostile: bool = False,
+        spoil_manifest: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.model = b"\x00okai-demo-model safetensors bytes\n" * 8
+        self.model_file = "model.safetensors"
+        self.blobs: dict[str, bytes] = {}
+        self.hyperparameters: dict[str, Any] = {"epochs": 3, "lr": 0.05}
+        self.metrics: dict[str, Any] = {"accuracy": 0.97, "loss": 0.12, "steps": 300}
+        if hostile:
+            self.model_file = "model\u202egnp.exe\u202c.safetensors"
+            self.hyperparameters["note"] = "<script>window.__pwned=1</script>" + "A" * 100_000
+            self.metrics["link"] = "javascript:window.__pwned=1"
+            self.metrics["\u202eevil"] = '<img src=x onerror="window.__pwned=1">'
+        # Dataset 1: one file in three shards; dataset 2: a raw blob okai never pushed.
+        data = bytes(range(256)) * 3
+        name = "<b>digits</b> \u202etxt.exe" if hostile else "digits"
+        path = "<script>alert(1)</script>/digits\u202e.csv" if hostile else "digits.csv"
+        shards = []
+        for offset in range(0, len(data), 300):
+            piece = data[offset : offset + 300]
+            shards.append(
+                {
+                    "path": path,
+                    "offset": offset,
+                    "size": len(piece),
+                    "sha256": Digest.of_bytes(piece),
+                    "blobId": self.store(piece),
+                    "mediaType": "text/csv",
+                }
+            )
+        manifest = {
+            "schema": "okai.dataset/v1",
+            "name": name,
+            "files": [
+                {
+                    "path": path,
+                    "size": len(data),
+                    "sha256": Digest.of_bytes(data),
+                    "mediaType": "text/csv",
+                }
+            ],
+            "shards": shards,
+            "totals": {"files": 1, "shards": len(shards), "bytes": len(data)},
+        }
+        if spoil_manifest is None:
+            DatasetManifest.from_data(manifest, "vector")  # it is a valid okai document
+        else:
+            spoil_manifest(manifest)
+        # Stored pretty-printed: the manifest digest is of its canonical form anyway.
+        self.manifest = manifest
+        self.manifest_bytes = json.dumps(manifest, indent=2, ensure_ascii=False).encode()
+        self.manifest_blob = self.store(self.manifest_bytes)
+        self.raw = b"raw labels 0 1 2 3 4 5 6 7 8 9\n"
+        self.raw_blob = self.store(self.raw)
+        # The image and its registry entry.
+        self.image_bytes = b"QFI\xfb fake qcow2 image bytes" * 4
+        self.image_manifest = {
+            "schema": "okai.image/v1",
+            "fileName": "okai-worker.qcow2",
+            "format": "qcow2",
+            "variant": "qemu",
+            "size": len(self.image_bytes),
+            "sha256": Digest.of_bytes(self.image_bytes),
+            "blobId": self.store(self.image_bytes),
+            "nixos": {
+                "systemToplevel": TOPLEVEL,
+                "nixpkgsRevision": NIXPKGS,
+                "flakeRevision": FLAKE,
+            },
+        }
+        ImageManifest.from_data(self.image_manifest, "vector")
+        self.image_manifest_blob = self.store(canonical_json(self.image_manifest))
+        self.image_digest: str = self.image_manifest["sha256"]
+        self.job = {
+            "schema": "okai.job/v1",
+            "name": job_name,
+            "model": {"builtin": "mlp"},
+            "hyperparameters": self.hyperparameters,
+            "seed": 7,
+            "deterministic": True,
+            "datasets": [
+                {
+                    "manifestBlobId": self.manifest_blob,
+                    "sha256": Digest.of_json(manifest),
+                },
+                {"blobId": self.raw_blob, "sha256": Digest.of_bytes(self.raw), "path": "labels"},
+            ],
+            "nodes": 1,
+            "procsPerNode": 2,
+            "checkpointEvery": 0,
+            "outputFormat": "safetensors",
+        }
+        JobSpec.from_data(self.job, "vector")
+        self.host = TOPLEVEL
+        self.with_image = True
+
+    def store(self, content: bytes) -> str:
+        key = blob_id(content)
+        self.blobs[key] = content
+        return key
+
+    @property
+    def model_digest(self) -> str:
+        return Digest.of_bytes(self.model)
+
+    def dataset_digests(self) -> list[str]:
+        return [Digest.of_json(self.manifest), Digest.of_bytes(self.raw)]
+
+    def attestation(self) -> dict[str, Any]:
+        """The run attestation as okai.provenance.attestation builds it."""
+        dependencies: list[dict[str, Any]] = []
+        if self.with_image:
+            dependencies.append(
+                {
+                    "name": "image",
+                    "uri": f"walrus://{self.image_manifest_blob}",
+                    "digest": {"sha256": self.image_digest[7:]},
+                    "annotations": {
+                        "systemToplevel": TOPLEVEL,
+                        "systemToplevelDigest": toplevel_digest(TOPLEVEL),
+                        "nixpkgsRevision": NIXPKGS,
+                        "flakeRevision": FLAKE,
+                    },
+                }
+            )
+        digests = self.dataset_digests()
+        dependencies += [
+            {
+                "name": "dataset:0",
+                "uri": f"walrus://{self.manifest_blob}",
+                "digest": {"sha256": digests[0][7:]},
+                "annotations": {"ref": "manifest"},
+            },
+            {
+                "name": "dataset:1",
+                "uri": f"walrus://{self.raw_blob}",
+                "digest": {"sha256": digests[1][7:]},
+                "annotations": {"ref": "blob"},
+            },
+            {
+                "name": "code",
+                "digest": {"sha256": hashlib.sha256(b"okai 0.1.0 builtin mlp").hexdigest()},
+                "annotations": {"description": "okai 0.1.0 builtin model 'mlp'"},
+            },
+        ]
+        host: dict[str, Any] = {"name": "host", "annotations": {"identity": self.host}}
+        if self.host != "unregistered host":
+            host["digest"] = {"sha256": toplevel_digest(self.host)[7:]}
+        statement = {
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": self.model_file, "digest": {"sha256": self.model_digest[7:]}}],
+            "predicateType": "https://slsa.dev/provenance/v1",
+            "predicate": {
+                "buildDefinition": {
+                    "buildType": "https://okai.dev/provenance/training/v1",
+                    "externalParameters": {"job": self.job},
+                    "internalParameters": {
+                        "libraries": {"okai": "0.1.0", "python": "3.11.2", "torch": "2.13.0"},
+                        "worldSize": 2,
+                        "nodes": 1,
+                    },
+                    "resolvedDependencies": dependencies,
+                },
+                "runDetails": {
+                    "builder": {"id": "https://okai.dev/builders/local/v1"},
+                    "metadata": {
+                        "invocationId": "digits-20260101-120000",
+                        "startedOn": "2026-01-01T12:00:00Z",
+                        "finishedOn": "2026-01-01T12:03:10Z",
+                    },
+                    "byproducts": [
+                        {
+                            "name": "metrics",
+                            "digest": {"sha256": Digest.of_json(self.metrics)[7:]},
+                            "annotations": self.metrics,
+                        },
+                        host,
+                    ],
+                },
+            },
+        }
+        return copy.deepcopy(statement)  # callers tamper with their copy only
+
+    def recorded(
+        self, attestation_bytes: bytes | None = None, **changes: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(chain observation, blobs) with the attestation stored and recorded."""
+        raw = attestation_bytes or canonical_json(self.attestation())
+        blobs = dict(self.blobs)
+        key = blob_id(raw)
+        blobs[key] = raw
+        record = {
+            "imageDigest": self.image_digest if self.with_image else ZERO_DIGEST,
+            "datasetManifestDigests": self.dataset_digests(),
+            "jobDigest": Digest.of_json(self.job),
+            "attestationDigest": Digest.of_bytes(raw),
+            "attestationBlobId": key,
+            "submitter": SUBMITTER,
+            "recordedAt": 1767268990,
+        }
+        record.update(changes)
+        image = {
+            "systemToplevel": toplevel_digest(TOPLEVEL),
+            "manifestBlobId": self.image_manifest_blob,
+            "registrant": REGISTRANT,
+            "registeredAt": 1767200000,
+        }
+        chain = {
+            "chainId": 31337,
+            "record": record,
+            "image": image if record["imageDigest"] != ZERO_DIGEST else None,
+            "witnesses": WITNESSES,
+        }
+        return chain, blobs
+
+
+def vector(
+    name: str,
+    description: str,
+    world: World,
+    expected: dict[str, str],
+    *,
+    deep: bool = True,
+    image: bool = False,
+    model: dict[str, Any] | None = None,
+    chain: dict[str, Any] | None = None,
+    blobs: dict[str, bytes | str] | None = None,
+    model_digest: str | None = "",
+    **extra: Any,
+) -> dict[str, Any]:
+    default_chain, default_blobs = world.recorded()
+    chain = default_chain if chain is None else chain
+    blobs = default_blobs if blobs is None else blobs
+    statuses = {check: expected.get(check, P) for check in CHECKS}
+    if not deep:
+        statuses["datasets.manifests"] = statuses["datasets.shards"] = N
+    if not (deep and image):
+        statuses["image.bytes"] = N
+    if "reproducedDigest" not in extra:
+        statuses["reproduce"] = N
+    requested = [c for c in CHECKS if not (c == "reproduce" and "reproducedDigest" not in extra)]
+    requested = [c for c in requested if deep or not c.startswith("datasets.")]
+    requested = [c for c in requested if (deep and image) or c != "image.bytes"]
+    verified = all(statuses[c] == P for c in requested)
+    inputs: dict[str, Any] = {
+        "options": {"deep": deep, "image": image, "reproduce": "reproducedDigest" in extra},
+        "network": NETWORK,
+        "model": model or {"bytesBase64": b64(world.model)},
+        "chain": chain,
+        "blobs": {
+            key: {"error": value} if isinstance(value, str) else {"bytesBase64": b64(value)}
+            for key, value in sorted(blobs.items())
+        },
+        **extra,
+    }
+    return {
+        "schema": SCHEMA,
+        "name": name,
+        "description": description,
+        "inputs": inputs,
+        "expected": {
+            "modelDigest": world.model_digest if model_digest == "" else model_digest,
+            "verdict": "verified" if verified else "not verified",
+            "checks": statuses,
+        },
+    }
+
+
+def vectors() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    add: Callable[[dict[str, Any]], None] = out.append
+    w = World()
+    after_attestation = {
+        "attestation.statement": N,
+        "attestation.matches-record": N,
+        "image.registered": N,
+        "datasets.manifests": N,
+        "datasets.shards": N,
+    }
+    nothing = {check: N for check in CHECKS if check != "model.digest"}
+
+    add(vector("passing", "A recorded model, its data re-checked: every check passes.", w, {}))
+    add(
+        vector(
+            "passing-shallow",
+            "The same model without the data checks: they are not checked, it still verifies.",
+            w,
+            {},
+            deep=False,
+        )
+    )
+    chain, blobs = w.recorded()
+    add(
+        vector(
+            "passing-image-bytes",
+            "--deep --image: the image blob is re-downloaded too and matches.",
+            w,
+            {},
+            image=True,
+        )
+    )
+    tampered_image = dict(blobs)
+    tampered_image[w.image_manifest["blobId"]] = w.image_bytes[:-1] + b"!"
+    add(
+        vector(
+            "tampered-image-bytes",
+            "--deep --image: the image blob's bytes differ from the registered digest.",
+            w,
+            {"image.bytes": F},
+            image=True,
+            blobs=tampered_image,
+        )
+    )
+    add(
+        vector(
+            "given-digest",
+            "A digest pasted instead of a file (upper case, with prefix): accepted as given.",
+            w,
+            {},
+            model={"given": "  SHA256:" + w.model_digest[7:].upper() + " "},
+        )
+    )
+    add(
+        vector(
+            "malformed-digest",
+            "A pasted digest that is not one: nothing else can be checked.",
+            w,
+            {"model.digest": F, **nothing},
+            model={"given": "sha256:1234xyz"},
+            model_digest=None,
+        )
+    )
+    add(
+        vector(
+            "tampered-model",
+            "One byte of the model changed: the registry holds no record of its digest.",
+            w,
+            {"record.exists": F, **{k: v for k, v in nothing.items() if k != "record.exists"}},
+            model={"bytesBase64": b64(w.model[:-1] + b"?")},
+            chain={**chain, "record": None, "image": None, "witnesses": []},
+            model_digest=Digest.of_bytes(w.model[:-1] + b"?"),
+        )
+    )
+    add(
+        vector(
+            "wrong-chain",
+            "The RPC endpoint serves another chain than the selected network's.",
+            w,
+            {"record.exists": F, **{k: v for k, v in nothing.items() if k != "record.exists"}},
+            chain={**chain, "chainId": 14},
+        )
+    )
+    add(
+        vector(
+            "rpc-unreachable",
+            "The registry cannot be read: the record check fails, nothing after it runs.",
+            w,
+            {"record.exists": F, **{k: v for k, v in nothing.items() if k != "record.exists"}},
+            chain={"error": "the RPC endpoint did not answer"},
+        )
+    )
+    statement = w.attestation()
+    statement["predicate"]["runDetails"]["byproducts"][0]["annotations"]["accuracy"] = 0.99
+    add(
+        vector(
+            "tampered-attestation",
+            "The attestation blob returned differs from the recorded one (a metric changed).",
+            w,
+            {"attestation.digest": F, **after_attestation},
+            blobs={**blobs, chain["record"]["attestationBlobId"]: canonical_json(statement)},
+        )
+    )
+    add(
+        vector(
+            "attestation-unavailable",
+            "The aggregator cannot serve the attestation blob.",
+            w,
+            {"attestation.digest": F, **after_attestation},
+            blobs={**blobs, chain["record"]["attestationBlobId"]: "HTTP 404 BLOB_NOT_FOUND"},
+        )
+    )
+    pretty = json.dumps(w.attestation(), indent=1).encode()
+    add(
+        vector(
+            "attestation-reserialised",
+            "The same statement stored with other whitespace: its SHA-256 is not the recorded "
+            "one, and only the recorded bytes count.",
+            w,
+            {"attestation.digest": F, **after_attestation},
+            blobs={**blobs, chain["record"]["attestationBlobId"]: pretty},
+        )
+    )
+    add(
+        vector(
+            "attestation-not-json",
+            "The recorded attestation (its digest matches) is not JSON.",
+            w,
+            {**after_attestation, "attestation.statement": F},
+            chain=w.recorded(b"\xff\xfe not json")[0],
+            blobs=w.recorded(b"\xff\xfe not json")[1],
+        )
+    )
+    other = World()
+    other.model = b"another model"
+    add(
+        vector(
+            "attestation-other-subject",
+            "The recorded attestation is a well-formed statement about another model.",
+            w,
+            {**after_attestation, "attestation.statement": F},
+            chain=w.recorded(canonical_json(other.attestation()))[0],
+            blobs=w.recorded(canonical_json(other.attestation()))[1],
+        )
+    )
+    wrong_type = w.attestation()
+    wrong_type["predicateType"] = "https://slsa.dev/provenance/v0.2"
+    add(
+        vector(
+            "attestation-wrong-predicate",
+            "The recorded attestation is not SLSA Provenance v1.",
+            w,
+            {**after_attestation, "attestation.statement": F},
+            chain=w.recorded(canonical_json(wrong_type))[0],
+            blobs=w.recorded(canonical_json(wrong_type))[1],
+        )
+    )
+    extra_field = w.attestation()
+    extra_field["predicate"]["runDetails"]["note"] = "unexpected"
+    add(
+        vector(
+            "attestation-unknown-field",
+            "The recorded attestation carries a field the format does not have.",
+            w,
+            {**after_attestation, "attestation.statement": F},
+            chain=w.recorded(canonical_json(extra_field))[0],
+            blobs=w.recorded(canonical_json(extra_field))[1],
+        )
+    )
+    mismatch_chain, mismatch_blobs = w.recorded(
+        datasetManifestDigests=[w.dataset_digests()[0], Digest.of_bytes(b"other data")]
+    )
+    add(
+        vector(
+            "attestation-not-matching-record",
+            "The recorded attestation names other data than the record does.",
+            w,
+            {"attestation.matches-record": F, "datasets.manifests": N, "datasets.shards": N},
+            chain=mismatch_chain,
+            blobs=mismatch_blobs,
+        )
+    )
+    job_chain, job_blobs = w.recorded(jobDigest=Digest.of_bytes(b"another job"))
+    add(
+        vector(
+            "attestation-other-job",
+            "The record's job digest is not the digest of the job in the attestation.",
+            w,
+            {"attestation.matches-record": F, "datasets.manifests": N, "datasets.shards": N},
+            chain=job_chain,
+            blobs=job_blobs,
+        )
+    )
+    unregistered = World()
+    unregistered.with_image = False
+    unregistered.host = "unregistered host"
+    add(
+        vector(
+            "unregistered-host",
+            "Trained on a host that ran no registered image: the record's image is the zero "
+            "digest, and image.registered fails with that reason.",
+            unregistered,
+            {"image.registered": F},
+        )
+    )
+    swapped = World()
+    swapped.host = OTHER_TOPLEVEL
+    add(
+        vector(
+            "swapped-image",
+            "The node ran another system than the registered image's toplevel.",
+            swapped,
+            {"image.registered": F},
+        )
+    )
+    shard = w.manifest["shards"][1]
+    add(
+        vector(
+            "tampered-shard",
+            "Shard 2 of dataset 1 comes back with one byte changed.",
+            w,
+            {"datasets.shards": F},
+            blobs={**blobs, shard["blobId"]: w.blobs[shard["blobId"]][:-1] + b"!"},
+        )
+    )
+    add(
+        vector(
+            "shard-unavailable",
+            "Shard 3 of dataset 1 cannot be read.",
+            w,
+            {"datasets.shards": F},
+            blobs={**blobs, w.manifest["shards"][2]["blobId"]: "HTTP 503 BLOB_UNAVAILABLE"},
+        )
+    )
+    add(
+        vector(
+            "tampered-raw-data",
+            "The raw blob of dataset 2 comes back changed.",
+            w,
+            {"datasets.shards": F},
+            blobs={**blobs, w.raw_blob: w.raw + b"extra"},
+        )
+    )
+    tampered_manifest = copy.deepcopy(w.manifest)
+    tampered_manifest["shards"][0]["sha256"] = Digest.of_bytes(b"forged")
+    add(
+        vector(
+            "tampered-manifest",
+            "Dataset 1's manifest now lists another shard digest: its canonical digest is not "
+            "the recorded one, and the shards are not checked.",
+            w,
+            {"datasets.manifests": F, "datasets.shards": N},
+            blobs={**blobs, w.manifest_blob: json.dumps(tampered_manifest).encode()},
+        )
+    )
+    spoilers: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
+        "manifest-unknown-field": (
+            "a field okai.dataset/v1 does not have",
+            lambda m: m.update(comment="hello"),
+        ),
+        "manifest-bad-totals": (
+            "totals that do not add up",
+            lambda m: m["totals"].update(bytes=1),
+        ),
+        "manifest-unsafe-path": (
+            "a shard path escaping the dataset folder",
+            lambda m: [x.update(path="../../etc/passwd") for x in m["files"] + m["shards"]],
+        ),
+    }
+    for name, (what, spoil) in spoilers.items():
+        add(
+            vector(
+                name,
+                f"Dataset 1's recorded manifest (its digest matches) has {what}: the manifest "
+                "check fails and the shards are not checked.",
+                World(spoil_manifest=spoil),
+                {"datasets.manifests": F, "datasets.shards": N},
+            )
+        )
+    add(
+        vector(
+            "reproduced",
+            "--reproduce: re-training produced the same bytes.",
+            w,
+            {"reproduce": P},
+            deep=False,
+            reproducedDigest=w.model_digest,
+        )
+    )
+    add(
+        vector(
+            "not-reproduced",
+            "--reproduce: re-training produced other bytes.",
+            w,
+            {"reproduce": F},
+            deep=False,
+            reproducedDigest=Digest.of_bytes(b"different"),
+        )
+    )
+    hostile_world = World(job_name='<img src=x onerror="window.__pwned=1"> \u202ejob', hostile=True)
+    add(
+        vector(
+            "hostile-strings",
+            "Every string field holds markup, javascript: URLs, bidi overrides or 100 kB of "
+            "text; the model still verifies, and a verifier must show them as inert text.",
+            hostile_world,
+            {},
+        )
+    )
+    return out
+
+
+def main() -> None:
+    check_only = "--check" in sys.argv
+    stale = []
+    written = {f"{v['name']}.json": v for v in vectors()}
+    for name, data in written.items():
+        text = json.dumps(data, indent=1, ensure_ascii=True) + "\n"
+        path = HERE / name
+        if check_only:
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+        else:
+            path.write_text(text, encoding="utf-8")
+    extra = sorted(p.name for p in HERE.glob("*.json") if p.name not in written)
+    if check_only and (stale or extra):
+        sys.exit(f"vectors out of date: {stale + extra}; run {Path(__file__).name}")
+    if not check_only:
+        for name in extra:
+            (HERE / name).unlink()
+
+
+if __name__ == "__main__":
+    main()
