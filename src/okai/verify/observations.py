@@ -71,6 +71,8 @@ class BlobFailure:
     """A blob could not be read (not found, unreachable, too large)."""
 
     error: str
+    unavailable: bool = True
+    """True when the endpoints failed (retry later); False for a definitive bad answer."""
 
 
 BlobObservation = BlobRead | BlobFailure

@@ -103,6 +103,7 @@ class ImageManifestFact:
     manifest: ImageManifest | None = None
     consistent: bool = False
     """Whether it describes the registered image (digest and system toplevel)."""
+    unavailable: bool = False
 
 
 @dataclass
@@ -151,10 +152,10 @@ def _read(blobs: dict[str, BlobObservation], key: str) -> BlobRead:
     return blob
 
 
-def _error(blobs: dict[str, BlobObservation], key: str) -> str:
+def _failure(blobs: dict[str, BlobObservation], key: str) -> BlobFailure:
     blob = blobs[key]
     assert isinstance(blob, BlobFailure)
-    return blob.error
+    return blob
 
 
 def _no_constants(name: str) -> Any:
@@ -246,16 +247,19 @@ def evaluate(inputs: Inputs) -> Evaluation:
     else:
         key = record.attestation_blob_id
         need(
-            Need(key, True, MAX_ATTESTATION_BYTES, "attestation", expected=record.attestation_digest)
+            Need(
+                key, True, MAX_ATTESTATION_BYTES, "attestation", expected=record.attestation_digest
+            )
         )
         state = _state(blobs, key)
         if state == "pending":
             checks[check_id] = pending(check_id, "reading the attestation from Walrus")
         elif state == "error":
+            failure = _failure(blobs, key)
             checks[check_id] = failed(
                 check_id,
-                f"cannot read the attestation blob: {_error(blobs, key)}",
-                unavailable=True,
+                f"cannot read the attestation blob: {failure.error}",
+                unavailable=failure.unavailable,
             )
         elif _read(blobs, key).digest != record.attestation_digest:
             checks[check_id] = failed(
@@ -389,8 +393,7 @@ def _mismatch(attested: Attested, record: ModelRecord) -> str | None:
             return f"dataset {index + 1}: the attestation names {mine}, the record {theirs}"
     if attested.image_digest != record.image_digest:
         return (
-            f"the attestation names image {attested.image_digest}, the record "
-            f"{record.image_digest}"
+            f"the attestation names image {attested.image_digest}, the record {record.image_digest}"
         )
     return None
 
@@ -429,7 +432,8 @@ def _image_manifest(
     if state == "pending":
         return ImageManifestFact("pending")
     if state == "error":
-        return ImageManifestFact("error", _error(blobs, key))
+        failure = _failure(blobs, key)
+        return ImageManifestFact("error", failure.error, unavailable=failure.unavailable)
     value, problem = parse_json(_read(blobs, key).data)
     if problem is not None:
         return ImageManifestFact("error", f"the image manifest is {problem}")
@@ -479,10 +483,10 @@ def _dataset_checks(
             if manifests.status == PASSED:
                 manifests = pending(m_id, "reading dataset manifests")
             continue
-        unavailable = state == "error"
+        unavailable = state == "error" and _failure(blobs, key).unavailable
         problem = (
-            f"cannot read its manifest: {_error(blobs, key)}"
-            if unavailable
+            f"cannot read its manifest: {_failure(blobs, key).error}"
+            if state == "error"
             else _manifest_problem(_read(blobs, key), dataset)
         )
         if problem is not None and manifests.status != FAILED:
@@ -503,6 +507,7 @@ def _dataset_checks(
         key = dataset.locator
         if dataset.kind == "quiltPatch":
             key = QUILT_PATCH_KEY + dataset.locator
+        pieces: list[tuple[str, str, int | None, str]]
         if dataset.manifest is not None:
             pieces = [(s.blob_id, s.sha256, s.size, s.path) for s in dataset.manifest.shards]
         else:
@@ -518,8 +523,11 @@ def _dataset_checks(
             if result is not None:
                 continue
             if state == "error":
+                failure = _failure(blobs, blob_key)
                 result = failed(
-                    s_id, f"{where}: cannot read it: {_error(blobs, blob_key)}", unavailable=True
+                    s_id,
+                    f"{where}: cannot read it: {failure.error}",
+                    unavailable=failure.unavailable,
                 )
                 continue
             blob = _read(blobs, blob_key)
@@ -575,7 +583,9 @@ def _image_bytes(
         return pending(check_id, "reading the image manifest")
     if manifest.state == "error" or manifest.manifest is None:
         return failed(
-            check_id, f"cannot use the image manifest: {manifest.error}", unavailable=True
+            check_id,
+            f"cannot use the image manifest: {manifest.error}",
+            unavailable=manifest.unavailable,
         )
     if not manifest.consistent:
         return failed(check_id, "the image manifest does not describe the registered image")
@@ -588,8 +598,9 @@ def _image_bytes(
     if state == "pending":
         return pending(check_id, "downloading the image")
     if state == "error":
+        failure = _failure(blobs, blob_id)
         return failed(
-            check_id, f"cannot read the image: {_error(blobs, blob_id)}", unavailable=True
+            check_id, f"cannot read the image: {failure.error}", unavailable=failure.unavailable
         )
     blob = _read(blobs, blob_id)
     if blob.digest != record.image_digest:
