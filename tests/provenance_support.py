@@ -46,7 +46,7 @@ from okai.walrus.server import WalrusServer
 
 FAST_WALRUS_RETRY = RetryPolicy(rounds=2, first_wait=0.01, max_wait=0.02, recent_store_window=0)
 TOPLEVEL = "/nix/store/7y1jz2w5q0cb0zwz3d0vgg8h1r3k9m2a-nixos-system-okai-24.11"
-OTHER_TOPLEVEL = "/nix/store/0a9s8d7f6g5h4j3k2l1qwertyuiopzxcv-nixos-system-evil-24.11"
+OTHER_TOPLEVEL = "/nix/store/1b2c3d4f5g6h7i8j9k0l1m2n3p4q5r6s-nixos-system-evil-24.11"
 NIXPKGS = "0123456789abcdef0123456789abcdef01234567"
 FLAKE = "89abcdef0123456789abcdef0123456789abcdef"
 
@@ -202,11 +202,15 @@ class Inputs:
 
 
 def publish_inputs(
-    stack: Stack, *, register_image: bool = True, image_toplevel: str = TOPLEVEL
+    stack: Stack, *, register_image: bool = True, image_toplevel: str = TOPLEVEL, salt: int = 0
 ) -> Inputs:
-    """One dataset of three shards, one raw blob, and a registered worker image."""
+    """One dataset of three shards, one raw blob, and a registered worker image.
+
+    `salt` varies the bytes: blobs are content-addressed, so tests that spoil stored
+    blobs need their own.
+    """
     with stack.walrus_client() as walrus:
-        data = bytes(range(256)) * 3
+        data = bytes((i + salt) % 256 for i in range(768))
         shards = []
         shard_bytes = {}
         for offset in range(0, len(data), 300):
@@ -237,7 +241,7 @@ def publish_inputs(
             totals=DatasetTotals(files=1, shards=len(shards), bytes=len(data)),
         )
         manifest_blob = walrus.store_bytes(manifest.canonical_bytes()).blob_id
-        raw = b"raw labels 0 1 2 3 4 5 6 7 8 9\n"
+        raw = b"raw labels 0 1 2 3 4 5 6 7 8 9\n" + bytes([salt])
         raw_blob = walrus.store_bytes(raw).blob_id
         shard_bytes[raw_blob] = raw
         inputs = Inputs(

@@ -175,6 +175,9 @@ def _model_input(target: ModelTarget, ui: Progress) -> ModelInput:
 
 def _read_chain(registry: RegistryClient, digest: Digest) -> ChainAnswer | ChainFailure:
     """The chain-ID check and one `getProvenance` call: two RPC requests."""
+    # web3's validation middleware asks for eth_chainId before and after every eth_call;
+    # an endpoint's chain ID does not change, so let web3 cache it (2 requests, not 4).
+    registry.provider.cache_allowed_requests = True
     try:
         registry.check_chain()
     except WrongChainError as exc:
