@@ -177,7 +177,9 @@ def _read_chain(registry: RegistryClient, digest: Digest) -> ChainAnswer | Chain
     """The chain-ID check and one `getProvenance` call: two RPC requests."""
     # web3's validation middleware asks for eth_chainId before and after every eth_call;
     # an endpoint's chain ID does not change, so let web3 cache it (2 requests, not 4).
+    # No validation threshold: it would cost one more eth_chainId to pick one.
     registry.provider.cache_allowed_requests = True
+    registry.provider.request_cache_validation_threshold = None
     try:
         registry.check_chain()
     except WrongChainError as exc:
