@@ -145,9 +145,7 @@ def test_the_submitter_cannot_attest_its_own_model(
     assert "cannot witness its reproduction" in result.stderr
 
 
-def test_hostile_strings_are_shown_inert(
-    on_stack: Stack, inputs: Inputs, tmp_path: Path
-) -> None:
+def test_hostile_strings_are_shown_inert(on_stack: Stack, inputs: Inputs, tmp_path: Path) -> None:
     from provenance_support import job_for
 
     job = job_for(inputs, name="\x1b[31mred\x1b[0m \u202eevil <script>")
