@@ -433,9 +433,14 @@ class WalrusClient:
         if expected_id is not None:
             computed = expected_id.result()
             if computed != stored_id:
-                raise BlobIdMismatch(
-                    f"the blob ID the publisher returned for {what}", computed, stored_id
+                mismatch = BlobIdMismatch(
+                    f"the Walrus blob ID the publisher returned for {what}", computed, stored_id
                 )
+                mismatch.hint = (
+                    f"a local server run with --fake-blob-ids answers stand-in IDs; against it, "
+                    f"set {BLOB_ID_CHECK_ENV}=0"
+                )
+                raise mismatch
             verified = True
         self._remember_store(stored_id)
         return StoreResult(
@@ -942,7 +947,11 @@ class WalrusClient:
                 assert isinstance(sink, _BytesSink)
                 computed = computer.of_bytes(bytes(sink.buffer), sha256=actual)
             if computed != check.blob_id:
-                raise BlobIdMismatch(check.what, check.blob_id, computed)
+                raise BlobIdMismatch(
+                    f"the Walrus blob ID of the bytes served as {check.what}",
+                    check.blob_id,
+                    computed,
+                )
 
 
 def _read_failure(
