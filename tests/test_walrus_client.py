@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from walrus_helpers import MiB, dead_url, local_server, make_client
 
 from okai.digest import Digest
 from okai.errors import IntegrityError
@@ -23,6 +22,7 @@ from okai.walrus.errors import (
 )
 from okai.walrus.results import AlreadyCertified, NewlyCreated
 from okai.walrus.server import WalrusServer, make_token
+from walrus_helpers import MiB, dead_url, local_server, make_client
 
 
 @pytest.fixture
@@ -267,15 +267,18 @@ def test_one_of_two_aggregators_dead(server: WalrusServer, tmp_path: Path) -> No
 
 
 def test_aggregator_stopping_between_reads(tmp_path: Path) -> None:
-    with local_server(tmp_path / "walrus") as first, local_server(tmp_path / "walrus") as second:
-        with make_client(first.url, second.url) as client:
-            stored = client.store_bytes(b"kept")
-            assert client.read_bytes(stored.blob_id, stored.sha256) == b"kept"
-            first.stop()  # its pooled keep-alive connection is cut too
-            assert client.read_bytes(stored.blob_id, stored.sha256) == b"kept"
-            second.stop()
-            with pytest.raises(WalrusUnreachable):
-                client.read_bytes(stored.blob_id, stored.sha256)
+    with (
+        local_server(tmp_path / "walrus") as first,
+        local_server(tmp_path / "walrus") as second,
+        make_client(first.url, second.url) as client,
+    ):
+        stored = client.store_bytes(b"kept")
+        assert client.read_bytes(stored.blob_id, stored.sha256) == b"kept"
+        first.stop()  # its pooled keep-alive connection is cut too
+        assert client.read_bytes(stored.blob_id, stored.sha256) == b"kept"
+        second.stop()
+        with pytest.raises(WalrusUnreachable):
+            client.read_bytes(stored.blob_id, stored.sha256)
 
 
 def test_expired_blob_is_not_found(server: WalrusServer) -> None:

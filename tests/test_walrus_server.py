@@ -23,10 +23,10 @@ import yaml
 from jsonschema import Draft202012Validator, ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
-from walrus_helpers import local_server
 
 from okai.errors import UsageError
 from okai.walrus.server import WalrusServer
+from walrus_helpers import local_server
 
 SPEC = Path(__file__).parent / "specs" / "walrus" / "daemon_openapi.yaml"
 SPEC_URI = "urn:walrus-daemon-openapi"
