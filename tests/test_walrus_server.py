@@ -32,9 +32,15 @@ SPEC = Path(__file__).parent / "specs" / "walrus" / "daemon_openapi.yaml"
 SPEC_URI = "urn:walrus-daemon-openapi"
 SNAKE_SCHEMAS = ("BlobStoreResult", "RegisterBlobOp")
 STRICT = (  # result objects made to refuse unknown fields (not EventOrObjectId: allOf merges it)
-    "BlobStoreResult", "RegisterBlobOp", "Blob", "StorageResource", "EventID",
-    "QuiltStoreResult", "StoredQuiltPatch", "QuiltPatchItem",
-)  # fmt: skip
+    "BlobStoreResult",
+    "RegisterBlobOp",
+    "Blob",
+    "StorageResource",
+    "EventID",
+    "QuiltStoreResult",
+    "StoredQuiltPatch",
+    "QuiltPatchItem",
+)
 ADDRESS = "0x" + "ab" * 32
 
 
@@ -93,8 +99,9 @@ def validator(schema: str, spec: dict[str, Any] | None = None) -> Draft202012Val
     registry: Registry[Any] = Registry().with_resource(
         SPEC_URI, Resource(contents=spec or corrected_spec(), specification=DRAFT202012)
     )
-    return Draft202012Validator({"$ref": f"{SPEC_URI}#/components/schemas/{schema}"},
-                                registry=registry)  # fmt: skip
+    return Draft202012Validator(
+        {"$ref": f"{SPEC_URI}#/components/schemas/{schema}"}, registry=registry
+    )
 
 
 def response_schema(path: str, method: str, status: int) -> str:
@@ -134,8 +141,9 @@ def blob_id_of(result: dict[str, Any]) -> str:
     return str(result["alreadyCertified"]["blobId"])
 
 
-def assert_envelope(answer: httpx.Response, code: int, status: str, reason: str,
-                    domain: str = "daemon.walrus.space") -> None:  # fmt: skip
+def assert_envelope(
+    answer: httpx.Response, code: int, status: str, reason: str, domain: str = "daemon.walrus.space"
+) -> None:
     assert answer.status_code == code, answer.text
     assert answer.headers["content-type"] == "application/json"
     body = answer.json()
@@ -169,9 +177,13 @@ def test_store_results_conform(server: WalrusServer, http: httpx.Client) -> None
     assert created["cost"] == 132_300 + 63_000 and "sharedBlobObject" not in created
 
     again = store(http, b"some other string")
-    assert again == {"alreadyCertified": {
-        "blobId": blob["blobId"], "object": blob["id"], "endEpoch": blob["storage"]["endEpoch"],
-    }}  # fmt: skip
+    assert again == {
+        "alreadyCertified": {
+            "blobId": blob["blobId"],
+            "object": blob["id"],
+            "endEpoch": blob["storage"]["endEpoch"],
+        }
+    }
     extended = store(http, b"some other string", epochs="4")["newlyCreated"]
     assert extended["resourceOperation"]["reuseAndExtend"]["epochsExtended"] == 2
     permanent = store(http, b"perm", permanent="true", epochs="3")["newlyCreated"]
@@ -203,8 +215,12 @@ def test_chunked_upload_is_accepted(http: httpx.Client) -> None:
 def test_quilt_results_conform(http: httpx.Client) -> None:
     files = {"a.txt": b"alpha", "b.bin": bytes(300)}
     metadata = '[{"identifier": "a.txt", "tags": {"lang": "en", "n": 3}}]'
-    answer = http.put("/v1/quilts", params={"epochs": "2", "quilt_version": "V1"},
-                      files=files, data={"_metadata": metadata})  # fmt: skip
+    answer = http.put(
+        "/v1/quilts",
+        params={"epochs": "2", "quilt_version": "V1"},
+        files=files,
+        data={"_metadata": metadata},
+    )
     assert answer.status_code == 200, answer.text
     body = answer.json()
     validator(response_schema("/v1/quilts", "put", 200)).validate(body)
@@ -217,8 +233,11 @@ def test_quilt_results_conform(http: httpx.Client) -> None:
     listed = http.get(f"/v1/quilts/{quilt_id}/patches")
     assert listed.status_code == 200
     validator("QuiltPatchItem").validate(listed.json()[0])
-    assert listed.json()[0] == {"identifier": "a.txt", "patch_id": patches["a.txt"],
-                                "tags": {"lang": "en", "n": "3"}}  # fmt: skip
+    assert listed.json()[0] == {
+        "identifier": "a.txt",
+        "patch_id": patches["a.txt"],
+        "tags": {"lang": "en", "n": "3"},
+    }
     by_id = http.get(f"/v1/blobs/by-quilt-patch-id/{patches['b.bin']}")
     assert by_id.content == bytes(300)
     assert by_id.headers["x-quilt-patch-identifier"] == "b.bin"
@@ -242,25 +261,40 @@ def test_error_envelopes_conform(server: WalrusServer, http: httpx.Client) -> No
     assert_envelope(http.get(f"/v1/blobs/{'A' * 43}"), 404, "NOT_FOUND", "BLOB_NOT_FOUND")
     assert_envelope(
         http.get(f"/v1/blobs/{blob_id}", headers={"Range": "bytes=50-100"}),
-        416, "RANGE_NOT_SATISFIABLE", "INVALID_BYTE_RANGE",
-    )  # fmt: skip
+        416,
+        "RANGE_NOT_SATISFIABLE",
+        "INVALID_BYTE_RANGE",
+    )
     for start, length in (("0", "0"), ("99", "2"), (str(2**64 - 1), "2")):
         assert_envelope(
             http.get(f"/v1/blobs/{blob_id}/byte-range", params={"start": start, "length": length}),
-            400, "INVALID_ARGUMENT", "INVALID_BYTE_RANGE",
-        )  # fmt: skip
+            400,
+            "INVALID_ARGUMENT",
+            "INVALID_BYTE_RANGE",
+        )
     assert_envelope(
-        http.get(f"/v1/blobs/{blob_id}",
-                 params={"strict_consistency_check": "true", "skip_consistency_check": "true"}),
-        400, "INVALID_ARGUMENT", "INVALID_CONSISTENCY_CHECK",
-    )  # fmt: skip
+        http.get(
+            f"/v1/blobs/{blob_id}",
+            params={"strict_consistency_check": "true", "skip_consistency_check": "true"},
+        ),
+        400,
+        "INVALID_ARGUMENT",
+        "INVALID_CONSISTENCY_CHECK",
+    )
     assert_envelope(
         http.put("/v1/blobs", params={"permanent": "true", "deletable": "true"}, content=b"x"),
-        400, "INVALID_ARGUMENT", "INVALID_BLOB_PERSISTENCE",
-    )  # fmt: skip
+        400,
+        "INVALID_ARGUMENT",
+        "INVALID_BLOB_PERSISTENCE",
+    )
     for epochs in ("0", "54"):
-        assert_envelope(http.put("/v1/blobs", params={"epochs": epochs}, content=b"x"),
-                        500, "INTERNAL", "INTERNAL_ERROR", domain="global")  # fmt: skip
+        assert_envelope(
+            http.put("/v1/blobs", params={"epochs": epochs}, content=b"x"),
+            500,
+            "INTERNAL",
+            "INTERNAL_ERROR",
+            domain="global",
+        )
     for status, name, reason in (
         (503, "UNAVAILABLE", "BLOB_UNAVAILABLE"),
         (504, "DEADLINE_EXCEEDED", "INSUFFICIENT_CONFIRMATIONS"),
@@ -281,8 +315,10 @@ def test_framework_errors_are_plain(server: WalrusServer, http: httpx.Client) ->
     assert_plain(http.put("/v1/blobs", params={"epochs": "two"}, content=b"x"), 400)
     assert_plain(http.get("/v1/blobs/not-a-blob-id"), 400)
     assert_plain(http.get(f"/v1/blobs/{blob_id}/byte-range", params={"start": "0"}), 400)
-    assert_plain(http.put("/v1/blobs", params={"share": "true", "send_object_to": ADDRESS},
-                          content=b"x"), 400)  # fmt: skip
+    assert_plain(
+        http.put("/v1/blobs", params={"share": "true", "send_object_to": ADDRESS}, content=b"x"),
+        400,
+    )
     assert_plain(http.put("/v1/blobs", params={"encoding_type": "rs2"}, content=b"x"), 400)
     assert_plain(http.get("/v1/blobs/by-object-id/0x12"), 400)
     too_big = http.put("/v1/blobs", content=bytes((1 << 20) + 1))
@@ -337,8 +373,9 @@ def test_reads_by_object_id(http: httpx.Client) -> None:
     for object_id in (created["blobObject"]["id"], created["sharedBlobObject"]):
         answer = http.get(f"/v1/blobs/by-object-id/{object_id}")
         assert answer.status_code == 200 and answer.content == b"object"
-    assert_envelope(http.get(f"/v1/blobs/by-object-id/{ADDRESS}"), 404, "NOT_FOUND",
-                    "BLOB_NOT_FOUND")  # fmt: skip
+    assert_envelope(
+        http.get(f"/v1/blobs/by-object-id/{ADDRESS}"), 404, "NOT_FOUND", "BLOB_NOT_FOUND"
+    )
 
 
 def test_expiry_follows_the_epoch(server: WalrusServer, http: httpx.Client) -> None:
@@ -357,10 +394,14 @@ def test_status_cors_and_labels(http: httpx.Client) -> None:
     assert status.status_code == 200 and status.text == "OK"
     assert status.headers["access-control-allow-origin"] == "*"
     assert status.headers["x-okai-blob-id-scheme"] == "okai-fake-sha256"
-    preflight = http.options("/v1/blobs", headers={
-        "Origin": "https://verify.example", "Access-Control-Request-Method": "PUT",
-        "Access-Control-Request-Headers": "content-type,authorization",
-    })  # fmt: skip
+    preflight = http.options(
+        "/v1/blobs",
+        headers={
+            "Origin": "https://verify.example",
+            "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "content-type,authorization",
+        },
+    )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "*"
     assert preflight.headers["access-control-allow-methods"] == "*"

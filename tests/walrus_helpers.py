@@ -57,12 +57,24 @@ class ServerProcess:
         self.directory = directory
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        argv = [sys.executable, "-m", "okai", "walrus", "serve", "--dir", str(directory),
-                "--port", str(port), "--quiet", *extra]  # fmt: skip
+        argv = [
+            sys.executable,
+            "-m",
+            "okai",
+            "walrus",
+            "serve",
+            "--dir",
+            str(directory),
+            "--port",
+            str(port),
+            "--quiet",
+            *extra,
+        ]
         self.log = directory.parent / f"server-{port}.log"
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                            env=os.environ.copy())  # fmt: skip
+            self.process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -95,9 +95,16 @@ ANVIL = ServiceSpec(
 
 def _walrus_argv(directory: Path, port: int) -> list[str]:
     return [
-        sys.executable, "-m", "okai", "walrus", "serve",
-        "--dir", str(directory / "walrus"), "--port", str(port),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "okai",
+        "walrus",
+        "serve",
+        "--dir",
+        str(directory / "walrus"),
+        "--port",
+        str(port),
+    ]
 
 
 def walrus_answers(url: str) -> bool:
