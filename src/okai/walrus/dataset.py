@@ -318,17 +318,17 @@ def cache_path(cache_dir: Path, digest: Digest) -> Path:
     return cache_dir / "walrus" / "sha256" / digest.hex
 
 
-def _cached(cache_dir: Path | None, digest: Digest, size: int | None) -> Path | None:
-    if cache_dir is None:
-        return None
+def _cached(cache_dir: Path, digest: Digest, size: int) -> Path | None:
+    """A cache entry, re-verified: entries are written verified, but a crash of the machine
+    (they are not fsynced) or a hand-edited file must not be trusted blindly."""
     path = cache_path(cache_dir, digest)
     try:
-        found = path.stat().st_size
+        if path.stat().st_size != size or Digest.of_file(path) != digest:
+            path.unlink(missing_ok=True)
+            return None
     except FileNotFoundError:
         return None
-    # Entries appear only by atomic rename after verification; the size guards against
-    # a foreign file dropped in by hand.
-    return path if size is None or found == size else None
+    return path
 
 
 def fetch_manifest(
@@ -337,10 +337,12 @@ def fetch_manifest(
     """The manifest a reference names, its bytes verified against `ref.sha256`."""
     digest = Digest.parse(ref.sha256)
     source = f"manifest {ref.manifest_blob_id}"
-    cached = _cached(cache_dir, digest, None)
-    if cached is not None:
-        raw = cached.read_bytes()
-        if Digest.of_bytes(raw) == digest:
+    if cache_dir is not None:
+        try:
+            raw = cache_path(cache_dir, digest).read_bytes()
+        except FileNotFoundError:
+            raw = b""
+        if raw and Digest.of_bytes(raw) == digest:
             return DatasetManifest.from_json_bytes(raw, source)
     if cache_dir is None:
         raw = client.read_bytes(ref.manifest_blob_id, digest, max_size=MANIFEST_LIMIT)
@@ -370,7 +372,7 @@ def fetch_shard(
 ) -> Path:
     """The cached, verified file holding a shard's bytes; fetched only if not cached.
 
-    Safe to call from several processes sharing `cache_dir`: each download goes
+    A cache hit is re-hashed before it is returned. Safe to call from several processes sharing `cache_dir`: each download goes
     to its own temporary file and is renamed into place only once verified.
     """
     digest = Digest.parse(shard.sha256)

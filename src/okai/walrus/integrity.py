@@ -1,8 +1,8 @@
 """Verified, atomic writes: bytes reach their final path only once their SHA-256 matches.
 
 Bytes are written to a uniquely named temporary file in the destination's
-own folder, hashed as they arrive, flushed to disk, and renamed over the
-destination only after the digest matched. A failure at any point removes the
+own folder, hashed as they arrive, and renamed over the destination only
+after the digest matched (forced to disk first when asked). A failure at any point removes the
 temporary file, so nothing unverified is ever left where a reader looks. The
 rename is atomic, so several processes filling the same path concurrently
 (ranks sharing a cache) each see either nothing or a complete, verified file.
@@ -35,8 +35,11 @@ class VerifiedFile:
     bytes. `expected=None` defers the check: `commit(expected)` then decides.
     """
 
-    def __init__(self, dest: Path, expected: Digest | None, what: str) -> None:
+    def __init__(
+        self, dest: Path, expected: Digest | None, what: str, *, durable: bool = False
+    ) -> None:
         self.dest = dest
+        self.durable = durable
         self.expected = expected
         self.what = what
         self.size = 0
@@ -66,7 +69,12 @@ class VerifiedFile:
         self.size = 0
 
     def commit(self, expected: Digest | None = None) -> Digest:
-        """Check the digest, flush to disk, rename into place; returns the digest."""
+        """Check the digest, then rename into place; returns the digest.
+
+        With `durable`, the bytes are also forced to disk first (fsync), so the
+        renamed file survives a power loss; without it they survive any process
+        crash, which is what caches need (they re-verify what they find).
+        """
         expected = expected or self.expected
         actual = self.digest()
         if expected is None:
@@ -75,7 +83,8 @@ class VerifiedFile:
             self.discard()
             raise IntegrityError(self.what, expected, actual)
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if self.durable:
+            os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self.temporary, self.dest)
         self._committed = True
