@@ -47,8 +47,7 @@ def main() -> None:
             runs = itertools.count()
 
             def curl_loop() -> None:
-                target = folder / "curl"
-                shutil.rmtree(target, ignore_errors=True)
+                target = folder / f"curl-{next(runs)}"
                 target.mkdir()
                 for number, shard in enumerate(shards):
                     curl("-o", str(target / str(number)), f"{url}/v1/blobs/{shard.blob_id}")
@@ -61,13 +60,14 @@ def main() -> None:
                     folder / f"okai-{run}",
                     cache_dir=folder / f"cache-{run}",
                 )
-                shutil.rmtree(folder / f"okai-{run}")
-                shutil.rmtree(folder / f"cache-{run}")
 
             size = pushed.manifest.totals.bytes
             for latency in (0.0, 0.05):
                 set_faults(url, delay=latency)
                 seconds = best_of(RUNS, curl_loop=curl_loop, okai_pull=okai_pull)
+                for pattern in ("curl-*", "okai-*", "cache-*"):  # run outputs, cleaned untimed
+                    for used in folder.glob(pattern):
+                        shutil.rmtree(used)
                 report(
                     f"pull 64 shards, {latency * 1000:.0f} ms added latency",
                     size,
