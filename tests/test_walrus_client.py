@@ -135,6 +135,8 @@ def test_client_side_checks_send_nothing(server: WalrusServer, tmp_path: Path) -
             client.store_bytes(b"x", share=True, send_object_to="0x" + "1" * 64)
         with pytest.raises(WalrusRequestError, match="blob ID"):
             client.read_bytes("not-a-blob-id", None)
+        with pytest.raises(WalrusRequestError, match="not a file"):
+            client.store_file(tmp_path)
     assert server.faults.counts() == {}
 
 

@@ -308,6 +308,8 @@ class WalrusClient:
     ) -> StoreResult:
         """Store a file (or the bytes [offset, offset+length) of it), streaming from disk."""
         path = Path(path)
+        if not path.is_file():
+            raise WalrusRequestError(f"{path} is not a file")
         try:
             total = path.stat().st_size
         except OSError as exc:
@@ -317,9 +319,12 @@ class WalrusClient:
             raise WalrusRequestError(f"{path}: bytes {offset}..{offset + size} are not in the file")
 
         def body() -> Iterator[bytes]:
-            with open(path, "rb") as stream:
-                stream.seek(offset)
-                yield from _file_chunks(stream, size, path)
+            try:
+                with open(path, "rb") as stream:
+                    stream.seek(offset)
+                    yield from _file_chunks(stream, size, path)
+            except OSError as exc:  # a local failure: not to be retried as a network one
+                raise WalrusRequestError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
         def blob_id(computer: BlobIdComputer) -> str:
             return computer.of_file(path, offset, size)

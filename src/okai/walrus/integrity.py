@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from okai.digest import Digest
-from okai.errors import IntegrityError
+from okai.errors import IntegrityError, OperationalError
 
 PARTIAL_SUFFIX = ".okai-partial"
 
@@ -44,10 +44,13 @@ class VerifiedFile:
         self.what = what
         self.size = 0
         self._hasher = hashlib.sha256()
-        dest.parent.mkdir(parents=True, exist_ok=True)
         self.temporary = partial_path(dest)
-        self._file = open(self.temporary, "xb")  # noqa: SIM115 - closed in commit/discard
         self._committed = False
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.temporary, "xb")  # noqa: SIM115 - closed in commit/discard
+        except OSError as exc:
+            raise OperationalError(f"cannot write next to {dest}: {exc.strerror or exc}") from exc
 
     def write(self, chunk: bytes | memoryview) -> None:
         self._hasher.update(chunk)
@@ -86,7 +89,11 @@ class VerifiedFile:
         if self.durable:
             os.fsync(self._file.fileno())
         self._file.close()
-        os.replace(self.temporary, self.dest)
+        try:
+            os.replace(self.temporary, self.dest)
+        except OSError as exc:
+            self.discard()
+            raise OperationalError(f"cannot write {self.dest}: {exc.strerror or exc}") from exc
         self._committed = True
         return actual
 
