@@ -96,6 +96,13 @@ def read_chunks(stream: IO[bytes], chunk_size: int = CHUNK_SIZE) -> Iterator[byt
         yield chunk
 
 
+class CanonicalJsonError(UsageError):
+    """A value has no RFC 8785 form (say, an integer beyond 2**53 or a NaN)."""
+
+
 def canonical_json(document: Any) -> bytes:
     """Serialise a JSON value canonically (RFC 8785, JCS)."""
-    return rfc8785.dumps(document)
+    try:
+        return rfc8785.dumps(document)
+    except (rfc8785.CanonicalizationError, TypeError) as exc:
+        raise CanonicalJsonError(f"cannot serialise canonically: {exc}") from exc

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from okai.digest import Digest, canonical_json
+from okai.digest import Digest, DigestFormatError, canonical_json
 from okai.errors import DocumentError
 
 BLOB_ID_PATTERN = r"^[A-Za-z0-9_-]{43}$"
@@ -48,7 +48,14 @@ def blob_id_from_bytes32(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-DigestField = Annotated[str, AfterValidator(lambda value: Digest.parse(value))]
+def _digest(value: str) -> Digest:
+    try:
+        return Digest.parse(value)
+    except DigestFormatError as exc:  # pydantic reports ValueError with the field's location
+        raise ValueError(exc.message) from exc
+
+
+DigestField = Annotated[str, AfterValidator(_digest)]
 BlobId = Annotated[str, Field(pattern=BLOB_ID_PATTERN)]
 RelativePath = Annotated[str, Field(min_length=1, max_length=4096)]
 _SCHEMA_RE = re.compile(r"^okai\.(?P<kind>[a-z]+)/v(?P<version>[0-9]+)$")
@@ -105,7 +112,8 @@ class Document(Model):
     def from_json_bytes(cls, raw: bytes, source: str | Path) -> Self:
         """Parse and validate; errors name `source` and the field at fault."""
         try:
-            data = json.loads(raw)
+            # Decode explicitly: json.loads would guess UTF-16/32 from a byte-order mark.
+            data = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise DocumentError(source, None, f"not UTF-8 text: {exc}") from exc
         except json.JSONDecodeError as exc:
@@ -315,7 +323,8 @@ class JobSpec(Document):
     name: str = Field(min_length=1, max_length=200)
     model: BuiltinModel | EntrypointModel
     hyperparameters: dict[str, int | float | str | bool] = Field(default_factory=dict)
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    # RFC 8785 numbers are IEEE doubles: larger integers have no canonical form.
+    seed: int = Field(default=0, ge=0, le=2**53 - 1)
     deterministic: bool = True
     datasets: tuple[DatasetRef, ...] = Field(min_length=1)
     nodes: int = Field(default=1, ge=1, le=1024)

@@ -7,7 +7,6 @@ import sys
 import traceback
 from typing import Annotated
 
-import click
 import typer
 from rich.text import Text
 
@@ -92,12 +91,16 @@ def main(argv: list[str] | None = None) -> None:
         if exc.hint:
             stderr.print(Text.assemble(("hint: ", "dim"), exc.hint))
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # typer's (vendored click) usage errors
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            stderr.print(str(exc), markup=False)
         sys.exit(ExitCode.USAGE_ERROR)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         stderr.print("interrupted")
         sys.exit(ExitCode.INTERRUPTED)
     sys.exit(ExitCode.OK)
