@@ -310,6 +310,10 @@ class WalrusHandler(BaseHTTPRequestHandler):
             self._send_json(error.code, error.body())
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except Exception as exc:  # a bug here must still answer like the real server: 500
+            sys.stderr.write(f"walrus server: {method} {split.path} failed: {exc!r}\n")
+            self.close_connection = True
+            self._send_json(500, internal_error().body())
 
     # ------------------------------------------------------------ responses
 
