@@ -157,3 +157,11 @@ def test_hostile_strings_are_shown_inert(on_stack: Stack, inputs: Inputs, tmp_pa
     assert result.returncode == 0, result.stderr
     assert "\x1b[31m" not in result.stdout and "\u202e" not in result.stdout
     assert "\\u001b[31mred" in result.stdout and "\\u202eevil" in result.stdout
+
+
+def test_the_command_default_epochs_are_the_library_default() -> None:
+    # The CLI repeats the constant so that `okai` does not import web3 to start.
+    from okai.cli import record as command
+    from okai.provenance import record as library
+
+    assert command.DEFAULT_EPOCHS == library.DEFAULT_EPOCHS

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from okai.chain.client import RegistryClient
 from okai.cli.verify import JsonOption, printable, with_json
-from okai.provenance.record import DEFAULT_EPOCHS, RecordResult, record_run
-from okai.walrus.client import WalrusClient
+
+if TYPE_CHECKING:
+    from okai.provenance.record import RecordResult
+
+DEFAULT_EPOCHS = 53
+"""okai.provenance.record.DEFAULT_EPOCHS, repeated: importing it here would import web3."""
 
 
 def record(
@@ -34,6 +37,10 @@ def record(
     Safe to run again: `RUN_DIR/record.json` remembers what is done, so a re-run after a
     failure finishes the job without storing or sending anything twice.
     """
+    from okai.chain.client import RegistryClient
+    from okai.provenance.record import record_run
+    from okai.walrus.client import WalrusClient
+
     cli = with_json(ctx, json_output)
     settings = cli.settings
     registry = RegistryClient.from_settings(settings, sign=True)

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import unicodedata
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from okai.chain.client import RegistryClient
 from okai.cli.output import CliState, state
 from okai.errors import ExitCode, OperationalError, UsageError, VerificationError
-from okai.verify import ModelTarget, Options, TrainReproducer, VerifyReport, verify_model
-from okai.verify.checks import requested_checks
-from okai.walrus.client import WalrusClient
+
+if TYPE_CHECKING:
+    from okai.verify import VerifyReport
+
+# okai.verify, okai.chain and okai.walrus are imported inside the command: web3 takes
+# seconds to import, and every other `okai` command would pay for it at start-up.
 
 STYLES = {"passed": "green", "failed": "bold red", "not checked": "yellow", "pending": "dim"}
 MARKS = {"passed": "✓", "failed": "✗", "not checked": "–", "pending": "…"}
@@ -92,6 +94,10 @@ def verify(
     Exit 0 only if every requested check passed; 3 if a check failed; 1 if the only
     failures are endpoints that could not be read.
     """
+    from okai.chain.client import RegistryClient
+    from okai.verify import ModelTarget, Options, TrainReproducer, verify_model
+    from okai.walrus.client import WalrusClient
+
     cli = with_json(ctx, json_output)
     if image and not deep:
         raise UsageError("--image re-downloads the image as part of --deep; add --deep")
@@ -117,6 +123,8 @@ def verify(
 
 
 def _exit(report: VerifyReport) -> None:
+    from okai.verify import requested_checks
+
     code = report.exit_code
     if code == ExitCode.OK:
         return
