@@ -62,13 +62,17 @@ def verify(
 ) -> VerifyReport:
     model = ModelTarget(path=target) if isinstance(target, Path) else ModelTarget(given=target)
     with stack.walrus_client() as walrus:
-        return verify_model(
+        report = verify_model(
             model,
             options or Options(),
             registry=registry or stack.registry(signer=None),
             walrus=walrus,
             **extra,  # type: ignore[arg-type]
         )
+    # A finished verification has read everything it needed: nothing may stay pending.
+    assert "pending" not in statuses(report).values(), statuses(report)
+    assert report.verdict != "pending"
+    return report
 
 
 def statuses(report: VerifyReport) -> dict[str, str]:
@@ -265,12 +269,16 @@ def test_witnesses_are_recorded_once_per_account_and_listed(
     model = recorded(stack, tmp_path / "run", inputs, values=[8.0])
     retrainer = Retrainer([8.0])
     witness = stack.registry(signer=account(1))
+    reads = stack.walrus.faults.counts().get("GET blob", 0)
 
     first = verify(
         stack, model, Options(reproduce=True), registry=witness, reproducer=retrainer, witness=True
     )
 
     assert statuses(first)["reproduce"] == "passed"
+    assert first.verdict == "verified", [c.reason for c in first.checks]
+    # The attestation and the image manifest, each read once, re-training or not.
+    assert stack.walrus.faults.counts()["GET blob"] - reads == 2
     assert first.witness is not None and first.witness.status == "recorded"
     assert first.witness.transaction is not None
     assert first.evaluation.facts.witnesses == (account(1).address,)

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -117,33 +117,22 @@ def verify_model(
         raise UsageError("re-training was asked for, but no way to re-train was given")
     network = NetworkId(registry.network.name, registry.network.chain_id)
     model = _model_input(target, ui)
-    inputs = Inputs(options, network, model)
-    first = evaluate(inputs)
-    digest = first.facts.model_digest
+    digest = evaluate(Inputs(options, network, model)).facts.model_digest
     chain = None if digest is None else _read_chain(registry, digest)
     if witness and isinstance(chain, ChainAnswer) and chain.record is not None:
         _check_may_witness(registry, chain.record.submitter, chain.record.model_digest)
-    inputs = Inputs(options, network, model, chain)
-    evaluation = _read_blobs(inputs, walrus, ui)
+    inputs, evaluation = _read_blobs(Inputs(options, network, model, chain), walrus, ui)
     if options.reproduce:
         reproduction = _reproduce(evaluation, reproducer, workdir, ui)
-        inputs = Inputs(options, network, model, chain, inputs.blobs, reproduction)
-        evaluation = _read_blobs(inputs, walrus, ui)
+        inputs = replace(inputs, reproduction=reproduction)
+        evaluation = evaluate(inputs)
     outcome = None
     if witness:
         outcome = _witness(registry, evaluation)
         if outcome.transaction is not None and isinstance(chain, ChainAnswer) and digest:
             witnesses = registry.get_witnesses(digest)
-            evaluation = evaluate(
-                Inputs(
-                    options,
-                    network,
-                    model,
-                    ChainAnswer(chain.chain_id, chain.record, chain.image, witnesses),
-                    inputs.blobs,
-                    inputs.reproduction,
-                )
-            )
+            inputs = replace(inputs, chain=replace(chain, witnesses=witnesses))
+            evaluation = evaluate(inputs)
     return VerifyReport(target.describe(), network, options, evaluation, outcome)
 
 
@@ -208,22 +197,20 @@ def _check_may_witness(registry: RegistryClient, submitter: str, digest: Digest)
 # ---------------------------------------------------------------- Walrus
 
 
-def _read_blobs(inputs: Inputs, walrus: WalrusClient, ui: Progress) -> Evaluation:
-    """Evaluate, read what the rules need, repeat; bounded by MAX_ROUNDS."""
+def _read_blobs(inputs: Inputs, walrus: WalrusClient, ui: Progress) -> tuple[Inputs, Evaluation]:
+    """Evaluate, read what the rules need, repeat (at most MAX_ROUNDS times).
+
+    Returns the inputs with every blob read, and their evaluation.
+    """
     blobs: dict[str, BlobObservation] = dict(inputs.blobs)
     with tempfile.TemporaryDirectory(prefix="okai-verify-") as scratch:
         for _ in range(MAX_ROUNDS):
-            evaluation = evaluate(_with_blobs(inputs, blobs))
+            current = replace(inputs, blobs=dict(blobs))
+            evaluation = evaluate(current)
             if not evaluation.needs:
-                return evaluation
+                return current, evaluation
             blobs.update(_read_all(walrus, evaluation.needs, Path(scratch), ui))
     raise OkaiError(f"verification still needed blobs after {MAX_ROUNDS} rounds of reads")
-
-
-def _with_blobs(inputs: Inputs, blobs: dict[str, BlobObservation]) -> Inputs:
-    return Inputs(
-        inputs.options, inputs.network, inputs.model, inputs.chain, dict(blobs), inputs.reproduction
-    )
 
 
 def _read_all(
