@@ -44,7 +44,7 @@ class TrainReproducer:
                 last_epoch.append(state.epoch)
                 total = f"/{state.epochs}" if state.epochs else ""
                 loss = "" if state.loss is None else f", loss {state.loss:.4f}"
-                self.report(f"re-training: epoch {state.epoch}{total}{loss}")
+                self.report(f"re-training: epoch {state.epoch + 1}{total}{loss}")
 
         result = train.launch(job, options, source_name="the recorded job", progress=progress)
         if result.receipt is None:
