@@ -219,6 +219,8 @@ class WalrusClient:
         """
         jwt = secrets.walrus_jwt.get_secret_value() if secrets.walrus_jwt else None
         options.setdefault("max_body", network.walrus_max_body)
+        # A publisher whose blob limit was raised (OKAI_WALRUS_MAX_BODY) takes quilts as large.
+        options.setdefault("max_quilt_body", max(DEFAULT_MAX_QUILT_BODY, network.walrus_max_body))
         if "compute_blob_ids_up_to" not in options and (raw := os.environ.get(BLOB_ID_CHECK_ENV)):
             try:
                 options["compute_blob_ids_up_to"] = int(raw)
