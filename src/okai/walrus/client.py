@@ -85,14 +85,14 @@ ProgressFn = Callable[[int], None]
 
 
 @contextmanager
-def _as_walrus_errors(url: str) -> Iterator[None]:
+def _as_walrus_errors(url: str, hint: str | None = None) -> Iterator[None]:
     """The one place where httpx exceptions become okai ones."""
     try:
         yield
     except httpx.TimeoutException as exc:
-        raise WalrusTimeout(f"{url} did not answer in time") from exc
+        raise WalrusTimeout(f"{url} did not answer in time", hint=hint) from exc
     except httpx.TransportError as exc:
-        raise WalrusUnreachable(f"cannot reach {url}: {exc}") from exc
+        raise WalrusUnreachable(f"cannot reach {url}: {exc}", hint=hint) from exc
 
 
 class _Sink(Protocol):
@@ -191,12 +191,14 @@ class WalrusClient:
         transport: httpx.BaseTransport | None = None,
         blob_ids: BlobIdComputer | None = None,
     ) -> None:
-        self.aggregators = tuple(url.rstrip("/") for url in aggregators)
+        self.aggregators = tuple(dict.fromkeys(url.rstrip("/") for url in aggregators))
         self.publisher = publisher.rstrip("/") if publisher else None
         self.max_body = max_body
         self.max_quilt_body = max_quilt_body
         self.compute_blob_ids_up_to = compute_blob_ids_up_to
         self.retry = retry or RetryPolicy()
+        self.unreachable_hint: str | None = None
+        """Added to connection failures (the local stack's says to start it)."""
         self._jwt = jwt
         self._http = httpx.Client(
             transport=transport or BulkTransport(),
@@ -219,12 +221,17 @@ class WalrusClient:
         """
         jwt = secrets.walrus_jwt.get_secret_value() if secrets.walrus_jwt else None
         options.setdefault("max_body", network.walrus_max_body)
+        # A publisher whose blob limit was raised (OKAI_WALRUS_MAX_BODY) takes quilts as large.
+        options.setdefault("max_quilt_body", max(DEFAULT_MAX_QUILT_BODY, network.walrus_max_body))
         if "compute_blob_ids_up_to" not in options and (raw := os.environ.get(BLOB_ID_CHECK_ENV)):
             try:
                 options["compute_blob_ids_up_to"] = int(raw)
             except ValueError:
                 raise ConfigError(f"{BLOB_ID_CHECK_ENV}={raw!r} is not a number of bytes") from None
-        return cls(network.walrus_aggregators, network.walrus_publisher, jwt=jwt, **options)
+        client = cls(network.walrus_aggregators, network.walrus_publisher, jwt=jwt, **options)
+        if network.is_dev:
+            client.unreachable_hint = "start the local stack with `okai dev up`"
+        return client
 
     def __repr__(self) -> str:
         return f"WalrusClient(aggregators={self.aggregators!r}, publisher={self.publisher!r})"
@@ -555,7 +562,7 @@ class WalrusClient:
     def _json_answer(self, request: httpx.Request) -> Any:
         """Send a request; the JSON of a 200 answer, an okai error for anything else."""
         url = str(request.url.copy_with(query=None))
-        with _as_walrus_errors(url):
+        with _as_walrus_errors(url, self.unreachable_hint):
             response = self._http.send(request, stream=True)
             try:
                 limit = _ERROR_BODY_LIMIT if response.status_code != 200 else 64 * MiB
@@ -904,7 +911,7 @@ class WalrusClient:
         recently_stored: bool,
     ) -> None:
         request = self._http.build_request("GET", url, headers=headers)
-        with _as_walrus_errors(url):
+        with _as_walrus_errors(url, self.unreachable_hint):
             response = self._http.send(request, stream=True)
             try:
                 if response.status_code != ok_status:
