@@ -217,7 +217,9 @@ def _read_all(
     walrus: WalrusClient, needs: list[Need], scratch: Path, ui: Progress
 ) -> dict[str, BlobObservation]:
     data = [n for n in needs if not n.keep]
-    total = sum(n.size or 0 for n in data) or None
+    # Raw blobs okai never pushed have no size on record: then the bar counts bytes only.
+    sizes = [n.size for n in data]
+    total = None if None in sizes else sum(s for s in sizes if s is not None)
     bar = ui.transfer(f"read {len(data)} blobs", total) if data else nullcontext(_ignore)
     lock = threading.Lock()
     with bar as advance:
