@@ -6,7 +6,8 @@ temporary OKAI_HOME on free ports, records a small run on it, then measures:
 - the verification itself, in process (what `okai verify` does after the interpreter
   has started and imported okai), with fresh clients each time;
 - the command (`okai --json verify MODEL`) in a fresh interpreter, timed from the end
-  of `import okai.cli.app` to its exit (the import is reported apart);
+  of its imports (okai's CLI, and web3 and httpx, which `verify` imports when it runs)
+  to its exit; the imports are reported apart;
 - the baseline: the same round trips done by hand with httpx (eth_chainId, one eth_call,
   two blob reads), the floor any verifier pays on this stack.
 
@@ -298,8 +299,8 @@ def measure(
     print(f"  RPC requests per verification: {len(calls)} ({', '.join(calls)})")
     print(f"  baseline (same round trips by hand): {summary(floor)}")
     print(f"  verify_model, in process:            {summary(in_process)}")
-    print(f"  okai command, importing okai:        {summary(imports)}")
-    print(f"  okai --json verify MODEL, after it:  {summary(commands)}")
+    print(f"  okai command, its imports (web3 ...): {summary(imports)}")
+    print(f"  okai --json verify, after imports:   {summary(commands)}")
     print(f"  ratio verify / baseline:             {verify_ms / floor_ms:7.2f}x")
     print(f"  command under 1 s excluding interpreter start and imports: {cli_ms < 1000}")
 
@@ -308,6 +309,7 @@ CHILD = """
 import json, sys, time
 start = time.perf_counter()
 from okai.cli.app import main
+import okai.chain.client, okai.verify, okai.walrus.client  # what `verify` imports when it runs
 imported = time.perf_counter()
 try:
     main(["--json", "verify", sys.argv[1]])
