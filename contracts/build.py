@@ -42,9 +42,8 @@ def standard_input() -> dict[str, Any]:
     return document
 
 
-def compile_artifact() -> dict[str, Any]:
-    """Compile with the pinned solc; the artifact the Python package loads."""
-    document = standard_input()
+def compile_standard_json(document: dict[str, Any]) -> dict[str, Any]:
+    """Run the pinned solc on a standard-JSON input; exits on errors or warnings."""
     result = subprocess.run(
         [node_binary(), str(CONTRACTS / "compile.js"), str(node_package("solc")), SOLC_VERSION],
         input=json.dumps(document).encode(),
@@ -54,7 +53,7 @@ def compile_artifact() -> dict[str, Any]:
     )
     if result.returncode != 0:
         raise SystemExit(f"solc failed: {result.stderr.decode(errors='replace')}")
-    output = json.loads(result.stdout)
+    output: dict[str, Any] = json.loads(result.stdout)
     problems = [e for e in output.get("errors", []) if e["severity"] != "info"]
     for problem in problems:
         print(problem["formattedMessage"], file=sys.stderr)
@@ -62,6 +61,13 @@ def compile_artifact() -> dict[str, Any]:
         raise SystemExit("compilation failed")
     if problems:
         raise SystemExit("compilation produced warnings; the committed contract compiles cleanly")
+    return output
+
+
+def compile_artifact() -> dict[str, Any]:
+    """Compile with the pinned solc; the artifact the Python package loads."""
+    document = standard_input()
+    output = compile_standard_json(document)
     compiled = output["contracts"][SOURCE_NAME][CONTRACT]
     source = document["sources"][SOURCE_NAME]["content"].encode("utf-8")
     settings = {k: v for k, v in document["settings"].items() if k != "outputSelection"}

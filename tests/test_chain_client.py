@@ -18,6 +18,7 @@ from conftest import free_port
 from okai.chain import (
     DEV_ADDRESS,
     DEV_PRIVATE_KEY,
+    ChainError,
     RegistryClient,
     RetryPolicy,
     RpcUnavailable,
@@ -225,3 +226,15 @@ def test_a_send_retried_after_it_reached_the_node_is_not_an_error(
     through.w3.eth.send_raw_transaction = send_twice  # type: ignore[method-assign]
     tx = through.register_image(digest("twice"), digest("t"), "C" * 43)
     assert tx.block is not None and registry.is_registered(digest("twice"))
+
+
+def test_a_refused_send_names_the_problem_and_frees_its_nonce(anvil: str) -> None:
+    registry = deployed(anvil)
+    poor = Account.create()
+    client = client_for(anvil, poor, address=registry.address)
+    with pytest.raises(ChainError, match=r"(?i)insufficient funds") as caught:
+        client.register_image(digest("poor"), digest("t"), "D" * 43)
+    assert caught.value.hint is not None and "faucet" in caught.value.hint
+    rpc(anvil, "anvil_setBalance", poor.address, hex(10**20))
+    tx = client.register_image(digest("poor"), digest("t"), "D" * 43)
+    assert tx.nonce == 0 and tx.block is not None

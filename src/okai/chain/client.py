@@ -179,27 +179,35 @@ class RegistryClient:
         with self._rpc(description):
             estimate = call.estimate_gas({"from": account.address})
             nonce = self._take_nonce(account.address)
-            request = call.build_transaction(
-                {
-                    "from": account.address,
-                    "nonce": nonce,
-                    "gas": math.ceil(estimate * GAS_MARGIN),
-                    "chainId": self.network.chain_id,
-                }
-            )
-        signed = account.sign_transaction(request)
-        tx_hash = Web3.to_hex(signed.hash)
         try:
-            with self._rpc(f"sending {description}"):
-                self.w3.eth.send_raw_transaction(signed.raw_transaction)
-        except ChainError:
-            # A retried send may fail although the first attempt reached the node.
-            if not self._known(tx_hash):
-                self._next_nonce = None
-                raise
-        self._sent[tx_hash] = {"from": account.address, "to": request.get("to"), **request}
+            with self._rpc(description):
+                request = call.build_transaction(
+                    {
+                        "from": account.address,
+                        "nonce": nonce,
+                        "gas": math.ceil(estimate * GAS_MARGIN),
+                        "chainId": self.network.chain_id,
+                    }
+                )
+            signed = account.sign_transaction(request)
+            tx_hash = Web3.to_hex(signed.hash)
+            self._broadcast(signed.raw_transaction, tx_hash, description)
+        except BaseException:
+            self._next_nonce = None  # that nonce was not used: re-read it next time
+            raise
+        self._sent[tx_hash] = {"from": account.address, **request}
         sent = Transaction(tx_hash=tx_hash, nonce=nonce, description=description)
         return self.wait(sent) if wait else sent
+
+    def _broadcast(self, raw: bytes, tx_hash: str, description: str) -> None:
+        try:
+            with self._rpc(f"sending {description}"):
+                self.w3.eth.send_raw_transaction(raw)
+        except ChainError:
+            # A retried send may be refused ("already known") although an earlier attempt
+            # reached the node; then the transaction is in the pool and all is well.
+            if not self._known(tx_hash):
+                raise
 
     def _known(self, tx_hash: str) -> bool:
         try:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
+from typing import Annotated
 
-from okai.errors import NotBuiltError
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from okai.cli.output import state
+from okai.image import DEFAULT_VARIANT, VARIANTS, build_image, plan_publish, publish_image
 
 app = typer.Typer(
     name="image", help="Build the NixOS worker image and publish it.", no_args_is_help=True
@@ -12,12 +18,76 @@ app = typer.Typer(
 
 
 @app.command("build")
-def build_command() -> None:
-    """Not built yet."""
-    raise NotBuiltError("okai image build")
+def build_command(
+    ctx: typer.Context,
+    variant: Annotated[
+        str,
+        typer.Option(
+            "--variant",
+            help=f"Image variant: {', '.join(VARIANTS)} (qemu = qcow2 BIOS, raw = raw BIOS).",
+        ),
+    ] = DEFAULT_VARIANT,
+    flake: Annotated[
+        Path, typer.Option("--flake", help="Folder holding flake.nix (the okai checkout).")
+    ] = Path("."),
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Where to put the manifest (default .okai/images/VARIANT)."),
+    ] = None,
+    allow_dirty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-dirty", help="Build from uncommitted changes (the image cannot be rebuilt)."
+        ),
+    ] = False,
+) -> None:
+    """Build one image variant with `nix build` and write its okai.image/v1 manifest."""
+    cli = state(ctx)
+    built = build_image(
+        flake,
+        variant,
+        out,
+        allow_dirty=allow_dirty,
+        hash_progress=lambda total: cli.transfer("hashing the image", total),
+    )
+    manifest = built.manifest
+
+    def human(console: Console) -> None:
+        table = Table(show_header=False, box=None)
+        table.add_row("image", str(built.image_path))
+        table.add_row("manifest", str(built.manifest_path))
+        table.add_row("size", f"{manifest.size / 2**30:.2f} GiB ({manifest.size} bytes)")
+        table.add_row("sha256", manifest.sha256)
+        table.add_row("toplevel", manifest.nixos.system_toplevel)
+        table.add_row("nixpkgs", manifest.nixos.nixpkgs_revision)
+        table.add_row("flake", manifest.nixos.flake_revision)
+        console.print(f"built the {manifest.variant} image {manifest.file_name}")
+        console.print(table)
+
+    cli.emit(
+        {
+            "manifestPath": str(built.manifest_path),
+            "imagePath": str(built.image_path),
+            "manifest": manifest.to_json(),
+        },
+        human,
+    )
 
 
 @app.command("publish")
-def publish_command() -> None:
-    """Not built yet."""
-    raise NotBuiltError("okai image publish")
+def publish_command(
+    ctx: typer.Context,
+    manifest: Annotated[Path, typer.Argument(help="The manifest.json `okai image build` wrote.")],
+    image_url: Annotated[
+        str | None,
+        typer.Option(
+            "--image-url",
+            help="A mirror serving the same bytes at a URL ending in .qcow2/.img/.raw; "
+            "Fluence boots from it instead of the aggregator.",
+        ),
+    ] = None,
+) -> None:
+    """Store the image on Walrus and register it on chain."""
+    cli = state(ctx)
+    plan = plan_publish(manifest, cli.settings.network, image_url=image_url)
+    publish_image(plan, cli.settings)

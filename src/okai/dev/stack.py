@@ -20,7 +20,6 @@ from typing import Any
 
 import httpx
 
-from okai.chain.dev import ensure_dev_registry
 from okai.config import DEV_ANVIL_PORT, DEV_WALRUS_PORT
 from okai.dev.processes import (
     Launched,
@@ -98,9 +97,16 @@ ANVIL = ServiceSpec(
 
 def _walrus_argv(directory: Path, port: int) -> list[str]:
     return [
-        sys.executable, "-m", "okai", "walrus", "serve",
-        "--dir", str(directory / "walrus"), "--port", str(port),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "okai",
+        "walrus",
+        "serve",
+        "--dir",
+        str(directory / "walrus"),
+        "--port",
+        str(port),
+    ]
 
 
 def walrus_answers(url: str) -> bool:
@@ -192,6 +198,9 @@ def _wait_ready(spec: ServiceSpec, url: str, launched: Launched) -> None:
 
 def up(on_event: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
     """Start what is not running; keep what is. Returns the stack description."""
+    # Imported here, not at the top: web3 is slow to import and `status`/`down` need none of it.
+    from okai.chain.dev import ensure_dev_registry
+
     directory = dev_dir()
     directory.mkdir(parents=True, exist_ok=True)
     stack = read_stack()

@@ -116,6 +116,13 @@ class _Body(httpx.SyncByteStream):
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise httpx.ReadError(f"reading the body failed: {exc}") from exc
+        # read(amt) returns b"" at end of stream even when bytes announced are missing.
+        missing = self._response.length
+        if missing:
+            self.close()
+            raise httpx.RemoteProtocolError(
+                f"the server closed the connection {missing} bytes before the end of the body"
+            )
         self._finish()
 
     def _finish(self) -> None:

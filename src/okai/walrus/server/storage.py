@@ -193,8 +193,8 @@ class Storage:
             target_end = current + request.epochs
             existing = self.record(blob_id)
             if existing is not None and not request.force and existing.end_epoch >= target_end:
-                temporary.unlink(missing_ok=True)
                 if existing.permanent:
+                    temporary.unlink(missing_ok=True)
                     return {
                         "alreadyCertified": {
                             "blobId": blob_id,
@@ -203,6 +203,7 @@ class Storage:
                         }
                     }
                 if not request.permanent:
+                    temporary.unlink(missing_ok=True)
                     return {
                         "alreadyCertified": {
                             "blobId": blob_id,
