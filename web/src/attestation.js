@@ -2,8 +2,7 @@
 // Statement v1 whose SLSA Provenance v1 predicate names the job, image, datasets and the
 // system the node ran. The structure is checked as strictly as the Python reader does for
 // everything a verdict or the lineage view depends on; the result is plain values.
-import { ZERO_DIGEST, canonicalJson, isBlobId, parseDigest, PREFIX, bytesToHex, encodeUtf8 } from './encoding.js';
-import { sha256 } from '@noble/hashes/sha2';
+import { PREFIX, ZERO_DIGEST, canonicalJson, digestOfText as digestOf, isBlobId, parseDigest } from './encoding.js';
 
 export const STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
 export const PREDICATE_TYPE = 'https://slsa.dev/provenance/v1';
@@ -17,7 +16,6 @@ const SCHEMES = { manifest: 'walrus://', blob: 'walrus://', quiltPatch: 'walrus-
 const JOB_LOCATOR = { manifest: 'manifestBlobId', blob: 'blobId', quiltPatch: 'quiltPatchId' };
 
 const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
-const digestOf = (text) => PREFIX + bytesToHex(sha256(encodeUtf8(text)));
 
 class Invalid extends Error {}
 

@@ -1,6 +1,7 @@
 // Pure conversions between the forms a digest or blob ID takes: `sha256:<hex>` text,
 // bytes32 hex on chain, URL-safe base64 Walrus blob IDs; plus RFC 8785 canonical JSON.
 // Everything here is attacker-facing input parsing: validate, never guess.
+import { sha256 } from '@noble/hashes/sha2';
 
 export const PREFIX = 'sha256:';
 export const ZERO_DIGEST = PREFIX + '0'.repeat(64);
@@ -68,15 +69,6 @@ export function isAddress(text) {
   return typeof text === 'string' && ADDRESS.test(text);
 }
 
-/** Decode standard (or URL-safe) base64 into bytes. */
-export function base64ToBytes(text) {
-  const clean = text.replace(/-/g, '+').replace(/_/g, '/').replace(/=+$/, '');
-  const binary = atob(clean + '='.repeat((4 - (clean.length % 4)) % 4));
-  const out = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) out[i] = binary.charCodeAt(i);
-  return out;
-}
-
 /** Strict UTF-8 decoding: malformed bytes are an error, not U+FFFD. */
 export function decodeUtf8(bytes) {
   return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
@@ -84,6 +76,11 @@ export function decodeUtf8(bytes) {
 
 export function encodeUtf8(text) {
   return new TextEncoder().encode(text);
+}
+
+/** `sha256:<hex>` of a string's UTF-8 bytes, synchronously (the rules stay pure and sync). */
+export function digestOfText(text) {
+  return PREFIX + bytesToHex(sha256(encodeUtf8(text)));
 }
 
 export class CanonicalJsonError extends Error {}

@@ -5,14 +5,6 @@ import { PREFIX } from './encoding.js';
 
 export const SLICE_BYTES = 8 << 20;
 
-/** SHA-256 of in-memory bytes, as `sha256:<hex>`. */
-export async function sha256Bytes(bytes) {
-  const hasher = await createSHA256();
-  hasher.init();
-  hasher.update(bytes);
-  return PREFIX + hasher.digest('hex');
-}
-
 /**
  * SHA-256 of a File (or Blob), read slice by slice; the next slice is read while the
  * current one is hashed. `onProgress(done, total)` after each slice; `signal` aborts.

@@ -3,7 +3,7 @@
 import './style.css';
 import { loadNetworks, withOverrides, SettingsError } from './config.js';
 import { ZERO_DIGEST, parseDigest } from './encoding.js';
-import { CHECKS, PASSED, FAILED, PENDING, requestedChecks } from './rules.js';
+import { CHECKS, PASSED, FAILED, requestedChecks } from './rules.js';
 import { Verification } from './verify.js';
 import { el, append, untrusted, explorerLink, formatBytes, formatTime } from './ui/dom.js';
 import { lineageDiagram, short } from './ui/diagram.js';

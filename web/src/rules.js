@@ -5,15 +5,13 @@
 // tests/vectors/verify/*.json pin these rules for this page and for `okai verify` alike.
 import {
   ZERO_DIGEST,
-  bytesToHex,
   canonicalJson,
   decodeUtf8,
-  encodeUtf8,
+  digestOfText,
   isAddress,
   isBlobId,
   parseDigest,
 } from './encoding.js';
-import { sha256 } from '@noble/hashes/sha2';
 import { attestedInputs } from './attestation.js';
 
 export const PASSED = 'passed';
@@ -44,11 +42,6 @@ const passed = (reason) => ({ status: PASSED, reason });
 const failed = (reason) => ({ status: FAILED, reason });
 const notChecked = (reason) => ({ status: NOT_CHECKED, reason });
 const pending = (reason) => ({ status: PENDING, reason });
-
-/** `sha256:<hex>` of a string's UTF-8 bytes, synchronously (rules stay pure and sync). */
-export function digestOfText(text) {
-  return 'sha256:' + bytesToHex(sha256(encodeUtf8(text)));
-}
 
 function parseJsonBlob(blob) {
   try {
