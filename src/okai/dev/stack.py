@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from okai.config import DEV_ANVIL_PORT
+from okai.config import DEV_ANVIL_PORT, DEV_WALRUS_PORT
 from okai.dev.processes import (
     Launched,
     StackError,
@@ -91,7 +92,39 @@ ANVIL = ServiceSpec(
     url_key="rpc_url",
 )
 
-SERVICES: list[ServiceSpec] = [ANVIL]
+
+def _walrus_argv(directory: Path, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "okai",
+        "walrus",
+        "serve",
+        "--dir",
+        str(directory / "walrus"),
+        "--port",
+        str(port),
+    ]
+
+
+def walrus_answers(url: str) -> bool:
+    try:
+        reply = httpx.get(f"{url}/status", timeout=2)
+        return reply.status_code == 200 and reply.text == "OK"
+    except httpx.HTTPError:
+        return False
+
+
+WALRUS = ServiceSpec(
+    name="walrus",
+    port_env="OKAI_DEV_WALRUS_PORT",
+    default_port=DEV_WALRUS_PORT,
+    argv=_walrus_argv,
+    ready=walrus_answers,
+    url_key="walrus_url",
+)
+
+SERVICES: list[ServiceSpec] = [ANVIL, WALRUS]
 
 
 def stack_file() -> Path:
