@@ -221,3 +221,11 @@ def test_a_server_echoing_the_key_has_it_scrubbed(fake: FluenceFake) -> None:
         client.get("/v1/clusters")
     assert "<redacted>" in str(caught.value)
     assert not leaked(caught.value, fake.api_key)
+
+
+def test_the_package_exports_what_it_lists() -> None:
+    import okai.compute.fluence as package
+
+    assert sorted(package.__all__) == sorted(set(package.__all__))
+    for name in package.__all__:
+        assert getattr(package, name) is not None, name

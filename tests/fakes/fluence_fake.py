@@ -399,7 +399,7 @@ class FluenceFake:
 
     def mutations(self) -> list[Logged]:
         """Every write request received (creates, updates, deletes, actions)."""
-        return [entry for entry in self.log if entry.method != "GET"]
+        return [e for e in self.log if e.method != "GET" and e.path != "/v1/prices/cost"]
 
     # --- the clock -----------------------------------------------------------------------------
 
@@ -1082,6 +1082,9 @@ class _Query:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # One buffered write per answer, no Nagle: otherwise each call waits for a delayed ACK.
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
     fake: FluenceFake
 
     def do_GET(self) -> None:

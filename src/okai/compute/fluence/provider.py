@@ -287,6 +287,8 @@ class FluenceProvider:
         try:
             me = self.client.get("/v1/users/me")
         except FluenceError as exc:
+            if exc.status == 401:
+                raise  # a bad key: say so now, not after discovery
             return [f"could not read the key's permissions: {exc.message}"]
         granted = set(me.get("permissions") or []) if isinstance(me, dict) else set()
         missing = [names[0] for names in NEEDED_SCOPES if not granted.intersection(names)]
@@ -731,7 +733,7 @@ class FluenceProvider:
         Raises `OperationalError` naming what is left if something could not be
         removed; the state file then still lists it for the next `down`.
         """
-        state.set_status(ClusterStatus.STOPPING)
+        state.set_status(ClusterStatus.STOPPING, error=state.error)
         self._resolve_intents(state)
         problems: list[str] = []
         self._terminate_vms(state, problems)
@@ -745,7 +747,9 @@ class FluenceProvider:
                 error += f" ({'; '.join(problems[:5])})"
             state.set_status(ClusterStatus.FAILED, error=error)
             raise OperationalError(error, hint=f"run `okai cluster down {state.name}` again")
-        state.set_status(ClusterStatus.STOPPED)
+        state.set_status(
+            ClusterStatus.STOPPED, error=state.error
+        )  # keep why `up` failed, if it did
         self._report(f"cluster {state.name} removed; nothing of it is billed any more")
 
     def _resolve_intents(self, state: ClusterState) -> None:
@@ -760,8 +764,9 @@ class FluenceProvider:
                 state.created(record, str(found["id"]))
 
     def _terminate_vms(self, state: ClusterState, problems: list[str]) -> None:
-        records = state.live_resources(VM)
-        for record in records:
+        """Terminate every recorded VM and wait until each is `terminated` (or gone)."""
+        refused: set[str] = set()
+        for record in state.live_resources(VM):
             if record.id is None:
                 continue
             self._report(f"terminating VM {record.name}")
@@ -772,20 +777,23 @@ class FluenceProvider:
             except FluenceConflict:
                 pass  # e.g. already terminating: the wait below tells
             except FluenceError as exc:
+                refused.add(record.name)
                 problems.append(f"terminate {record.name}: {exc.message}")
-        waiting = state.live_resources(VM)
-        if not waiting:
-            return
+
+        def awaited() -> list[ResourceRecord]:
+            return [r for r in state.live_resources(VM) if r.id and r.name not in refused]
 
         def check() -> bool | None:
-            ids = [r.id for r in state.live_resources(VM) if r.id]
-            vms = {v.id: v for v in self._list_by_ids("/v2/vms", Vm, ids)}
-            for record in state.live_resources(VM):
+            waiting = awaited()
+            vms = {v.id: v for v in self._list_by_ids("/v2/vms", Vm, [r.id or "" for r in waiting])}
+            for record in waiting:
                 vm = vms.get(record.id or "")
                 if vm is None or vm.status == VmStatus.TERMINATED:
                     state.removed(record)
-            return True if not state.live_resources(VM) else None
+            return True if not awaited() else None
 
+        if not awaited():
+            return
         try:
             self._until("VMs terminating", self.poll.teardown_s, check)
         except FluenceError as exc:
