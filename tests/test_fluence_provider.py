@@ -466,3 +466,19 @@ def test_a_failed_rollback_says_how_to_finish_it(
     fake.faults.clear()
     provider.down(state)
     assert fake.billable() == []
+
+
+def test_down_refuses_a_state_file_of_another_api_or_provider(
+    fake: FluenceFake, provider: FluenceProvider
+) -> None:
+    state = provider.up(make_spec())
+    state.details["baseUrl"] = "https://api.fluence.dev"
+    with pytest.raises(UsageError, match="OKAI_FLUENCE_URL"):
+        provider.down(state)
+    state.provider = "local"
+    with pytest.raises(UsageError, match="not on Fluence"):
+        provider.down(state)
+    assert len(fake.billable()) == 6, "nothing was marked gone by mistake"
+    state.provider, state.details["baseUrl"] = "fluence", fake.url
+    provider.down(state)
+    assert fake.billable() == []

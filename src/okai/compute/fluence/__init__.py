@@ -5,7 +5,10 @@
     discovery   clusters, datacenters and priced configurations -> Offer
     cost        CostEstimate for N nodes over a duration; the max_usd limit; the balance rule
     requests    the write requests, built once for both the dry run and `up`
+    spec        FluenceClusterSpec (what to bring up) and FluencePlan (the dry run)
+    wait        reading resources by ids or exact name; polling with deadlines
     provider    FluenceProvider: plan / up / nodes / down, with the cluster state file
+    teardown    down: terminate, delete what terminating leaves, wait until removed
     errors      the error tree (see its docstring)
 
 Typical use::
@@ -39,16 +42,16 @@ from okai.compute.fluence.errors import (
     ResourceFailed,
     VmFailed,
 )
-from okai.compute.fluence.provider import (
+from okai.compute.fluence.provider import FluenceProvider
+from okai.compute.fluence.spec import (
     FluenceClusterSpec,
     FluencePlan,
-    FluenceProvider,
     Member,
     NodeContext,
     NodeFiles,
-    PollConfig,
     validate_image_url,
 )
+from okai.compute.fluence.wait import PollConfig
 
 __all__ = [
     "DEFAULT_BASE_URL",

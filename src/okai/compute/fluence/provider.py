@@ -17,29 +17,17 @@ each is `removed`.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
 from okai.compute.cloudinit import SecretInUserData, WriteFile, build_user_data
 from okai.compute.fluence import requests as rq
-from okai.compute.fluence.client import FluenceClient, PlannedRequest, indexed, repeated
-from okai.compute.fluence.cost import CostEstimate, check_balance, estimate_cost
-from okai.compute.fluence.discovery import NodeRequirements, Offer, find_offers
-from okai.compute.fluence.errors import (
-    FluenceConflict,
-    FluenceError,
-    FluenceNotFound,
-    FluenceTimeout,
-    FluenceUnavailable,
-    ResourceFailed,
-    VmFailed,
-)
+from okai.compute.fluence.client import FluenceClient, PlannedRequest
+from okai.compute.fluence.cost import check_balance, estimate_cost
+from okai.compute.fluence.discovery import Offer, find_offers
+from okai.compute.fluence.errors import FluenceError, FluenceUnavailable, ResourceFailed, VmFailed
 from okai.compute.fluence.models import (
     VM_WAIT_STATUSES,
     NetworkInterface,
@@ -48,184 +36,34 @@ from okai.compute.fluence.models import (
     SecurityGroup,
     ServiceStatus,
     SshKey,
-    Storage,
     Vm,
     VmStatus,
 )
+from okai.compute.fluence.spec import FluenceClusterSpec, FluencePlan, Member, NodeContext
+from okai.compute.fluence.teardown import Teardown
+from okai.compute.fluence.wait import (
+    PUBLIC_IP,
+    SECURITY_GROUP,
+    SSH_KEY,
+    STORAGE,
+    VM,
+    PollConfig,
+    Waiter,
+)
 from okai.compute.ssh import PublicKey
 from okai.compute.state import ClusterState, ClusterStatus, NodeRecord, ResourceRecord
-from okai.errors import OkaiError, OperationalError, UsageError
+from okai.errors import OkaiError, UsageError
 
 log = logging.getLogger("okai.compute.fluence")
 
 PROVIDER = "fluence"
-VM, STORAGE, PUBLIC_IP, SECURITY_GROUP, SSH_KEY = (
-    "vm",
-    "storage",
-    "public_ip",
-    "security_group",
-    "ssh_key",
-)
-IMAGE_SUFFIXES = (".qcow2", ".img", ".raw", ".raw.xz", ".raw.gz", ".img.xz", ".img.gz")
-"""Image file suffixes the Fluence docs accept for `osImage`."""
 SPEC_VERSION = "0.10.0"
-MAX_NODES = 64
 NEEDED_SCOPES = (
     ("clusters:read",), ("prices:read",), ("vms:read",), ("vms:write",),
     ("storage:read",), ("storage:write",), ("public_ip:read",), ("public_ip:write",),
     ("security_group:read", "security_groups:read"), ("security_group:write", "security_groups:write"),
 )  # fmt: skip
 """API-key scopes `up` and `down` use; alternatives are spellings the spec mixes up."""
-
-T = TypeVar("T")
-Report = Callable[[str], None]
-
-
-@dataclass(frozen=True, kw_only=True)
-class PollConfig:
-    """How often and how long to wait for Fluence's asynchronous changes."""
-
-    interval_s: float = 5.0
-    vm_launch_s: float = 1800.0
-    """VMs usually launch within minutes; the official provider waits up to 30 min."""
-    resource_s: float = 300.0
-    teardown_s: float = 900.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class Member:
-    """A node as the others know it before it boots."""
-
-    rank: int
-    name: str
-    address: str
-
-
-@dataclass(frozen=True, kw_only=True)
-class NodeContext:
-    """What the cluster layer may put into a node's cloud-init files."""
-
-    cluster: str
-    rank: int
-    hostname: str
-    members: tuple[Member, ...]
-
-    @property
-    def rendezvous_address(self) -> str:
-        """Rank 0's address: the torchrun rendezvous host."""
-        return self.members[0].address
-
-
-NodeFiles = Callable[[NodeContext], Sequence[WriteFile]]
-
-
-@dataclass(frozen=True, kw_only=True)
-class FluenceClusterSpec:
-    """What to bring up."""
-
-    name: str
-    """Cluster name; every resource is named after it (`<name>-r0`, `<name>-r0-boot`, ...)."""
-    nodes: int
-    image_url: str
-    """Public URL of the qcow2/raw image (must end with a suffix Fluence accepts)."""
-    ssh_public_key: str
-    """The operator's OpenSSH public key line."""
-    requirements: NodeRequirements = field(default_factory=NodeRequirements)
-    hours: float = 1.0
-    """How long the cluster is expected to run: the period of the cost estimate."""
-    max_usd: Decimal | None = None
-    """Hard limit on the estimate; `up` refuses to create anything above it."""
-    ssh_cidr: str = "0.0.0.0/0"
-    """Who may reach port 22 (key authentication only); narrow it to your own address."""
-    node_files: NodeFiles | None = None
-    """Files for each node's cloud-init (cluster and job files); nothing secret."""
-
-    def validate(self) -> None:
-        longest = len(rq.boot_disk_name(self.name, max(0, self.nodes - 1)))
-        if (
-            not self.name[:1].isalpha()
-            or longest > rq.NAME_LIMIT
-            or not all(ch.islower() or ch.isdigit() or ch == "-" for ch in self.name)
-        ):
-            raise UsageError(
-                f"cluster name {self.name!r} cannot name Fluence resources",
-                hint=f"use lowercase letters, digits and '-', starting with a letter, short enough "
-                f"that '{rq.boot_disk_name(self.name, self.nodes - 1)}' has at most "
-                f"{rq.NAME_LIMIT} characters",
-            )
-        if not 1 <= self.nodes <= MAX_NODES:
-            raise UsageError(f"a Fluence cluster has 1 to {MAX_NODES} nodes, not {self.nodes}")
-        if not self.hours > 0:
-            raise UsageError(f"the duration must be positive, not {self.hours} h")
-        validate_image_url(self.image_url)
-        PublicKey.parse(self.ssh_public_key)
-        try:
-            network = ipaddress.ip_network(self.ssh_cidr, strict=False)
-        except ValueError as exc:
-            raise UsageError(f"not an IPv4 CIDR: {self.ssh_cidr!r}") from exc
-        if network.version != 4:
-            raise UsageError(f"the SSH CIDR must be IPv4: {self.ssh_cidr!r}")
-
-
-def validate_image_url(url: str) -> None:
-    """A public http(s) URL without credentials whose path ends with an accepted suffix."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise UsageError(f"the image URL must be an http(s) URL: {url[:200]!r}")
-    if parts.username or parts.password:
-        raise UsageError("the image URL must not carry credentials: Fluence needs a public URL")
-    if not parts.path.lower().endswith(IMAGE_SUFFIXES):
-        raise UsageError(
-            f"the image URL must end with one of {', '.join(IMAGE_SUFFIXES)}: {url[:200]!r}",
-            hint="Fluence picks the image format from the file name; publish the image under a "
-            "name such as okai-image.qcow2 (e.g. a Walrus quilt URL .../by-quilt-id/<id>/okai-image.qcow2)",
-        )
-
-
-@dataclass(frozen=True)
-class FluencePlan:
-    """What `up` will do and cost, computed with read-only calls (the dry run)."""
-
-    spec: FluenceClusterSpec
-    offer: Offer
-    estimate: CostEstimate
-    balance: Decimal
-    requests: tuple[PlannedRequest, ...]
-    user_data_bytes: int
-    """The largest node's user data, with placeholders as long or longer than real addresses."""
-    ssh_key_id: str | None
-    """The registered key that will be reused, or `None` if `up` registers it."""
-    service_version: str
-    warnings: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cluster": self.spec.name,
-            "nodes": self.spec.nodes,
-            "imageUrl": self.spec.image_url,
-            "offer": self.offer.to_json(),
-            "estimate": self.estimate.to_json(),
-            "maxUsd": None if self.spec.max_usd is None else str(self.spec.max_usd),
-            "balanceUsd": str(self.balance),
-            "userDataBytes": self.user_data_bytes,
-            "sshKeyId": self.ssh_key_id,
-            "serviceVersion": self.service_version,
-            "warnings": list(self.warnings),
-            "requests": [r.to_json() for r in self.requests],
-        }
-
-    def describe(self) -> str:
-        cfg = self.offer.configuration
-        lines = [
-            f"{self.spec.nodes} x {cfg.slug} ({cfg.vcpu} vCPU, {cfg.ram_gb} GB) in {self.offer.where()}",
-            self.estimate.describe(),
-            f"balance {self.balance} USD; user data {self.user_data_bytes} bytes per node at most",
-            *(f"warning: {w}" for w in self.warnings),
-        ]
-        return "\n".join(lines)
-
-    def render_requests(self, base_url: str) -> str:
-        return "\n\n".join(r.render(base_url) for r in self.requests)
 
 
 class FluenceProvider:
@@ -236,13 +74,12 @@ class FluenceProvider:
         client: FluenceClient,
         *,
         poll: PollConfig | None = None,
-        report: Report | None = None,
+        report: Callable[[str], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
-        self.poll = poll or PollConfig()
+        self.waiter = Waiter(client, poll or PollConfig(), sleep)
         self._report = report or (lambda message: None)
-        self._sleep = sleep
 
     # --- plan ----------------------------------------------------------------------------------
 
@@ -462,10 +299,7 @@ class FluenceProvider:
             )
         self._wait_launched(vm_ids, spec.image_url)
         self._bind_group(vm_ids, group["id"])
-        final = {
-            ip.id: ip
-            for ip in self._list_by_ids("/v1/public_ips", PublicIp, [i["id"] for i in ips])
-        }
+        final = {ip.id: ip for ip in self.waiter.by_ids(PUBLIC_IP, [i["id"] for i in ips])}
         return [
             NodeRecord(
                 rank=m.rank,
@@ -479,22 +313,17 @@ class FluenceProvider:
 
     def _refuse_taken_names(self, spec: FluenceClusterSpec) -> None:
         """Refuse to start if live resources already carry this cluster's names."""
-        prefix = [("name", f"{spec.name}-%")]
-        taken: list[str] = []
-        mine = {rq.vm_name(spec.name, r) for r in range(spec.nodes)}
-        vms = self.client.paginate("/v2/vms", [*prefix, *indexed("excludeStatus", ["terminated"])])
-        taken += [v["name"] for v in vms if v.get("name") in mine]
-        for path, names in (
-            ("/v1/public_ips", {rq.public_ip_name(spec.name, r) for r in range(spec.nodes)}),
-            ("/v1/storages", {rq.boot_disk_name(spec.name, r) for r in range(spec.nodes)}),
-        ):
-            items = self.client.paginate(path, [*prefix, *indexed("excludeStatus", ["removed"])])
-            taken += [i["name"] for i in items if i.get("name") in names]
-        groups = self.client.paginate("/v1/security_groups", prefix)
-        taken += [
-            g["name"]
-            for g in groups
-            if g.get("name") == rq.security_group_name(spec.name) and g.get("status") != "removed"
+        ranks = range(spec.nodes)
+        wanted = {
+            VM: {rq.vm_name(spec.name, r) for r in ranks},
+            PUBLIC_IP: {rq.public_ip_name(spec.name, r) for r in ranks},
+            STORAGE: {rq.boot_disk_name(spec.name, r) for r in ranks},
+            SECURITY_GROUP: {rq.security_group_name(spec.name)},
+        }
+        taken = [
+            name
+            for kind, names in wanted.items()
+            for name in self.waiter.names_taken(kind, f"{spec.name}-", names)
         ]
         if taken:
             raise UsageError(
@@ -512,7 +341,7 @@ class FluenceProvider:
         name = str(request.body["name"])
         record = state.intend(kind, name)
         self._report(f"creating {request.purpose}")
-        answer = self._send_create(record, request, lambda: self._find_by_name(kind, name))
+        answer = self._send_create(record, request, lambda: self.waiter.by_name(kind, name))
         state.created(record, str(answer["id"]))
         return answer
 
@@ -522,7 +351,7 @@ class FluenceProvider:
         vm_record = state.intend(VM, name)
         boot_record = state.intend(STORAGE, boot_name)
         self._report(f"creating {request.purpose}")
-        answer = self._send_create(vm_record, request, lambda: self._find_by_name(VM, name))
+        answer = self._send_create(vm_record, request, lambda: self.waiter.by_name(VM, name))
         vm = Vm.decode(answer, "the VM create")
         state.created(vm_record, vm.id)
         if vm.boot_disk is not None:
@@ -555,22 +384,6 @@ class FluenceProvider:
                 )
             return answer
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _find_by_name(self, kind: str, name: str) -> dict[str, Any] | None:
-        """The live resource of `kind` named exactly `name` (name filters are ILIKE)."""
-        if kind == SSH_KEY:
-            return None  # keys are matched by their public key, see _ensure_ssh_key
-        path, params = {
-            VM: ("/v2/vms", indexed("excludeStatus", ["terminated"])),
-            STORAGE: ("/v1/storages", indexed("excludeStatus", ["removed"])),
-            PUBLIC_IP: ("/v1/public_ips", indexed("excludeStatus", ["removed"])),
-            SECURITY_GROUP: ("/v1/security_groups", []),
-        }[kind]
-        items = self.client.paginate(path, [("name", name), *params])
-        dead = {"terminated", "removed"}
-        return next(
-            (i for i in items if i.get("name") == name and i.get("status") not in dead), None
-        )
 
     def _find_ssh_key(self, key: PublicKey) -> SshKey | None:
         keys = SshKey.decode_all(self.client.paginate("/v1/ssh_keys"), "SSH keys")
@@ -605,29 +418,9 @@ class FluenceProvider:
         state.save()
         return str(answer["id"])
 
-    # --- waiting -------------------------------------------------------------------------------
-
-    def _until(self, what: str, timeout_s: float, check: Callable[[], T | None]) -> T:
-        """Call `check` every poll interval until it returns a value; it raises on failure."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            value = check()
-            if value is not None:
-                return value
-            if time.monotonic() >= deadline:
-                raise FluenceTimeout(
-                    f"{what} did not happen within {timeout_s:g} s",
-                    hint="Fluence may be slow or out of capacity; the cluster was rolled back",
-                )
-            self._sleep(self.poll.interval_s)
-
-    def _list_by_ids(self, path: str, model: type[Any], ids: Sequence[str]) -> list[Any]:
-        items = self.client.paginate(path, repeated("ids", ids))
-        return [model.decode(item, path) for item in items if item.get("id") in set(ids)]
-
     def _wait_public_ips(self, ids: list[str]) -> dict[str, PublicIp]:
         def check() -> dict[str, PublicIp] | None:
-            ips = {ip.id: ip for ip in self._list_by_ids("/v1/public_ips", PublicIp, ids)}
+            ips = {ip.id: ip for ip in self.waiter.by_ids(PUBLIC_IP, ids)}
             for ip in ips.values():
                 if ip.status in (
                     ResourceStatus.FAILED,
@@ -640,11 +433,11 @@ class FluenceProvider:
             )
             return ips if ready else None
 
-        return self._until("public IPs becoming ready", self.poll.resource_s, check)
+        return self.waiter.until("public IPs becoming ready", self.waiter.poll.resource_s, check)
 
     def _wait_group(self, group_id: str) -> SecurityGroup:
         def check() -> SecurityGroup | None:
-            found = self._list_by_ids("/v1/security_groups", SecurityGroup, [group_id])
+            found = self.waiter.by_ids(SECURITY_GROUP, [group_id])
             if not found:
                 return None
             group: SecurityGroup = found[0]
@@ -656,20 +449,22 @@ class FluenceProvider:
                 raise ResourceFailed(f"security group {group.name} ended {group.status.value}")
             return group if group.status == ResourceStatus.READY else None
 
-        return self._until("the security group becoming ready", self.poll.resource_s, check)
+        return self.waiter.until(
+            "the security group becoming ready", self.waiter.poll.resource_s, check
+        )
 
     def _wait_launched(self, vm_ids: list[str], image_url: str) -> list[Vm]:
         self._report(f"waiting for {len(vm_ids)} VM(s) to launch")
 
         def check() -> list[Vm] | None:
-            vms: dict[str, Vm] = {v.id: v for v in self._list_by_ids("/v2/vms", Vm, vm_ids)}
+            vms: dict[str, Vm] = {v.id: v for v in self.waiter.by_ids(VM, vm_ids)}
             for vm in vms.values():
                 if vm.status != VmStatus.LAUNCHED and vm.status not in VM_WAIT_STATUSES:
                     raise VmFailed(
                         f"VM {vm.name} ended {vm.status.value} instead of launched",
                         code=vm.status.value,
                         hint=f"check that {image_url} is publicly downloadable and a cloud image "
-                        "with cloud-init, and that the user data is valid; the cluster was rolled back",
+                        "with cloud-init, and that the user data is valid",
                     )
             done = all(
                 i in vms and vms[i].status == VmStatus.LAUNCHED and not vms[i].restart_required
@@ -677,7 +472,7 @@ class FluenceProvider:
             )
             return [vms[i] for i in vm_ids] if done else None
 
-        return self._until("VMs launching", self.poll.vm_launch_s, check)
+        return self.waiter.until("VMs launching", self.waiter.poll.vm_launch_s, check)
 
     def _bind_group(self, vm_ids: list[str], group_id: str) -> None:
         """Put every interface of every VM in the group; restart VMs that ask for it."""
@@ -688,14 +483,16 @@ class FluenceProvider:
             for interface in interfaces:
                 if interface.security_group != group_id:
                     self.client.send(rq.bind_security_group(vm_id, interface.id, group_id))
-        restart = [vm.id for vm in self._list_by_ids("/v2/vms", Vm, vm_ids) if vm.restart_required]
+        restart = [vm.id for vm in self.waiter.by_ids(VM, vm_ids) if vm.restart_required]
         for vm_id in restart:
             self.client.send(rq.restart_vm(vm_id))
         if restart:
-            self._until("VMs restarting", self.poll.vm_launch_s, lambda: self._restarted(restart))
+            self.waiter.until(
+                "VMs restarting", self.waiter.poll.vm_launch_s, lambda: self._restarted(restart)
+            )
 
     def _restarted(self, vm_ids: list[str]) -> bool | None:
-        vms = self._list_by_ids("/v2/vms", Vm, vm_ids)
+        vms = self.waiter.by_ids(VM, vm_ids)
         for vm in vms:
             if vm.status != VmStatus.LAUNCHED and vm.status not in VM_WAIT_STATUSES:
                 raise VmFailed(f"VM {vm.name} ended {vm.status.value} while restarting")
@@ -710,10 +507,11 @@ class FluenceProvider:
         """The cluster's nodes; with `refresh`, status and address re-read from Fluence."""
         if not refresh or not state.nodes:
             return list(state.nodes)
+        self._check_owner(state)
         vm_ids = [n.resource_id for n in state.nodes if n.resource_id]
-        vms = {v.id: v for v in self._list_by_ids("/v2/vms", Vm, vm_ids)}
+        vms = {v.id: v for v in self.waiter.by_ids(VM, vm_ids)}
         ip_ids = [str(n.attrs["publicIpId"]) for n in state.nodes if n.attrs.get("publicIpId")]
-        ips = {ip.id: ip for ip in self._list_by_ids("/v1/public_ips", PublicIp, ip_ids)}
+        ips = {ip.id: ip for ip in self.waiter.by_ids(PUBLIC_IP, ip_ids)}
         fresh = []
         for node in state.nodes:
             vm = vms.get(node.resource_id or "")
@@ -733,117 +531,17 @@ class FluenceProvider:
         Raises `OperationalError` naming what is left if something could not be
         removed; the state file then still lists it for the next `down`.
         """
-        state.set_status(ClusterStatus.STOPPING, error=state.error)
-        self._resolve_intents(state)
-        problems: list[str] = []
-        self._terminate_vms(state, problems)
-        for kind in (PUBLIC_IP, STORAGE, SECURITY_GROUP):
-            self._delete_all(state, kind, problems)
-        left = state.live_resources()
-        if left or problems:
-            names = ", ".join(f"{r.kind} {r.name}" for r in left) or "none"
-            error = f"teardown of {state.name} is incomplete; still recorded: {names}"
-            if problems:
-                error += f" ({'; '.join(problems[:5])})"
-            state.set_status(ClusterStatus.FAILED, error=error)
-            raise OperationalError(error, hint=f"run `okai cluster down {state.name}` again")
-        state.set_status(
-            ClusterStatus.STOPPED, error=state.error
-        )  # keep why `up` failed, if it did
-        self._report(f"cluster {state.name} removed; nothing of it is billed any more")
+        self._check_owner(state)
+        Teardown(self.client, self.waiter, state, self._report).run()
 
-    def _resolve_intents(self, state: ClusterState) -> None:
-        """Give recorded intents their ids (by unique name), or mark them never created."""
-        for record in state.live_resources():
-            if record.id is not None:
-                continue
-            found = self._find_by_name(record.kind, record.name)
-            if found is None:
-                state.removed(record)
-            else:
-                state.created(record, str(found["id"]))
-
-    def _terminate_vms(self, state: ClusterState, problems: list[str]) -> None:
-        """Terminate every recorded VM and wait until each is `terminated` (or gone)."""
-        refused: set[str] = set()
-        for record in state.live_resources(VM):
-            if record.id is None:
-                continue
-            self._report(f"terminating VM {record.name}")
-            try:
-                self.client.send(rq.terminate_vm(record.id), retry=True)
-            except FluenceNotFound:
-                state.removed(record)
-            except FluenceConflict:
-                pass  # e.g. already terminating: the wait below tells
-            except FluenceError as exc:
-                refused.add(record.name)
-                problems.append(f"terminate {record.name}: {exc.message}")
-
-        def awaited() -> list[ResourceRecord]:
-            return [r for r in state.live_resources(VM) if r.id and r.name not in refused]
-
-        def check() -> bool | None:
-            waiting = awaited()
-            vms = {v.id: v for v in self._list_by_ids("/v2/vms", Vm, [r.id or "" for r in waiting])}
-            for record in waiting:
-                vm = vms.get(record.id or "")
-                if vm is None or vm.status == VmStatus.TERMINATED:
-                    state.removed(record)
-            return True if not awaited() else None
-
-        if not awaited():
-            return
-        try:
-            self._until("VMs terminating", self.poll.teardown_s, check)
-        except FluenceError as exc:
-            problems.append(exc.message)
-
-    def _delete_all(self, state: ClusterState, kind: str, problems: list[str]) -> None:
-        """Delete every recorded resource of `kind` and wait until each is `removed`.
-
-        A resource still attached (409) is retried each round while its VM goes
-        away; if a VM could not be terminated, it is reported instead of awaited.
-        """
-        path, model = _COLLECTIONS[kind]
-        pending = {r.id: r for r in state.live_resources(kind) if r.id}
-        requested: set[str] = set()
-        vms_gone = not state.live_resources(VM)
-        label = kind.replace("_", " ")
-
-        def check() -> bool | None:
-            for resource_id, record in list(pending.items()):
-                if resource_id in requested:
-                    continue
-                try:
-                    self._report(f"deleting {label} {record.name}")
-                    self.client.delete(f"{path}/{resource_id}")
-                    requested.add(resource_id)
-                except FluenceNotFound:
-                    state.removed(record)
-                    del pending[resource_id]
-                except FluenceConflict as exc:
-                    if not vms_gone:  # attached to a VM that is not going away
-                        problems.append(f"delete {record.name}: {exc.message}")
-                        del pending[resource_id]
-            items = {i.id: i for i in self._list_by_ids(path, model, list(pending))}
-            for resource_id, record in list(pending.items()):
-                item = items.get(resource_id)
-                if item is None or item.status == ResourceStatus.REMOVED:
-                    state.removed(record)
-                    del pending[resource_id]
-            return True if not pending else None
-
-        if not pending:
-            return
-        try:
-            self._until(f"{label}s being removed", self.poll.teardown_s, check)
-        except FluenceError as exc:
-            problems.append(exc.message)
-
-
-_COLLECTIONS: dict[str, tuple[str, type[Any]]] = {
-    PUBLIC_IP: ("/v1/public_ips", PublicIp),
-    STORAGE: ("/v1/storages", Storage),
-    SECURITY_GROUP: ("/v1/security_groups", SecurityGroup),
-}
+    def _check_owner(self, state: ClusterState) -> None:
+        """Refuse a state file of another provider or API: its ids would all look gone."""
+        if state.provider != PROVIDER:
+            raise UsageError(f"cluster {state.name} runs on {state.provider!r}, not on Fluence")
+        made_at = state.details.get("baseUrl")
+        if made_at and made_at != self.client.config.base_url:
+            raise UsageError(
+                f"cluster {state.name} was made through {made_at}, "
+                f"not {self.client.config.base_url}",
+                hint="set OKAI_FLUENCE_URL to the API the cluster was made with",
+            )
