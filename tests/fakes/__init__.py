@@ -1,0 +1,1 @@
+"""Test-only stand-ins for remote paid services (validated against their real specs)."""
