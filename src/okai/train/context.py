@@ -73,6 +73,8 @@ class Context:
     metrics: MetricsLog
     checkpoints: Checkpointer
     summary: Summary = field(default_factory=Summary)
+    fetch_seconds: float = 0.0
+    """How long this rank took to fetch and verify its data before training."""
 
     @property
     def hyperparameters(self) -> Mapping[str, int | float | str | bool]:
@@ -172,6 +174,7 @@ class Context:
             stepsPerEpoch=steps,
             batchSize=batch_size,
             resumedFromStep=None if resumed is None else resumed.global_step,
+            fetchSeconds=round(self.fetch_seconds, 3),
         )
         parallel = self._distribute(model)
         for epoch in range(at.epoch, epochs):

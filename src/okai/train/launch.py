@@ -72,7 +72,15 @@ class Rendezvous:
     """The address this node is reached at by the others (its private-network address)."""
     interface: str | None = None
     """The network interface for gloo/NCCL traffic; derived from local_addr when omitted."""
+    hosts_store: bool | None = None
+    """Whether this node serves the c10d store; by default, whether local_addr is the
+    endpoint's host (torchrun's own guess compares host names, which fails when a node's
+    name resolves to another address)."""
     join_timeout: int = 600
+
+    @property
+    def endpoint_host(self) -> str:
+        return self.endpoint.rsplit(":", 1)[0].strip("[]")
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[^\s:]+:[0-9]{1,5}|\[[0-9a-fA-F:]+\]:[0-9]{1,5}", self.endpoint):
@@ -157,7 +165,10 @@ def launch(
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
-        code = _follow(process, run_dir / METRICS_FILE, progress)
+        # Alone, stop at once on an error no restart can fix; with other nodes, let
+        # torchrun's restarts run out so that every node fails together.
+        fatal = run_dir / ERRORS_DIR / FATAL_FILE if options.rendezvous is None else None
+        code = _follow(process, run_dir / METRICS_FILE, progress, fatal)
     if code != 0:
         raise _failure(run_dir, code)
     receipt_path = run_dir / RECEIPT_FILE
@@ -217,7 +228,7 @@ def _torchrun_command(
             "--rdzv-backend=c10d",
             f"--rdzv-endpoint={rendezvous.endpoint}",
             f"--rdzv-id={rendezvous.run_id}",
-            f"--rdzv-conf=join_timeout={rendezvous.join_timeout}",
+            f"--rdzv-conf=join_timeout={rendezvous.join_timeout}{_is_host(rendezvous)}",
         ]
         if rendezvous.node_rank is not None:
             command.append(f"--node-rank={rendezvous.node_rank}")
@@ -231,6 +242,13 @@ def _torchrun_command(
         f"--source={options.source}",
         f"--run-id={run_id}",
     ]
+
+
+def _is_host(rendezvous: Rendezvous) -> str:
+    hosts = rendezvous.hosts_store
+    if hosts is None and rendezvous.local_addr is not None:
+        hosts = rendezvous.local_addr == rendezvous.endpoint_host
+    return "" if hosts is None else f",is_host={int(hosts)}"
 
 
 def _environment(options: LaunchOptions) -> dict[str, str]:
@@ -274,13 +292,19 @@ def interface_of(address: str) -> str | None:
 
 
 def _follow(
-    process: subprocess.Popen[bytes], metrics: Path, progress: Callable[[Progress], None] | None
+    process: subprocess.Popen[bytes],
+    metrics: Path,
+    progress: Callable[[Progress], None] | None,
+    fatal: Path | None,
 ) -> int:
-    """Wait for torchrun, reporting rank 0's progress; stop it cleanly on Ctrl-C."""
+    """Wait for torchrun, reporting rank 0's progress; stop it on Ctrl-C or on `fatal`."""
     follower = _MetricsFollower(metrics)
     try:
         while True:
             code = process.poll()
+            if code is None and fatal is not None and fatal.exists():
+                _stop(process)
+                code = process.returncode
             if progress is not None:
                 latest = follower.poll()
                 if latest is not None:

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -119,6 +120,7 @@ def _run(run_dir: Path, source_arg: str, run_id: str, env: RankEnv) -> None:
     host = host_identity() if env.rank == 0 else None
     dist.init_process_group(backend, timeout=PROCESS_GROUP_TIMEOUT)
     try:
+        fetch_began = time.perf_counter()
         with open_source(SourceSpec.parse(source_arg)) as source:
             train_fn, code = training_function(job, source)
             manifests = [
@@ -142,6 +144,7 @@ def _run(run_dir: Path, source_arg: str, run_id: str, env: RankEnv) -> None:
                 if plan.test
                 else None
             )
+        fetch_seconds = time.perf_counter() - fetch_began
         log.info(
             "verified %d training files (%d samples) and %d held-out files",
             len(train_files),
@@ -161,6 +164,7 @@ def _run(run_dir: Path, source_arg: str, run_id: str, env: RankEnv) -> None:
             else RankStream(test_files, seed=job.seed, rank=env.rank),
             metrics=MetricsLog(run_dir / METRICS_FILE, enabled=env.rank == 0),
             checkpoints=Checkpointer(run_dir, job_digest=job.digest(), writer=env.local_rank == 0),
+            fetch_seconds=fetch_seconds,
         )
         torch.manual_seed(job.seed)
         model = train_fn(ctx)
