@@ -384,6 +384,20 @@ def fetch_shard(
     return path
 
 
+def fetch_blob(client: WalrusClient, blob_id: str, sha256: Digest, cache_dir: Path) -> Path:
+    """The cached, verified file holding a whole blob (training code, raw data).
+
+    Cached by SHA-256 like shards, so ranks sharing `cache_dir` fetch it once.
+    """
+    digest = Digest.parse(sha256)
+    cached = _cached(cache_dir, digest, None)
+    if cached is not None:
+        return cached
+    path = cache_path(cache_dir, digest)
+    client.read_to_file(blob_id, digest, path)
+    return path
+
+
 def pull_dataset(
     client: WalrusClient,
     ref: DatasetSource,
