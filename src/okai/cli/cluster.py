@@ -94,6 +94,9 @@ def up_command(
     runs_dir: Annotated[
         Path, typer.Option("--runs-dir", help="Where the run directory is left.")
     ] = Path("runs"),
+    max_restarts: Annotated[
+        int, typer.Option("--max-restarts", min=0, help="torchrun's worker restarts per node.")
+    ] = 3,
 ) -> None:
     """Bring up a cluster, run JOB on it, and leave the run in runs/<run-id>/."""
     cli = state(ctx)
@@ -108,6 +111,7 @@ def up_command(
         allow_unregistered_host=provider == ProviderName.LOCAL,
         runs_root=runs_dir,
         timeout_s=timeout,
+        max_restarts=max_restarts,
     )
     events = Events(report=cli.info)
     if provider == ProviderName.LOCAL:

@@ -96,13 +96,11 @@ class SshChannel:
         *,
         state_dir: str = REMOTE_STATE_DIR,
         timeout_s: float = SSH_TIMEOUT_S,
-        run: Callable[..., subprocess.CompletedProcess[bytes]] = subprocess.run,
     ) -> None:
         self.rank = rank
         self.target = target
         self.state_dir = state_dir
         self.timeout_s = timeout_s
-        self._run = run
 
     def describe(self) -> str:
         return f"node {self.rank} ({self.target.host})"
@@ -113,7 +111,7 @@ class SshChannel:
 
     def _call(self, command: str, *, data: bytes | None = None, what: str) -> bytes:
         try:
-            done = self._run(
+            done = subprocess.run(
                 self.argv(command),
                 input=data,
                 capture_output=True,
