@@ -15,81 +15,30 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_okai
+from cluster_helpers import Stack, digits_stack
+from conftest import run_okai
 from okai.compute import cluster as clusters
 from okai.compute.local import LocalBackend, kill_marked, marked_processes
 from okai.compute.node import NodeState, read_status
 from okai.compute.state import ClusterState, ClusterStatus
 from okai.config import load_settings
 from okai.digest import Digest
-from okai.manifest import JobSpec, ManifestRef
-from okai.train import Receipt, digits_files, digits_job, job_to_toml
-from okai.walrus.client import WalrusClient
-from okai.walrus.dataset import push_dataset
-from okai.walrus.server import WalrusServer
+from okai.manifest import ManifestRef
+from okai.train import Receipt
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 3
 RUN_TIMEOUT = 400
-
-
-@dataclass
-class Stack:
-    home: Path
-    walrus_url: str
-    dataset: ManifestRef
-
-    def job(self, **changes: object) -> JobSpec:
-        job = digits_job(
-            (self.dataset,), nodes=2, procs_per_node=1, epochs=EPOCHS, checkpoint_every=5
-        )
-        return job.model_copy(update=changes)
-
-    def job_file(self, name: str, job: JobSpec | None = None) -> Path:
-        path = self.home / f"{name}.toml"
-        path.write_text(job_to_toml(job or self.job()))
-        return path
-
-    def client(self) -> WalrusClient:
-        return WalrusClient([self.walrus_url], self.walrus_url, compute_blob_ids_up_to=0)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A working directory, a Walrus server on loopback, the digits dataset pushed to it."""
-    home = tmp_path_factory.mktemp("cluster")
-    with pytest.MonkeyPatch.context() as env:
-        env.chdir(home)
-        env.setenv("OKAI_HOME", str(home / ".okai"))
-        env.setenv("OKAI_NODE_MODULES", str(REPO / "node_modules"))
-        # The server answers with stand-in blob IDs; clients must not recompute real ones.
-        env.setenv("OKAI_WALRUS_CHECK_BLOB_IDS_UP_TO", "0")
-        for name in ("OKAI_NETWORK", "OKAI_CONFIG", "OKAI_NODE_STATE_DIR"):
-            env.delenv(name, raising=False)
-        with WalrusServer(home / "walrus", fake_blob_ids=True).start() as server:
-            env.setenv("OKAI_WALRUS_AGGREGATORS", server.url)
-            env.setenv("OKAI_WALRUS_PUBLISHER", server.url)
-            files = home / "digits"
-            for name, data in digits_files().items():
-                (files / name).parent.mkdir(parents=True, exist_ok=True)
-                (files / name).write_bytes(data)
-            stack = Stack(
-                home,
-                server.url,
-                ManifestRef(manifest_blob_id="A" * 43, sha256="sha256:" + "0" * 64),
-            )
-            with stack.client() as client:
-                pushed = push_dataset(client, [files], name="digits", journal_dir=home / "journal")
-            stack.dataset = ManifestRef(
-                manifest_blob_id=pushed.manifest_blob_id, sha256=pushed.manifest_digest
-            )
-            yield stack
+    with digits_stack(tmp_path_factory.mktemp("cluster")) as ready:
+        yield ready
 
 
 def node_folders(stack: Stack, name: str) -> list[Path]:

@@ -67,6 +67,7 @@ class FluenceBackend:
         ssh_cidr: str = "0.0.0.0/0",
         public_key: str | None = None,
         channel_factory: ChannelFactory | None = None,
+        rendezvous_port: int = DEFAULT_RENDEZVOUS_PORT,
     ) -> None:
         self.fluence = provider
         self.ssh_key = ssh_key
@@ -77,6 +78,7 @@ class FluenceBackend:
         self.ssh_cidr = ssh_cidr
         self._public_key = public_key
         self.channel_factory = channel_factory
+        self._rendezvous_port = rendezvous_port
         self.approved: FluencePlan | None = None
 
     def public_key(self) -> str:
@@ -135,7 +137,8 @@ class FluenceBackend:
         return SshChannel(node.rank, target)
 
     def rendezvous_port(self, state: ClusterState) -> int:
-        return DEFAULT_RENDEZVOUS_PORT
+        """The NixOS module's `rendezvousPort`, which its firewall opens to the peers."""
+        return self._rendezvous_port
 
     def destroy(self, state: ClusterState) -> None:
         self.fluence.down(state)
