@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 
@@ -32,7 +33,7 @@ from okai.manifest import JobSpec
 from okai.train.checkpoint import Checkpointer, Position
 from okai.train.loader import Batch, RankStream
 from okai.train.metrics import MetricsLog, finite
-from okai.train.seeding import derive_seed
+from okai.train.seeding import derive_seed, step_seed
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 EVAL_BATCH = 512
@@ -129,6 +130,7 @@ class Context:
         loss_sum, correct, count = sums.tolist()
         if count == 0:
             return None
+        self.summary.test_accuracy = correct / count
         return Evaluation(loss=loss_sum / count, accuracy=correct / count, samples=int(count))
 
     def log(self, *, epoch: int, step: int, loss: float, **values: float | int | None) -> None:
@@ -212,8 +214,10 @@ class Context:
         every = self.job.checkpoint_every
         final_step = epochs * steps
         samples_per_step = batch_size * self.world_size
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        # Plain numbers: a few small tensor operations a step would cost more than the
+        # loss read-out, which the metrics line needs anyway.
+        loss_sum = 0.0
+        correct = 0
         count = 0
         wait_before = self.train_data.wait_seconds
         began = last = time.perf_counter()
@@ -222,16 +226,16 @@ class Context:
         batches = self.train_data.batches(epoch, batch_size, start=first, stop=steps)
         for index, (x, y) in enumerate(batches, start=first):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            torch.manual_seed(derive_seed(self.seed, "step", self.rank, global_step))
+            self._seed_step(global_step)
             output = parallel(x)
             loss = loss_fn(output, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             global_step += 1
-            with torch.no_grad():
-                loss_sum += loss.detach().double() * len(y)
-                correct += (output.argmax(1) == y).sum()
+            value = loss.item()
+            loss_sum += value * len(y)
+            correct += int(torch.count_nonzero(output.argmax(1) == y))
             count += len(y)
             if self.is_main:
                 now = time.perf_counter()
@@ -242,7 +246,7 @@ class Context:
                     "step",
                     epoch=epoch,
                     step=global_step,
-                    loss=finite(loss.item()),
+                    loss=finite(value),
                     samplesPerSecond=round(rate, 1),
                 )
             if every and global_step % every == 0 and global_step < final_step:
@@ -285,6 +289,21 @@ class Context:
             self.checkpoints.save(model, optimizer, following)
         return following
 
+    @cached_property
+    def _step_base(self) -> int:
+        return derive_seed(self.seed, "step", self.rank)
+
+    def _seed_step(self, step: int) -> None:
+        """Reseed the generators a step draws from (dropout and the like).
+
+        Not `torch.manual_seed`: it also queues lazy seeding of every accelerator
+        backend, recording a Python stack each time, which costs milliseconds a step.
+        """
+        seed = step_seed(self._step_base, step)
+        torch.default_generator.manual_seed(seed)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(seed)
+
     def _distribute(self, model: nn.Module) -> nn.Module:
         if not dist.is_initialized():
             return model
@@ -298,8 +317,8 @@ class Context:
         return values.cpu()
 
 
-def _as_totals(loss_sum: torch.Tensor, correct: torch.Tensor, count: int) -> torch.Tensor:
-    return torch.tensor([float(loss_sum), float(correct), float(count)], dtype=torch.float64)
+def _as_totals(loss_sum: float, correct: int, count: int) -> torch.Tensor:
+    return torch.tensor([loss_sum, float(correct), float(count)], dtype=torch.float64)
 
 
 def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
