@@ -57,7 +57,10 @@ def test_stale_pid_is_detected_and_replaced(okai_home: Path) -> None:
     entry = first["services"]["anvil"]
     os.kill(entry["pid"], 9)
     os.waitpid(entry["pid"], 0)
-    assert [row.state for row in stack.status()] == ["stale"]
+    assert {row.name: row.state for row in stack.status()} == {
+        "anvil": "stale",
+        "walrus": "running",
+    }
     events: list[str] = []
     second = stack.up(on_event=events.append)
     try:

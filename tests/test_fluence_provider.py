@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import time
+import traceback
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -90,6 +91,10 @@ def the_key_never_leaks(
             f"{entry.method} {entry.path} body carries the key"
         )
         assert key not in entry.path + repr(entry.query)
+
+
+def leaks(exc: BaseException, key: str) -> bool:
+    return key in "".join(traceback.format_exception(exc)) + repr(exc)
 
 
 def billed_names(fake: FluenceFake) -> list[str]:
@@ -287,6 +292,7 @@ def test_a_bad_key_fails_fast_with_an_actionable_message(fake: FluenceFake) -> N
     with client_for(fake, key="not-the-key") as client, pytest.raises(FluenceAuthError) as caught:
         FluenceProvider(client, poll=FAST_POLL).up(make_spec())
     assert "OKAI_FLUENCE_API_KEY" in str(caught.value)
+    assert not leaks(caught.value, "not-the-key")
     assert_nothing_created(fake)
 
 
@@ -320,8 +326,9 @@ def assert_rolled_back(fake: FluenceFake, name: str = "job42") -> ClusterState:
 def test_a_create_failing_half_way_rolls_back(fake: FluenceFake, provider: FluenceProvider) -> None:
     # The second VM create fails every time (its one retry included).
     fake.inject(Fault("POST", "/v2/vms", status=500, skip=1, times=10))
-    with pytest.raises(FluenceUnavailable, match="POST /v2/vms failed"):
+    with pytest.raises(FluenceUnavailable, match="POST /v2/vms failed") as caught:
         provider.up(make_spec())
+    assert not leaks(caught.value, fake.api_key)
     assert_rolled_back(fake)
     creates = [e.body["name"] for e in posts(fake, "/v2/vms")]
     assert creates == ["job42-r0", "job42-r1", "job42-r1"]
@@ -370,8 +377,9 @@ def test_a_refused_create_rolls_back_with_the_server_message(
     fake: FluenceFake, provider: FluenceProvider, status: int, code: str, error: type[Exception]
 ) -> None:
     fake.inject(Fault("POST", "/v2/vms", status=status, code=code, skip=1, message=f"said {code}"))
-    with pytest.raises(error, match=f"said {code}"):
+    with pytest.raises(error, match=f"said {code}") as caught:
         provider.up(make_spec())
+    assert not leaks(caught.value, fake.api_key)
     assert_rolled_back(fake)
 
 

@@ -61,7 +61,7 @@ def test_server_and_client_agree_on_real_ids(tmp_path: Path) -> None:
     data, blob_id = VECTORS[1]
     with (
         local_server(tmp_path / "walrus", fake_blob_ids=False) as server,
-        make_client(server.url, compute_blob_ids_up_to=1 << 20) as client,
+        make_client(server.url, compute_blob_ids_up_to=1 << 20, timeout=180) as client,
     ):
         stored = client.store_bytes(data)
         assert stored.blob_id == blob_id and stored.blob_id_verified

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,6 +125,15 @@ def test_serve_refuses_without_node(okai_home: Path, monkeypatch: pytest.MonkeyP
     done = run_okai("walrus", "serve", "--dir", "srv", "--port", port)
     assert done.returncode == 1
     assert "Node.js" in done.stderr and "--fake-blob-ids" in done.stderr
+
+
+def test_serve_on_a_busy_port_exits_1(okai_home: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        done = run_okai("walrus", "serve", "--dir", "srv", "--port", port, "--fake-blob-ids")
+    assert done.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
 
 
 @pytest.mark.slow

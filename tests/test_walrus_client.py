@@ -135,6 +135,8 @@ def test_client_side_checks_send_nothing(server: WalrusServer, tmp_path: Path) -
             client.store_bytes(b"x", share=True, send_object_to="0x" + "1" * 64)
         with pytest.raises(WalrusRequestError, match="blob ID"):
             client.read_bytes("not-a-blob-id", None)
+        with pytest.raises(WalrusRequestError, match="not a file"):
+            client.store_file(tmp_path)
     assert server.faults.counts() == {}
 
 
@@ -340,3 +342,17 @@ def test_stand_in_ids_fail_the_blob_id_check(server: WalrusServer, tmp_path: Pat
         with pytest.raises(IntegrityError, match="blob ID"):
             client.read_to_file(blob_id, None, dest)
     assert leftovers(tmp_path) == ["walrus"]
+
+
+def test_quilt_with_a_large_file_streams_through(server: WalrusServer, tmp_path: Path) -> None:
+    """A multi-megabyte file, with bytes that look like multipart delimiters inside."""
+    big = tmp_path / "image.qcow2"
+    big.write_bytes(os.urandom(MiB) + b"\r\n--not-a-boundary\r\n" * 1000 + os.urandom(2 * MiB))
+    with make_client(server.url) as client:
+        quilt = client.store_quilt({"image.qcow2": big, "notes.txt": b"\r\n--"})
+        dest = tmp_path / "copy.qcow2"
+        patch = quilt.patch_id("image.qcow2")
+        client.read_quilt_patch_to_file(patch, Digest.of_file(big), dest)
+        notes = client.read_quilt_file(quilt.quilt_id, "notes.txt", Digest.of_bytes(b"\r\n--"))
+    assert dest.read_bytes() == big.read_bytes() and notes == b"\r\n--"
+    assert list((server.storage.root / "tmp").iterdir()) == []

@@ -278,6 +278,21 @@ def test_fetch_shard_reuses_the_cache(server: WalrusServer, tmp_path: Path) -> N
         assert server.faults.counts()["GET blob"] == before
 
 
+def test_a_tampered_cache_entry_is_fetched_again(server: WalrusServer, tmp_path: Path) -> None:
+    data = tmp_path / "one.bin"
+    data.write_bytes(os.urandom(1000))
+    cache = tmp_path / "cache"
+    with make_client(server.url) as client:
+        result = push_dataset(
+            client, [data], name="one", shard_size=MiB, journal_dir=tmp_path / "j"
+        )
+        shard = result.manifest.shards[0]
+        entry = fetch_shard(client, shard, cache)
+        entry.write_bytes(b"X" * 1000)  # same size, other bytes
+        assert fetch_shard(client, shard, cache) == entry
+    assert entry.read_bytes() == data.read_bytes()
+
+
 def test_pull_refuses_to_write_outside_the_destination(
     server: WalrusServer, tmp_path: Path
 ) -> None:

@@ -116,7 +116,7 @@ def pull_command(
     to: Annotated[Path, typer.Option("--to", help="Folder to reassemble the files in.")],
     workers: Annotated[int, typer.Option(help="Shards fetched in parallel.")] = DEFAULT_WORKERS,
 ) -> None:
-    """Fetch a dataset, verify every shard and file, and write the files under --to."""
+    """Fetch a dataset, verify every shard, and reassemble its files under --to."""
     cli = state(ctx)
     source = parse_ref(ref)
     with client_for(cli) as client:

@@ -2,7 +2,9 @@
 
 Services are started detached, recorded in `.okai/dev/stack.json` with their
 PID and exact command line, and stopped only if still ours. Chain state
-persists under `.okai/dev/` across restarts.
+persists under `.okai/dev/` across restarts; once anvil answers, the registry
+is deployed on it unless the one recorded in `.okai/dev/registry.json` is
+still there.
 """
 
 from __future__ import annotations
@@ -196,6 +198,9 @@ def _wait_ready(spec: ServiceSpec, url: str, launched: Launched) -> None:
 
 def up(on_event: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
     """Start what is not running; keep what is. Returns the stack description."""
+    # Imported here, not at the top: web3 is slow to import and `status`/`down` need none of it.
+    from okai.chain.dev import ensure_dev_registry
+
     directory = dev_dir()
     directory.mkdir(parents=True, exist_ok=True)
     stack = read_stack()
@@ -230,12 +235,21 @@ def up(on_event: Callable[[str], None] = lambda message: None) -> dict[str, Any]
             }
             stack[spec.url_key] = url
             on_event(f"{spec.name} started at {url} (pid {launched.pid})")
+        stack["registry_address"] = ensure_dev_registry(stack[ANVIL.url_key], on_event).address
     except BaseException:
         for pid, argv in started:
             stop(pid, argv)
         raise
     _write_stack(stack)
     return stack
+
+
+def set_registry_address(address: str) -> None:
+    """Point a running stack at another registry (after `okai chain deploy` on dev)."""
+    stack = read_stack()
+    if stack["services"]:
+        stack["registry_address"] = address
+        _write_stack(stack)
 
 
 def down(on_event: Callable[[str], None] = lambda message: None) -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import re
 import threading
 import time
@@ -72,6 +73,8 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_BLOB_ID_CHECK_UP_TO = 64 * MiB
 DEFAULT_MAX_QUILT_BODY = 100 * MiB
 DEFAULT_READ_BYTES_LIMIT = 64 * MiB
+READ_AHEAD_ABOVE = 4 * MiB
+"""Bodies larger than this are read by a helper thread while the caller hashes and writes."""
 BLOB_ID_CHECK_ENV = "OKAI_WALRUS_CHECK_BLOB_IDS_UP_TO"
 _ERROR_BODY_LIMIT = 64 * 1024
 _SUI_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{64}$")
@@ -82,14 +85,14 @@ ProgressFn = Callable[[int], None]
 
 
 @contextmanager
-def _as_walrus_errors(url: str) -> Iterator[None]:
+def _as_walrus_errors(url: str, hint: str | None = None) -> Iterator[None]:
     """The one place where httpx exceptions become okai ones."""
     try:
         yield
     except httpx.TimeoutException as exc:
-        raise WalrusTimeout(f"{url} did not answer in time") from exc
+        raise WalrusTimeout(f"{url} did not answer in time", hint=hint) from exc
     except httpx.TransportError as exc:
-        raise WalrusUnreachable(f"cannot reach {url}: {exc}") from exc
+        raise WalrusUnreachable(f"cannot reach {url}: {exc}", hint=hint) from exc
 
 
 class _Sink(Protocol):
@@ -103,7 +106,7 @@ class _Sink(Protocol):
 
 
 class _BytesSink:
-    """Collects a body in memory, refusing more than `limit` bytes."""
+    """Collects a body in memory, hashing as it arrives; refuses more than `limit` bytes."""
 
     def __init__(self, limit: int, what: str) -> None:
         self.limit = limit
@@ -113,6 +116,7 @@ class _BytesSink:
     def restart(self) -> None:
         self.buffer = bytearray()
         self.size = 0
+        self._hasher = hashlib.sha256()
 
     def write(self, chunk: bytes) -> None:
         if self.size + len(chunk) > self.limit:
@@ -120,11 +124,12 @@ class _BytesSink:
                 f"{self.what} is larger than {self.limit} bytes, the most read into memory",
                 hint="read it to a file instead",
             )
+        self._hasher.update(chunk)
         self.buffer += chunk
         self.size += len(chunk)
 
     def digest(self) -> Digest:
-        return Digest.of_bytes(bytes(self.buffer))
+        return Digest("sha256:" + self._hasher.hexdigest())
 
 
 class _SkipEndpoint(Exception):
@@ -186,12 +191,14 @@ class WalrusClient:
         transport: httpx.BaseTransport | None = None,
         blob_ids: BlobIdComputer | None = None,
     ) -> None:
-        self.aggregators = tuple(url.rstrip("/") for url in aggregators)
+        self.aggregators = tuple(dict.fromkeys(url.rstrip("/") for url in aggregators))
         self.publisher = publisher.rstrip("/") if publisher else None
         self.max_body = max_body
         self.max_quilt_body = max_quilt_body
         self.compute_blob_ids_up_to = compute_blob_ids_up_to
         self.retry = retry or RetryPolicy()
+        self.unreachable_hint: str | None = None
+        """Added to connection failures (the local stack's says to start it)."""
         self._jwt = jwt
         self._http = httpx.Client(
             transport=transport or BulkTransport(),
@@ -214,12 +221,17 @@ class WalrusClient:
         """
         jwt = secrets.walrus_jwt.get_secret_value() if secrets.walrus_jwt else None
         options.setdefault("max_body", network.walrus_max_body)
+        # A publisher whose blob limit was raised (OKAI_WALRUS_MAX_BODY) takes quilts as large.
+        options.setdefault("max_quilt_body", max(DEFAULT_MAX_QUILT_BODY, network.walrus_max_body))
         if "compute_blob_ids_up_to" not in options and (raw := os.environ.get(BLOB_ID_CHECK_ENV)):
             try:
                 options["compute_blob_ids_up_to"] = int(raw)
             except ValueError:
                 raise ConfigError(f"{BLOB_ID_CHECK_ENV}={raw!r} is not a number of bytes") from None
-        return cls(network.walrus_aggregators, network.walrus_publisher, jwt=jwt, **options)
+        client = cls(network.walrus_aggregators, network.walrus_publisher, jwt=jwt, **options)
+        if network.is_dev:
+            client.unreachable_hint = "start the local stack with `okai dev up`"
+        return client
 
     def __repr__(self) -> str:
         return f"WalrusClient(aggregators={self.aggregators!r}, publisher={self.publisher!r})"
@@ -303,6 +315,8 @@ class WalrusClient:
     ) -> StoreResult:
         """Store a file (or the bytes [offset, offset+length) of it), streaming from disk."""
         path = Path(path)
+        if not path.is_file():
+            raise WalrusRequestError(f"{path} is not a file")
         try:
             total = path.stat().st_size
         except OSError as exc:
@@ -312,9 +326,12 @@ class WalrusClient:
             raise WalrusRequestError(f"{path}: bytes {offset}..{offset + size} are not in the file")
 
         def body() -> Iterator[bytes]:
-            with open(path, "rb") as stream:
-                stream.seek(offset)
-                yield from _file_chunks(stream, size, path)
+            try:
+                with open(path, "rb") as stream:
+                    stream.seek(offset)
+                    yield from _file_chunks(stream, size, path)
+            except OSError as exc:  # a local failure: not to be retried as a network one
+                raise WalrusRequestError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
         def blob_id(computer: BlobIdComputer) -> str:
             return computer.of_file(path, offset, size)
@@ -545,7 +562,7 @@ class WalrusClient:
     def _json_answer(self, request: httpx.Request) -> Any:
         """Send a request; the JSON of a 200 answer, an okai error for anything else."""
         url = str(request.url.copy_with(query=None))
-        with _as_walrus_errors(url):
+        with _as_walrus_errors(url, self.unreachable_hint):
             response = self._http.send(request, stream=True)
             try:
                 limit = _ERROR_BODY_LIMIT if response.status_code != 200 else 64 * MiB
@@ -639,6 +656,7 @@ class WalrusClient:
         *,
         expected_size: int | None = None,
         verify_blob_id: bool | None = None,
+        durable: bool = False,
         on_progress: ProgressFn | None = None,
     ) -> Digest:
         """Download a blob to `dest`, verified and atomic; returns its SHA-256.
@@ -646,10 +664,11 @@ class WalrusClient:
         With `expected`, the bytes must hash to it. Without it, the blob ID is
         recomputed from the bytes (needs Node; bounded by
         `compute_blob_ids_up_to`). A failed check leaves nothing at `dest`.
+        `durable` forces the bytes to disk before the rename (slower).
         """
         blob_id = _checked_blob_id(blob_id)
         check = self._read_check(blob_id, expected, expected_size, verify_blob_id)
-        with VerifiedFile(Path(dest), expected, f"blob {blob_id}") as sink:
+        with VerifiedFile(Path(dest), expected, f"blob {blob_id}", durable=durable) as sink:
             self._read(
                 f"/v1/blobs/{blob_id}",
                 sink,
@@ -892,7 +911,7 @@ class WalrusClient:
         recently_stored: bool,
     ) -> None:
         request = self._http.build_request("GET", url, headers=headers)
-        with _as_walrus_errors(url):
+        with _as_walrus_errors(url, self.unreachable_hint):
             response = self._http.send(request, stream=True)
             try:
                 if response.status_code != ok_status:
@@ -916,7 +935,10 @@ class WalrusClient:
                         )
                     )
                 limit = expected_size
-                for chunk in response.iter_raw():
+                chunks: Iterator[bytes] = response.iter_raw()
+                if announced is None or int(announced) > READ_AHEAD_ABOVE:
+                    chunks = _read_ahead(chunks)
+                for chunk in chunks:
                     if limit is not None and sink.size + len(chunk) > limit:
                         raise _SkipEndpoint(
                             WalrusProtocolError(f"{url} sent more than the expected {limit} bytes")
@@ -978,6 +1000,50 @@ def _status_fields(error: WalrusError) -> dict[str, Any]:
             "hint": error.hint,
         }
     return {"hint": error.hint}
+
+
+_END = object()
+
+
+def _read_ahead(chunks: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
+    """Pull chunks in a helper thread, so the network read overlaps hashing and writing.
+
+    At most `depth` chunks wait in between, so memory stays flat; a failure in
+    the helper is raised here, and a consumer that stops early stops the helper.
+    """
+    waiting: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                waiting.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump() -> None:
+        try:
+            for chunk in chunks:
+                if not offer(chunk):
+                    return
+            offer(_END)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            offer(exc)
+
+    threading.Thread(target=pump, name="okai-read-ahead", daemon=True).start()
+    try:
+        while True:
+            item = waiting.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, bytes)
+            yield item
+    finally:
+        stop.set()
 
 
 def _read_limited(response: httpx.Response, limit: int) -> bytes:

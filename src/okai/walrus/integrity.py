@@ -1,8 +1,8 @@
 """Verified, atomic writes: bytes reach their final path only once their SHA-256 matches.
 
 Bytes are written to a uniquely named temporary file in the destination's
-own folder, hashed as they arrive, flushed to disk, and renamed over the
-destination only after the digest matched. A failure at any point removes the
+own folder, hashed as they arrive, and renamed over the destination only
+after the digest matched (forced to disk first when asked). A failure at any point removes the
 temporary file, so nothing unverified is ever left where a reader looks. The
 rename is atomic, so several processes filling the same path concurrently
 (ranks sharing a cache) each see either nothing or a complete, verified file.
@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from okai.digest import Digest
-from okai.errors import IntegrityError
+from okai.errors import IntegrityError, OperationalError
 
 PARTIAL_SUFFIX = ".okai-partial"
 
@@ -35,16 +35,22 @@ class VerifiedFile:
     bytes. `expected=None` defers the check: `commit(expected)` then decides.
     """
 
-    def __init__(self, dest: Path, expected: Digest | None, what: str) -> None:
+    def __init__(
+        self, dest: Path, expected: Digest | None, what: str, *, durable: bool = False
+    ) -> None:
         self.dest = dest
+        self.durable = durable
         self.expected = expected
         self.what = what
         self.size = 0
         self._hasher = hashlib.sha256()
-        dest.parent.mkdir(parents=True, exist_ok=True)
         self.temporary = partial_path(dest)
-        self._file = open(self.temporary, "xb")  # noqa: SIM115 - closed in commit/discard
         self._committed = False
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.temporary, "xb")  # noqa: SIM115 - closed in commit/discard
+        except OSError as exc:
+            raise OperationalError(f"cannot write next to {dest}: {exc.strerror or exc}") from exc
 
     def write(self, chunk: bytes | memoryview) -> None:
         self._hasher.update(chunk)
@@ -66,7 +72,12 @@ class VerifiedFile:
         self.size = 0
 
     def commit(self, expected: Digest | None = None) -> Digest:
-        """Check the digest, flush to disk, rename into place; returns the digest."""
+        """Check the digest, then rename into place; returns the digest.
+
+        With `durable`, the bytes are also forced to disk first (fsync), so the
+        renamed file survives a power loss; without it they survive any process
+        crash, which is what caches need (they re-verify what they find).
+        """
         expected = expected or self.expected
         actual = self.digest()
         if expected is None:
@@ -75,9 +86,14 @@ class VerifiedFile:
             self.discard()
             raise IntegrityError(self.what, expected, actual)
         self._file.flush()
-        os.fsync(self._file.fileno())
+        if self.durable:
+            os.fsync(self._file.fileno())
         self._file.close()
-        os.replace(self.temporary, self.dest)
+        try:
+            os.replace(self.temporary, self.dest)
+        except OSError as exc:
+            self.discard()
+            raise OperationalError(f"cannot write {self.dest}: {exc.strerror or exc}") from exc
         self._committed = True
         return actual
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from okai.errors import OperationalError
 from okai.nodetools import ToolMissingError
 from okai.walrus.blob_ids import BlobIdComputer, blob_ids_available
 from okai.walrus.server.auth import JwtChecker, make_token
@@ -108,7 +109,15 @@ class WalrusServer:
             jwt=JwtChecker(jwt_secret) if jwt_secret else None,
             log=log,
         )
-        self._http = _HTTPServer((host, port), app)
+        try:
+            self._http = _HTTPServer((host, port), app)
+        except OSError as exc:
+            if self._owns_blob_ids and computer is not None:
+                computer.close()
+            raise OperationalError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                hint="choose another --port, or stop what listens there",
+            ) from exc
         self._thread: threading.Thread | None = None
         self._stopped = False
 

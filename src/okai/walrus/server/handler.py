@@ -13,6 +13,7 @@ import base64
 import json
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -27,9 +28,9 @@ from okai.walrus.server.auth import AUTH_DOMAIN, JwtChecker
 from okai.walrus.server.faults import FAILURES, Faults
 from okai.walrus.server.quilts import (
     QuiltFormError,
-    build_container,
-    parse_form,
+    container,
     patch_id,
+    receive_form,
     split_patch_id,
 )
 from okai.walrus.server.storage import Storage, StoreRequest
@@ -476,14 +477,18 @@ class WalrusHandler(BaseHTTPRequestHandler):
         request = self._store_request(values)
         self._authorize()
         self._fail_if_due("store")
-        body = b"".join(self._body(self.app.max_quilt_body))
-        try:
-            patches = parse_form(self.headers.get("Content-Type", ""), body)
-        except QuiltFormError as exc:
-            raise ApiError(400, "INVALID_ARGUMENT", "MALFORMED_REQUEST", str(exc)) from None
-        container, index = build_container(patches)
         storage = self.app.storage
-        temporary, sha256, size = storage.receive(iter([container]))
+        with tempfile.TemporaryDirectory(dir=storage.root / "tmp") as spool:
+            try:
+                patches = receive_form(
+                    self.headers.get("Content-Type", ""),
+                    self._body(self.app.max_quilt_body),
+                    Path(spool),
+                )
+            except QuiltFormError as exc:
+                raise ApiError(400, "INVALID_ARGUMENT", "MALFORMED_REQUEST", str(exc)) from None
+            chunks, index = container(patches)
+            temporary, sha256, size = storage.receive(chunks)
         try:
             quilt_id = storage.blob_id_of(temporary, sha256, size)
             result = storage.store(temporary, quilt_id, sha256, size, request)

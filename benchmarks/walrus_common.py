@@ -1,0 +1,118 @@
+"""Shared pieces of the Walrus benchmarks: a server process, curl, timing, random files.
+
+The server runs in its own process (`okai walrus serve`, stand-in blob IDs,
+test controls on) so that it does not share the client's interpreter; curl
+and okai talk to the same server in the same run, so ratios compare clients,
+not servers. Timings are the best of a few runs, alternating okai and curl,
+because the benchmark machine may be shared.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+MiB = 1 << 20
+RUNS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def workdir(name: str) -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix=f"okai-bench-{name}-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def server_process(folder: Path, max_body: str = "2GiB") -> Iterator[str]:
+    """`okai walrus serve` on a free port; yields its URL."""
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "okai",
+        "walrus",
+        "serve",
+        "--dir",
+        str(folder / "server"),
+        "--port",
+        str(port),
+        "--fake-blob-ids",
+        "--test-controls",
+        "--quiet",
+        "--max-body",
+        max_body,
+    ]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/status", timeout=1).text == "OK":
+                    break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def set_faults(url: str, **faults: object) -> None:
+    httpx.post(f"{url}/_okai/test/faults", json=faults, timeout=10).raise_for_status()
+
+
+def random_file(path: Path, size: int) -> Path:
+    """A file of random bytes, written in 16 MiB pieces."""
+    with open(path, "wb") as out:
+        left = size
+        while left:
+            piece = min(left, 16 * MiB)
+            out.write(os.urandom(piece))
+            left -= piece
+    return path
+
+
+def curl(*args: str) -> None:
+    subprocess.run(["curl", "-sS", "--fail", *args], check=True, stdout=subprocess.DEVNULL)
+
+
+def best_of(runs: int, **candidates: Callable[[], object]) -> dict[str, float]:
+    """Seconds of the fastest of `runs` runs of each candidate, alternating between them."""
+    best = dict.fromkeys(candidates, float("inf"))
+    for _ in range(runs):
+        for name, run in candidates.items():
+            start = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def report(title: str, size: int, seconds: dict[str, float], baseline: str, target: str) -> None:
+    """Print throughput per candidate and the ratio of each to the baseline."""
+    print(f"{title} ({size / MiB:.0f} MiB; best of {RUNS}; machine may be shared)")
+    for name, elapsed in seconds.items():
+        ratio = seconds[baseline] / elapsed
+        print(f"  {name:<28} {elapsed:8.3f} s  {size / MiB / elapsed:9.1f} MiB/s  {ratio:5.2f}x")
+    print(f"  target: {target}")

@@ -1,0 +1,285 @@
+"""The registry contract and its client against a real anvil over JSON-RPC."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from chain_support import account, blob_id, client_for, deployed, digest, rpc, running_anvil
+from okai.chain import (
+    AlreadyWitnessed,
+    ChainError,
+    ImageExists,
+    ImageNotRegistered,
+    MissingField,
+    ModelExists,
+    ModelNotRecorded,
+    RecordExists,
+    RegistryClient,
+    TooManyDatasets,
+    TransactionDropped,
+    WitnessIsSubmitter,
+    load_artifact,
+)
+from okai.chain.errors import REGISTRY_ERRORS
+from okai.digest import ZERO_DIGEST, Digest
+from okai.errors import ExitCode
+
+TOPLEVEL = digest("/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-okai")
+
+
+@pytest.fixture(scope="module")
+def anvil() -> Iterator[str]:
+    with running_anvil() as url:
+        yield url
+
+
+@pytest.fixture
+def registry(anvil: str) -> RegistryClient:
+    return deployed(anvil)
+
+
+def _record(
+    client: RegistryClient,
+    seed: str,
+    *,
+    image: Digest | None = None,
+    datasets: int = 1,
+    wait: bool = True,
+):  # type: ignore[no-untyped-def]
+    return client.record_model(
+        model_digest=digest(f"model:{seed}"),
+        image_digest=image,
+        dataset_digests=[digest(f"data:{seed}:{i}") for i in range(datasets)],
+        job_digest=digest(f"job:{seed}"),
+        attestation_digest=digest(f"attestation:{seed}"),
+        attestation_blob_id=blob_id(seed),
+        wait=wait,
+    )
+
+
+def test_deployed_code_is_the_committed_artifact(registry: RegistryClient) -> None:
+    assert registry.has_registry_code()
+    code = registry.w3.eth.get_code(registry.contract.address)
+    assert code.to_0x_hex() == load_artifact().deployed_bytecode
+
+
+def test_register_record_and_read_back_exactly(registry: RegistryClient) -> None:
+    image = digest("image:1")
+    tx = registry.register_image(image, TOPLEVEL, blob_id("image-manifest"))
+    assert tx.block is not None and tx.gas_used is not None
+    record = registry.get_image(image)
+    assert (record.image_digest, record.system_toplevel) == (image, TOPLEVEL)
+    assert record.manifest_blob_id == blob_id("image-manifest")
+    assert record.registrant == account(0).address
+    assert registry.is_registered(image) and not registry.is_registered(digest("image:2"))
+
+    _record(registry, "a", image=image, datasets=4)
+    model = registry.get_model(digest("model:a"))
+    assert model.image_digest == image and not model.unregistered_host
+    assert model.dataset_digests == tuple(digest(f"data:a:{i}") for i in range(4))
+    assert (model.job_digest, model.attestation_digest) == (
+        digest("job:a"),
+        digest("attestation:a"),
+    )
+    assert model.attestation_blob_id == blob_id("a")
+    assert model.submitter == account(0).address
+    block = registry.w3.eth.get_block(tx.block + 1)
+    assert model.recorded_at == block["timestamp"]
+    assert registry.is_recorded(digest("model:a")) and not registry.is_recorded(digest("model:b"))
+
+    provenance = registry.get_provenance(digest("model:a"))
+    assert provenance.model == model and provenance.image == record
+    assert provenance.witnesses == ()
+    assert provenance.to_json()["model"]["datasetDigests"] == [
+        str(d) for d in model.dataset_digests
+    ]
+
+
+def test_unregistered_host_is_the_zero_digest(registry: RegistryClient) -> None:
+    _record(registry, "host")
+    model = registry.get_model(digest("model:host"))
+    assert model.image_digest == ZERO_DIGEST and model.unregistered_host
+    assert model.to_json()["host"] == "unregistered host"
+    assert registry.get_provenance(digest("model:host")).image is None
+
+
+def test_duplicates_revert_with_the_named_error_and_arguments(registry: RegistryClient) -> None:
+    image = digest("image:dup")
+    registry.register_image(image, TOPLEVEL, blob_id("m"))
+    with pytest.raises(ImageExists) as image_error:
+        registry.register_image(image, digest("other toplevel"), blob_id("n"))
+    assert image_error.value.image_digest == image
+    _record(registry, "dup", image=image)
+    with pytest.raises(ModelExists) as model_error:
+        _record(registry, "dup")
+    assert model_error.value.model_digest == digest("model:dup")
+    assert isinstance(model_error.value, RecordExists)
+    assert model_error.value.exit_code == ExitCode.USAGE_ERROR
+    assert "already recorded" in str(model_error.value)
+    # The first record is untouched: write-once.
+    assert registry.get_model(digest("model:dup")).image_digest == image
+
+
+def test_unregistered_image_and_missing_records(registry: RegistryClient) -> None:
+    with pytest.raises(ImageNotRegistered) as caught:
+        _record(registry, "x", image=digest("never registered"))
+    assert caught.value.image_digest == digest("never registered")
+    assert not registry.is_recorded(digest("model:x"))
+    with pytest.raises(ModelNotRecorded) as missing:
+        registry.get_model(digest("model:x"))
+    assert missing.value.model_digest == digest("model:x")
+    with pytest.raises(ModelNotRecorded):
+        registry.get_witnesses(digest("model:x"))
+    with pytest.raises(ImageNotRegistered):
+        registry.get_image(digest("never registered"))
+
+
+def test_fields_that_must_be_set(registry: RegistryClient) -> None:
+    cases = {
+        "modelDigest": {"model_digest": ZERO_DIGEST},
+        "jobDigest": {"job_digest": ZERO_DIGEST},
+        "attestationDigest": {"attestation_digest": ZERO_DIGEST},
+        "attestationBlobId": {"attestation_blob_id": "A" * 43},
+        "datasetManifestDigests": {"dataset_digests": []},
+    }
+    base = {
+        "model_digest": digest("m"),
+        "image_digest": None,
+        "dataset_digests": [digest("d")],
+        "job_digest": digest("j"),
+        "attestation_digest": digest("a"),
+        "attestation_blob_id": blob_id("a"),
+    }
+    for field, change in cases.items():
+        with pytest.raises(MissingField) as caught:
+            registry.record_model(**{**base, **change})  # type: ignore[arg-type]
+        assert caught.value.field == field
+    with pytest.raises(MissingField, match="datasetManifestDigests"):
+        registry.record_model(**{**base, "dataset_digests": [digest("d"), ZERO_DIGEST]})  # type: ignore[arg-type]
+    with pytest.raises(TooManyDatasets) as too_many:
+        registry.record_model(**{**base, "dataset_digests": [digest(i) for i in range(65)]})  # type: ignore[arg-type]
+    assert (too_many.value.count, too_many.value.maximum) == (65, 64)
+    with pytest.raises(MissingField, match="systemToplevel"):
+        registry.register_image(digest("i"), ZERO_DIGEST, blob_id("i"))
+
+
+def test_witnesses(anvil: str, registry: RegistryClient) -> None:
+    _record(registry, "w")
+    model = digest("model:w")
+    with pytest.raises(WitnessIsSubmitter) as own:
+        registry.attest_reproduction(model)
+    assert (own.value.model_digest, own.value.witness) == (model, account(0).address)
+    first = client_for(anvil, account(1), address=registry.address)
+    second = client_for(anvil, account(2), address=registry.address)
+    first.attest_reproduction(model)
+    second.attest_reproduction(model)
+    with pytest.raises(AlreadyWitnessed) as again:
+        first.attest_reproduction(model)
+    assert again.value.witness == account(1).address
+    assert registry.get_witnesses(model) == (account(1).address, account(2).address)
+    assert registry.has_witnessed(model, account(2).address)
+    assert not registry.has_witnessed(model, account(0).address)
+    assert registry.get_provenance(model).witnesses == (account(1).address, account(2).address)
+    with pytest.raises(ModelNotRecorded):
+        first.attest_reproduction(digest("model:none"))
+
+
+def test_model_record_gas_stays_within_budget(registry: RegistryClient) -> None:
+    image = digest("image:gas")
+    registry.register_image(image, TOPLEVEL, blob_id("gas"))
+    one = _record(registry, "gas1", image=image, datasets=1)
+    four = _record(registry, "gas4", image=image, datasets=4)
+    assert one.gas_used is not None and one.gas_used <= 150_000
+    assert four.gas_used is not None and one.gas_used < four.gas_used
+
+
+def test_events_carry_what_the_views_return(registry: RegistryClient) -> None:
+    image = digest("image:ev")
+    image_tx = registry.register_image(image, TOPLEVEL, blob_id("ev"))
+    model_tx = _record(registry, "ev", image=image, datasets=2)
+    contract = registry.contract
+    receipt = registry.w3.eth.get_transaction_receipt(model_tx.tx_hash)
+    (event,) = contract.events.ModelRecorded().process_receipt(receipt)
+    model = registry.get_model(digest("model:ev"))
+    assert Digest.from_bytes32(event.args.modelDigest) == model.model_digest
+    assert Digest.from_bytes32(event.args.imageDigest) == model.image_digest
+    assert event.args.submitter == model.submitter
+    assert (
+        tuple(map(Digest.from_bytes32, event.args.datasetManifestDigests)) == model.dataset_digests
+    )
+    assert Digest.from_bytes32(event.args.attestationDigest) == model.attestation_digest
+    image_receipt = registry.w3.eth.get_transaction_receipt(image_tx.tx_hash)
+    (registered,) = contract.events.ImageRegistered().process_receipt(image_receipt)
+    assert Digest.from_bytes32(registered.args.systemToplevel) == TOPLEVEL
+
+
+def test_several_transactions_in_a_row_get_consecutive_nonces(registry: RegistryClient) -> None:
+    sent = [_record(registry, f"row{i}", wait=False) for i in range(4)]
+    assert [tx.nonce for tx in sent] == list(range(sent[0].nonce, sent[0].nonce + 4))
+    mined = [registry.wait(tx) for tx in sent]
+    assert all(tx.block is not None for tx in mined)
+    assert all(registry.is_recorded(digest(f"model:row{i}")) for i in range(4))
+
+
+def test_a_transaction_that_reverts_when_mined_is_decoded(anvil: str) -> None:
+    registry = deployed(anvil)
+    rpc(anvil, "evm_setAutomine", False)
+    try:
+        first = _record(registry, "race", wait=False)
+        second = _record(registry, "race", wait=False)  # estimated before the first is mined
+        rpc(anvil, "evm_mine")
+        registry.wait(first)
+        with pytest.raises(ModelExists) as caught:
+            registry.wait(second)
+        assert caught.value.model_digest == digest("model:race")
+    finally:
+        rpc(anvil, "evm_setAutomine", True)
+
+
+def test_a_dropped_transaction_is_a_clear_error_and_frees_its_nonce(anvil: str) -> None:
+    registry = deployed(anvil, receipt_timeout=0.5)
+    rpc(anvil, "evm_setAutomine", False)
+    try:
+        sent = _record(registry, "dropped", wait=False)
+        rpc(anvil, "anvil_dropTransaction", sent.tx_hash)
+        with pytest.raises(TransactionDropped) as caught:
+            registry.wait(sent)
+        assert caught.value.tx_hash == sent.tx_hash
+        assert "dropped" in str(caught.value) and "run the command again" in str(caught.value)
+    finally:
+        rpc(anvil, "evm_setAutomine", True)
+    again = _record(registry, "dropped")  # same nonce again, mined at once
+    assert again.nonce == sent.nonce and again.block is not None
+
+
+def test_a_pending_transaction_past_the_timeout_says_so(anvil: str) -> None:
+    registry = deployed(anvil, receipt_timeout=0.3)
+    rpc(anvil, "evm_setAutomine", False)
+    try:
+        sent = _record(registry, "slow", wait=False)
+        with pytest.raises(TransactionDropped, match="still pending"):
+            registry.wait(sent)
+        rpc(anvil, "evm_mine")
+        assert registry.wait(sent).block is not None  # waiting again picks it up
+    finally:
+        rpc(anvil, "evm_setAutomine", True)
+
+
+def test_no_registry_at_the_address(anvil: str) -> None:
+    empty = client_for(anvil, address=Account.create().address)
+    with pytest.raises(ChainError, match="no registry contract answers"):
+        empty.get_model(digest("m"))
+    assert not empty.has_registry_code()
+
+
+def test_every_contract_error_has_its_python_class() -> None:
+    abi_errors = {item["name"] for item in load_artifact().abi if item["type"] == "error"}
+    assert abi_errors == {f"ProvenanceRegistry{cls.contract_error}" for cls in REGISTRY_ERRORS}
+
+
+def test_checksummed_addresses(registry: RegistryClient) -> None:
+    assert registry.address == Web3.to_checksum_address(registry.address or "")
