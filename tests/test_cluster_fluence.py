@@ -188,9 +188,7 @@ def test_up_runs_the_job_on_the_vms_and_down_stops_every_charge(
         if not billed_while_running:
             billed_while_running.append(len(fake.billable()))
 
-    outcome = clusters.up(
-        request, backend, load_settings(None), clusters.Events(progress=progress)
-    )
+    outcome = clusters.up(request, backend, load_settings(None), clusters.Events(progress=progress))
     assert billed_while_running == [6], "2 VMs, 2 boot disks, 2 public IPs while training"
 
     # The files each VM got over the channel: peers (private and public), job, cluster.

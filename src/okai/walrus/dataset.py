@@ -19,6 +19,7 @@ A dataset reference (`REF`) is written one of two ways:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import mimetypes
@@ -395,10 +396,10 @@ def fetch_blob(client: WalrusClient, blob_id: str, sha256: Digest, cache_dir: Pa
     Cached by SHA-256 like shards, so ranks sharing `cache_dir` fetch it once.
     """
     digest = Digest.parse(sha256)
-    cached = _cached(cache_dir, digest, None)
-    if cached is not None:
-        return cached
     path = cache_path(cache_dir, digest)
+    with contextlib.suppress(FileNotFoundError):
+        if Digest.of_file(path) == digest:  # re-verified, as `_cached` does for shards
+            return path
     client.read_to_file(blob_id, digest, path)
     return path
 
