@@ -26,7 +26,8 @@ from okai.compute.channel import LocalChannel, NodeChannel
 from okai.compute.fluence import FluenceClient
 from okai.compute.fluence.provider import FluenceProvider
 from okai.compute.fluence_backend import FluenceBackend
-from okai.compute.local import TOKEN_ENV, free_port, marked_processes, stop_marked
+from okai.compute.local import free_port
+from okai.compute.marks import TOKEN_ENV, marked_processes, stop_marked
 from okai.compute.node.host import ADDRESS_ENV
 from okai.compute.state import ClusterState, ClusterStatus, NodeRecord
 from okai.config import load_settings

@@ -22,7 +22,8 @@ import pytest
 from cluster_helpers import Stack, digits_stack
 from conftest import run_okai
 from okai.compute import cluster as clusters
-from okai.compute.local import LocalBackend, kill_marked, marked_processes
+from okai.compute.local import LocalBackend
+from okai.compute.marks import kill_marked, marked_processes
 from okai.compute.node import NodeState, read_status
 from okai.compute.state import ClusterState, ClusterStatus
 from okai.config import load_settings

@@ -7,6 +7,7 @@ cluster tests.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -244,3 +245,18 @@ def test_node_logs_show_the_agent_then_the_run(tmp_path: Path) -> None:
     followed = list(node_logs.follow(tmp_path, poll_s=0.01))
     assert "agent.log: agent line 1" in followed
     assert "runs/r1/logs/attempt_0/0/stderr.log: [rank0] <b>not markup</b>" in followed
+
+
+def test_a_second_agent_on_the_same_node_is_refused(okai_home: Path) -> None:
+    state_dir = okai_home / "node"
+    state_dir.mkdir()
+    job, cluster_path = job_files(okai_home, vm_test_cluster())
+    with (state_dir / "agent.lock").open("a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # as a running agent holds it
+        done = run_okai(
+            "node", "run", "--job", str(job), "--cluster", str(cluster_path),
+            "--state-dir", str(state_dir), "--image-identity", str(identity_file(okai_home)),
+        )  # fmt: skip
+    assert done.returncode == 2
+    assert "another node agent is running" in done.stderr
+    assert read_status(state_dir).state == NodeState.IDLE, "the running agent's status is untouched"

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from okai.compute.marks import TOKEN_ENV, stop_marked
 from okai.compute.node import files as node_files
 from okai.compute.node import logs as node_logs
 from okai.compute.node.host import ADDRESS_ENV, node_info
@@ -281,6 +282,10 @@ class LocalChannel:
         self._on_start(launched)
 
     def stop_agent(self) -> None:
+        token = self.env.get(TOKEN_ENV)
+        if token:  # the whole node: agent, torchrun and workers, however they were started
+            stop_marked(token)
+            return
         for launched in self.launched:
             if not launched.exited():
                 launched.process.terminate()

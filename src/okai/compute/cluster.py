@@ -434,7 +434,7 @@ def _wait_for_job(
                     raise NodeUnreachable(
                         f"{channel.describe()} has not answered for "
                         f"{request.unreachable_s:.0f} s: {exc.message}",
-                        hint=f"`okai cluster down {cluster}` removes the cluster",
+                        hint="the cluster is being removed; check the provider's console",
                     ) from exc
                 continue
             _check_node(channel, node, run_id, request, events, cluster, now, start_by)
@@ -450,8 +450,9 @@ def _wait_for_job(
             return [s for s in statuses if s is not None]
         if deadline is not None and now > deadline:
             raise OperationalError(
-                f"the job did not finish within {request.timeout_s:.0f} s",
-                hint=f"`okai cluster logs {cluster}` shows where it stands",
+                f"the job did not finish within {request.timeout_s:.0f} s; "
+                "the cluster is being removed",
+                hint="raise --timeout, or run a smaller job",
             )
         time.sleep(request.poll_s)
 

@@ -8,27 +8,24 @@ endpoints of the configured network (the local stack's server by default),
 each with its own cache, as separate machines would.
 
 Every process of a node carries a random token of that node in its
-environment (`OKAI_NODE_TOKEN`), recorded in the cluster state file; `down`
-finds the processes to stop by that token in `/proc`, so it stops exactly
-the cluster's processes (agents, torchrun, workers), also after `okai` itself
-crashed, and never one that merely reuses a recorded PID.
+environment (`OKAI_NODE_TOKEN`, see `okai.compute.marks`), recorded in the
+cluster state file; `down` finds the processes to stop by that token, so it
+stops exactly the cluster's processes (agents, torchrun, workers), also after
+`okai` itself crashed, and never one that merely reuses a recorded PID.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import secrets
 import shutil
-import signal
 import socket
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from okai.compute.channel import LocalChannel, NodeChannel
 from okai.compute.cluster import ClusterRequest
+from okai.compute.marks import TOKEN_ENV, stop_marked
 from okai.compute.node.host import ADDRESS_ENV
 from okai.compute.state import ClusterState, ClusterStatus, NodeRecord, clusters_dir
 from okai.dev.processes import Launched
@@ -37,10 +34,8 @@ from okai.train.receipt import IMAGE_FILE
 
 PROVIDER = "local"
 LOOPBACK = "127.0.0.1"
-TOKEN_ENV = "OKAI_NODE_TOKEN"
 FOLDER = "folder"
 PROCESS = "process"
-STOP_GRACE_S = 20.0
 
 
 class LocalBackend:
@@ -155,55 +150,3 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
         return int(sock.getsockname()[1])
-
-
-def marked_processes(token: str) -> list[int]:
-    """PIDs of live processes whose environment holds `OKAI_NODE_TOKEN=<token>`."""
-    if len(token) < 16:  # never match by a short or empty token
-        return []
-    needle = f"{TOKEN_ENV}={token}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0"):
-            found.append(int(entry.name))
-    return found
-
-
-def stop_marked(token: str, grace_s: float = STOP_GRACE_S) -> int:
-    """SIGTERM the token's processes, SIGKILL what is left after `grace_s`; how many there were."""
-    pids = marked_processes(token)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and marked_processes(token):
-        _reap(pids)
-        time.sleep(0.1)
-    for pid in marked_processes(token):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    _reap(pids)
-    return len(pids)
-
-
-def kill_marked(token: str) -> int:
-    """SIGKILL every process of the token at once: how a machine dies."""
-    pids = marked_processes(token)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    _reap(pids)
-    return len(pids)
-
-
-def _reap(pids: list[int]) -> None:
-    """Collect those of `pids` that are this process's children (agents it started)."""
-    for pid in pids:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)

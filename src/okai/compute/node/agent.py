@@ -17,6 +17,7 @@ that has already finished is reported, not repeated.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import sys
@@ -49,6 +50,7 @@ from okai.train import LaunchOptions, Progress, Receipt, Rendezvous, SourceSpec,
 from okai.train.receipt import IMAGE_FILE
 from okai.train.rundir import RECEIPT_FILE
 
+LOCK_FILE = "agent.lock"
 PROGRESS_EVERY_S = 1.0
 """How often rank 0's progress is written to the status file, at most."""
 
@@ -82,6 +84,10 @@ class Agent:
     def run(self) -> NodeStatus:
         """Check, train, publish; the status file says how it went. Raises on failure."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        with _only_agent(self.state_dir):
+            return self._run()
+
+    def _run(self) -> NodeStatus:
         previous = read_status(self.state_dir)
         try:
             with _stop_on_signals():
@@ -265,6 +271,20 @@ class Agent:
         with contextlib.suppress(OSError), (self.state_dir / AGENT_LOG).open("a") as log:
             log.write(line)
         print(f"okai-node: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _only_agent(state_dir: Path) -> Iterator[None]:
+    """Hold the state dir's lock: two agents must never drive one node's status and run."""
+    with (state_dir / LOCK_FILE).open("a") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(
+                f"another node agent is running on {state_dir}",
+                hint="`okai node status` shows what it is doing",
+            ) from None
+        yield
 
 
 @contextlib.contextmanager
