@@ -25,13 +25,14 @@ from okai.compute import cluster as clusters
 from okai.compute.channel import LocalChannel, NodeChannel
 from okai.compute.fluence import FluenceClient
 from okai.compute.fluence.provider import FluenceProvider
-from okai.compute.fluence_backend import FluenceBackend
+from okai.compute.fluence_backend import FluenceBackend, known_hosts
 from okai.compute.local import free_port
 from okai.compute.marks import TOKEN_ENV, marked_processes, stop_marked
 from okai.compute.node.host import ADDRESS_ENV
 from okai.compute.state import ClusterState, ClusterStatus, NodeRecord
 from okai.config import load_settings
 from okai.digest import Digest
+from okai.errors import OperationalError
 
 pytestmark = pytest.mark.slow
 
@@ -213,8 +214,11 @@ def test_up_runs_the_job_on_the_vms_and_down_stops_every_charge(
     views = clusters.node_views(state, backend)
     assert [v.state for v in views] == ["finished", "finished"]
 
+    pinned = known_hosts("flu")
+    pinned.write_text("203.0.113.1 ssh-ed25519 AAAA...\n")  # as SSH would have left it
     clusters.down(ClusterState.load("flu"), backend)
     assert fake.billable() == []
+    assert not pinned.exists(), "host keys of removed VMs are forgotten"
     assert ClusterState.load("flu").status == ClusterStatus.STOPPED
     for path in (stack.home / ".okai").rglob("*.json"):
         assert fake.api_key not in path.read_text()
@@ -258,3 +262,26 @@ def test_ctrl_c_while_waiting_for_the_job_tears_the_cluster_down(
     assert fake.billable() == []
     state = ClusterState.load("wait")
     assert state.status == ClusterStatus.STOPPED and state.details["run"]["state"] == "running"
+
+
+def test_a_node_reporting_a_bogus_address_is_refused_and_rolled_back(
+    stack: Stack, fake: FluenceFake, client: FluenceClient, transport: Transport
+) -> None:
+    class Lying(LocalChannel):
+        def info(self) -> dict[str, Any]:
+            return {**super().info(), "address": "10.0.0.1\n0.0.0.0/0"}
+
+    def lying(state: ClusterState, node: NodeRecord) -> NodeChannel:
+        honest = transport(state, node)
+        assert isinstance(honest, LocalChannel)
+        return Lying(node.rank, honest.root, env=honest.env, image_file=honest.image_file)
+
+    backend = backend_for(client, transport)
+    backend.channel_factory = lying
+    request = request_for(stack, "liar")
+    backend.plan(request)
+    with pytest.raises(OperationalError, match="not an IP address"):
+        clusters.up(request, backend, load_settings(None))
+    assert fake.billable() == []
+    assert ClusterState.load("liar").status == ClusterStatus.STOPPED
+    assert not (transport.root / "liar-r0" / "job" / "peers").exists(), "nothing was delivered"

@@ -29,6 +29,7 @@ cluster up for `okai cluster logs`, until `okai cluster down`.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import re
 import secrets
 import shutil
@@ -380,7 +381,7 @@ def _wait_reachable(
             if channel.rank in infos:
                 continue
             try:
-                infos[channel.rank] = channel.info()
+                infos[channel.rank] = _checked_info(channel, channel.info())
             except ChannelError as exc:
                 last = exc
         if len(infos) == len(channels):
@@ -394,6 +395,20 @@ def _wait_reachable(
             )
         events.report(f"waiting for {len(channels) - len(infos)} node(s) to answer")
         time.sleep(min(5.0, max(0.2, timeout_s / 60)))
+
+
+def _checked_info(channel: NodeChannel, info: dict[str, Any]) -> dict[str, Any]:
+    """A node's info, its address checked: it goes into every member's files."""
+    address = info.get("address") if isinstance(info, dict) else None
+    try:
+        ipaddress.ip_address(str(address))
+    except ValueError:
+        raise OperationalError(
+            f"{channel.describe()} reported {str(address)[:60]!r} as its address, "
+            "which is not an IP address",
+            hint="set OKAI_NODE_ADDRESS on the node to the address other members reach it at",
+        ) from None
+    return info
 
 
 @dataclass

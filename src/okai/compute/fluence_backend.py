@@ -49,6 +49,11 @@ def default_ssh_key() -> Path:
     )
 
 
+def known_hosts(cluster: str) -> Path:
+    """The cluster's own known_hosts file, where its nodes' host keys are pinned."""
+    return clusters_dir() / f"{cluster}.known_hosts"
+
+
 class FluenceBackend:
     """Creates Fluence clusters and reaches their nodes (see the module docstring)."""
 
@@ -132,7 +137,7 @@ class FluenceBackend:
             host=node.address,
             user=SSH_USER,
             identity=identity,
-            known_hosts=clusters_dir() / f"{state.name}.known_hosts",
+            known_hosts=known_hosts(state.name),
         )
         return SshChannel(node.rank, target)
 
@@ -142,3 +147,5 @@ class FluenceBackend:
 
     def destroy(self, state: ClusterState) -> None:
         self.fluence.down(state)
+        # Pinned host keys belong to these VMs; addresses get reused by later ones.
+        known_hosts(state.name).unlink(missing_ok=True)
