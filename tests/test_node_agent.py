@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from conftest import run_okai
+from conftest import REPO, run_okai
 from okai.compute.node import (
+    DEFAULT_RENDEZVOUS_PORT,
     ClusterFile,
     ImageMismatch,
     NodeState,
@@ -87,6 +89,25 @@ def test_the_cluster_file_of_the_vm_tests_loads_with_safe_defaults() -> None:
     assert cluster.run_id == "vmtest"
     assert cluster.allow_unregistered_host is False
     assert cluster.image is None and cluster.publish is True
+
+
+def test_the_vm_tests_write_what_the_agent_reads() -> None:
+    """nix/tests/fixtures.nix, evaluated: its cluster document is a valid cluster file."""
+    nix = shutil.which("nix-instantiate")
+    assert nix is not None, "nix-instantiate is missing: install nix-bin (`make setup` does)"
+    expression = (
+        "let fx = import %s { pkgs = { lib = {}; }; }; in "
+        'fx.clusterDocument { rank = 1; nodes = 2; rendezvousHost = "192.168.1.1"; }'
+    ) % (REPO / "nix" / "tests" / "fixtures.nix")
+    evaluated = subprocess.run(
+        [nix, "--eval", "--strict", "--json", "--expr", expression],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    document = json.loads(evaluated.stdout)
+    assert document == vm_test_cluster(rank=1, nodes=2), "keep vm_test_cluster in step"
+    cluster = ClusterFile.from_data(document, "nix/tests/fixtures.nix")
+    assert cluster.rendezvous.port == DEFAULT_RENDEZVOUS_PORT
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,9 @@ The cluster file says where this node stands in the cluster::
      "publish": true,                              # optional: rank 0 stores model+receipt
      "maxRestarts": 3, "joinTimeout": 600}         # optional: torchrun's elasticity
 
-`rendezvous.id` is also the run ID: every node's run directory is
-`<state dir>/runs/<id>/`.
+`rendezvous.host` is the address of the node with `nodeRank` 0, which hosts
+torchrun's rendezvous store. `rendezvous.id` is also the run ID: every
+node's run directory is `<state dir>/runs/<id>/`.
 """
 
 from __future__ import annotations
