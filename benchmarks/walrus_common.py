@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 MiB = 1 << 20
-RUNS = 3
+RUNS = 5
 
 
 def free_port() -> int:
