@@ -1,0 +1,161 @@
+"""Job files: `okai.job/v1` written as TOML, validated into `okai.manifest.JobSpec`.
+
+TOML keys are snake_case and map one to one onto the camelCase fields of the
+JSON document (`procs_per_node` -> `procsPerNode`, `manifest_blob_id` ->
+`manifestBlobId`); keys under `[hyperparameters]` are the user's and are kept
+verbatim. `schema` may be omitted (it defaults to `okai.job/v1`). Every error
+names the file and the field as written in the TOML file.
+
+    name = "digits"
+    seed = 0
+    procs_per_node = 2
+
+    [model]
+    builtin = "digits-cnn"
+
+    [hyperparameters]
+    epochs = 12
+
+    [[datasets]]
+    manifest_blob_id = "..."
+    sha256 = "sha256:..."
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails
+
+from okai.errors import DocumentError
+from okai.manifest import JobSpec, check_schema
+
+FREE_FORM = frozenset({"hyperparameters"})
+"""Tables whose keys belong to the user and are not renamed."""
+
+_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def load_job(path: str | Path) -> JobSpec:
+    """Read a job from a TOML file (or a `.json` job document) and validate it."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return JobSpec.load(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(path, None, f"not UTF-8 text: {exc}") from exc
+    except OSError as exc:
+        raise DocumentError(path, None, f"cannot read: {exc.strerror or exc}") from exc
+    return job_from_toml(text, path)
+
+
+def job_from_toml(text: str, source: str | Path) -> JobSpec:
+    """Parse TOML text into a JobSpec; errors name `source` and the snake_case field."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DocumentError(source, None, f"not valid TOML: {exc}") from exc
+    camel = _to_camel_keys(data, source, prefix="")
+    camel.setdefault("schema", JobSpec.schema_id())
+    check_schema(camel, JobSpec.KIND, JobSpec.VERSION, source)
+    try:
+        return JobSpec.model_validate(camel)
+    except ValidationError as exc:
+        raise _document_error(exc, source) from exc
+
+
+def job_to_toml(job: JobSpec) -> str:
+    """The TOML form of a job (snake_case keys), the inverse of `job_from_toml`."""
+    return tomli_w.dumps(_to_snake_keys(job.to_json()))
+
+
+def _to_camel_keys(value: Any, source: str | Path, prefix: str) -> Any:
+    if isinstance(value, list):
+        return [
+            _to_camel_keys(item, source, f"{prefix}{index}.") for index, item in enumerate(value)
+        ]
+    if not isinstance(value, dict):
+        return value
+    converted: dict[str, Any] = {}
+    for key, item in value.items():
+        field = f"{prefix}{key}"
+        if not _SNAKE.match(key):
+            raise DocumentError(
+                source, field, "job files use snake_case keys (e.g. procs_per_node)"
+            )
+        if key in FREE_FORM and not prefix:
+            converted[key] = item
+        else:
+            converted[to_camel(key)] = _to_camel_keys(item, source, f"{field}.")
+    return converted
+
+
+def _to_snake_keys(value: Any, top: bool = True) -> Any:
+    if isinstance(value, list):
+        return [_to_snake_keys(item, top=False) for item in value]
+    if not isinstance(value, dict):
+        return value
+    return {
+        _to_snake(key): item if top and key in FREE_FORM else _to_snake_keys(item, top=False)
+        for key, item in value.items()
+    }
+
+
+def _to_snake(key: str) -> str:
+    """`manifestBlobId` -> `manifest_blob_id`, `sha256` stays `sha256`."""
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower()
+
+
+def _document_error(exc: ValidationError, source: str | Path) -> DocumentError:
+    """The most useful validation problem, with its field as written in TOML."""
+    chosen = _most_useful(exc.errors())
+    loc = [str(part) for part in chosen["loc"] if not _is_member(part)]
+    if loc and loc[0] in FREE_FORM:
+        # Value unions (int | float | str | bool) add type names to the location.
+        return DocumentError(
+            source, ".".join(loc[:2]), "a hyperparameter is a number, a string or a boolean"
+        )
+    problem = "unknown field" if chosen["type"] == "extra_forbidden" else chosen["msg"]
+    return DocumentError(source, ".".join(_to_snake(part) for part in loc) or None, problem)
+
+
+def _most_useful(errors: list[ErrorDetails]) -> ErrorDetails:
+    """Pick the error a user should fix first.
+
+    A value that matches no member of a union (`model`, `datasets[]`) fails
+    every member; the member with the fewest problems is the one the user
+    meant. Within it, an unknown (misspelt) key explains a missing one.
+    """
+    branches = Counter(_branch(error) for error in errors)
+
+    def meant(error: ErrorDetails) -> bool:
+        branch = _branch(error)
+        if branch is None:
+            return True
+        siblings = [n for b, n in branches.items() if b is not None and b[:-1] == branch[:-1]]
+        return branches[branch] == min(siblings)
+
+    candidates = [error for error in errors if meant(error)] or errors
+    return next((e for e in candidates if e["type"] == "extra_forbidden"), candidates[0])
+
+
+def _branch(error: ErrorDetails) -> tuple[str | int, ...] | None:
+    """The location up to the union member an error belongs to, if any."""
+    loc = error["loc"]
+    for index, part in enumerate(loc):
+        if _is_member(part):
+            return tuple(loc[: index + 1])
+    return None
+
+
+def _is_member(part: str | int) -> bool:
+    """Pydantic names union members by class name in error locations."""
+    return isinstance(part, str) and part[:1].isupper()

@@ -1,0 +1,84 @@
+"""What rank 0 leaves in the run directory when training ends.
+
+`model.safetensors` holds only the tensors and the fixed metadata
+`{"format": "pt"}`: no time, run ID or host, so that a deterministic job
+yields the same bytes on every run. The receipt, written last, carries all of
+those; its presence marks a finished run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from safetensors.torch import save_file
+from torch import nn
+
+from okai.digest import Digest
+from okai.manifest import JobSpec
+from okai.provenance.receipt import UNREGISTERED_HOST, Receipt, ReceiptCode, ReceiptImage
+from okai.train.context import Summary, model_tensors
+from okai.train.metrics import plot_curve, read_metrics
+from okai.train.receipt import dataset_records, library_versions, utc_now
+from okai.train.rundir import CURVE_FILE, METRICS_FILE, MODEL_FILE, RECEIPT_FILE
+
+MODEL_METADATA = {"format": "pt"}
+
+
+def save_model(model: nn.Module, path: Path) -> Digest:
+    """Write the model's state as safetensors, atomically; return the file's digest."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(model_tensors(model), str(tmp), metadata=MODEL_METADATA)
+    os.replace(tmp, path)
+    return Digest.of_file(path)
+
+
+def write_outputs(
+    *,
+    run_dir: Path,
+    run_id: str,
+    job: JobSpec,
+    model: nn.Module,
+    code: ReceiptCode,
+    image: ReceiptImage | None,
+    provider: str,
+    world_size: int,
+    nodes: int,
+    summary: Summary,
+    started_at: str,
+) -> Receipt:
+    """Model, training curve and receipt, in that order."""
+    model_sha256 = save_model(model, run_dir / MODEL_FILE)
+    records = read_metrics(run_dir / METRICS_FILE)
+    if records:
+        plot_curve(records, run_dir / CURVE_FILE, f"{job.name} ({run_id})")
+    metrics = {
+        "finalLoss": summary.final_loss,
+        "testAccuracy": summary.test_accuracy,
+        "samplesPerSecond": None
+        if summary.samples_per_second is None
+        else round(summary.samples_per_second, 1),
+    }
+    receipt = Receipt(
+        run_id=run_id,
+        provider=provider,
+        model_file=MODEL_FILE,
+        model_sha256=model_sha256,
+        job_sha256=job.digest(),
+        job=job,
+        datasets=dataset_records(job),
+        code=code,
+        image=image,
+        host=UNREGISTERED_HOST if image is None else None,
+        libraries=library_versions(),
+        world_size=world_size,
+        nodes=nodes,
+        started_at=started_at,
+        finished_at=utc_now(),
+        # A metric that was not measured is left out rather than written as null.
+        metrics={name: value for name, value in metrics.items() if value is not None},
+    )
+    tmp = run_dir / f".{RECEIPT_FILE}.tmp"
+    receipt.write(tmp)
+    os.replace(tmp, run_dir / RECEIPT_FILE)
+    return receipt

@@ -1,0 +1,131 @@
+"""Measuring what goes into `receipt.json`: host identity, code, libraries, datasets.
+
+The receipt document itself is `okai.provenance.receipt.Receipt` (`okai.receipt/v1`),
+the input of `okai record`; this module only measures its parts on the node that
+hosts rank 0. Timestamps live in the receipt and never in the model file.
+
+Host identity: on an okai worker image, `/etc/okai/image.json` (written into
+the image by its Nix build) gives the nixpkgs and flake revisions, and
+`/run/current-system` the system toplevel actually running. Anywhere else the
+receipt says `host: "unregistered host"` and `image: null`, explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import okai
+from okai.digest import Digest
+from okai.errors import DocumentError, UsageError
+from okai.manifest import BlobRef, JobSpec, ManifestRef, QuiltPatchRef
+from okai.provenance.receipt import (
+    UNREGISTERED_HOST,
+    ReceiptCode,
+    ReceiptDataset,
+    ReceiptImage,
+)
+
+IMAGE_FILE = Path("/etc/okai/image.json")
+CURRENT_SYSTEM = Path("/run/current-system")
+
+__all__ = [
+    "UNREGISTERED_HOST",
+    "dataset_records",
+    "host_identity",
+    "library_versions",
+    "okai_source",
+    "utc_now",
+]
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 UTC with a `Z`, to the second."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def dataset_records(job: JobSpec) -> tuple[ReceiptDataset, ...]:
+    """The job's datasets as used: each was verified against its digest before training."""
+    records = []
+    for index, ref in enumerate(job.datasets):
+        if ref.sha256 is None:
+            raise UsageError(
+                f"dataset {index} has no sha256; okai trains only on data it can verify"
+            )
+        if isinstance(ref, ManifestRef):
+            record = ReceiptDataset(
+                ref="manifest", manifest_blob_id=ref.manifest_blob_id, sha256=ref.sha256
+            )
+        elif isinstance(ref, BlobRef):
+            record = ReceiptDataset(ref="blob", blob_id=ref.blob_id, sha256=ref.sha256)
+        elif isinstance(ref, QuiltPatchRef):
+            record = ReceiptDataset(
+                ref="quiltPatch", quilt_patch_id=ref.quilt_patch_id, sha256=ref.sha256
+            )
+        records.append(record)
+    return tuple(records)
+
+
+def okai_source() -> ReceiptCode:
+    """The digest of okai's own Python source: the training code of built-in models."""
+    root = Path(okai.__file__).parent
+    files = sorted(root.rglob("*.py"))
+    listing = [
+        {"path": path.relative_to(root).as_posix(), "sha256": str(Digest.of_file(path))}
+        for path in files
+    ]
+    return ReceiptCode(
+        sha256=Digest.of_json(listing),
+        description=f"okai {okai.__version__} package source ({len(files)} Python files)",
+    )
+
+
+def library_versions() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "torch": metadata.version("torch"),
+        "numpy": metadata.version("numpy"),
+        "okai": okai.__version__,
+    }
+
+
+def host_identity(
+    image_file: Path = IMAGE_FILE, current_system: Path = CURRENT_SYSTEM
+) -> ReceiptImage | None:
+    """The okai image this node runs, measured; None on an unregistered host."""
+    try:
+        raw = image_file.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DocumentError(image_file, None, f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DocumentError(image_file, None, f"not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DocumentError(image_file, None, "expected a JSON object")
+    nixos = data.get("nixos")
+    if not isinstance(nixos, dict):
+        nixos = data
+    # /run/current-system links straight to the running toplevel's store path.
+    running = os.readlink(current_system) if current_system.is_symlink() else None
+    toplevel = str(running) if running is not None else nixos.get("systemToplevel")
+    if not isinstance(toplevel, str):
+        raise DocumentError(
+            image_file, "systemToplevel", f"missing, and {current_system} does not exist"
+        )
+    try:
+        image = ReceiptImage(
+            sha256=data.get("sha256"),
+            system_toplevel=toplevel,
+            nixpkgs_revision=nixos.get("nixpkgsRevision"),
+            flake_revision=nixos.get("flakeRevision"),
+        )
+    except ValueError as exc:
+        raise DocumentError(image_file, None, str(exc)) from exc
+    return image
