@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 from okai.manifest import DOCUMENT_TYPES
+from okai.provenance.receipt import Receipt
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 
-for document_type in DOCUMENT_TYPES:
+for document_type in (*DOCUMENT_TYPES, Receipt):
     name = f"okai.{document_type.KIND}.v1.schema.json"
     schema = document_type.model_json_schema(by_alias=True) | {
         "$id": f"https://okai.dev/schemas/{name}",

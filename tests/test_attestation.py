@@ -316,14 +316,6 @@ def test_receipt_file_round_trip(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "receipt.json").read_text())["schema"] == "okai.receipt/v1"
 
 
-def test_published_receipt_schema_matches_the_code() -> None:
-    published = json.loads((SCHEMA_DIR / "okai.receipt.v1.schema.json").read_text())
-    assert published == Receipt.model_json_schema(by_alias=True) | {
-        "$id": "https://okai.dev/schemas/okai.receipt.v1.schema.json",
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-    }
-
-
 metric_values = st.one_of(
     st.integers(-(2**53) + 1, 2**53 - 1),
     st.floats(min_value=-1e15, max_value=1e15, allow_nan=False),

@@ -19,6 +19,7 @@ from okai.manifest import (
     blob_id_from_bytes32,
     blob_id_to_bytes32,
 )
+from okai.provenance.receipt import Receipt
 
 BLOB = "M4hsZGQ1oCktdzegB6HnI6Mi28S2nqOPHxK-W7_4BUk"
 SHA = "sha256:" + "ab" * 32
@@ -161,7 +162,7 @@ def test_blob_id_bytes32_round_trip() -> None:
         blob_id_to_bytes32("x" * 42)
 
 
-@pytest.mark.parametrize("document_type", DOCUMENT_TYPES)
+@pytest.mark.parametrize("document_type", [*DOCUMENT_TYPES, Receipt])
 def test_published_json_schemas_match_the_code(document_type: type) -> None:
     kind = document_type.KIND  # type: ignore[attr-defined]
     published = json.loads((SCHEMA_DIR / f"okai.{kind}.v1.schema.json").read_text())

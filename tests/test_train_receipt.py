@@ -8,19 +8,16 @@ from pathlib import Path
 import pytest
 
 from okai.digest import Digest
-from okai.errors import DocumentError, IntegrityError
-from okai.manifest import EntrypointModel, JobSpec, ManifestRef
+from okai.errors import DocumentError, IntegrityError, UsageError
+from okai.manifest import BlobRef, EntrypointModel, JobSpec, ManifestRef
 from okai.train import LocalShardSource, Receipt, digits_job
 from okai.train.entrypoint import training_function
 from okai.train.errors import EntrypointError
 from okai.train.receipt import (
-    OKAI_IMAGE,
     UNREGISTERED_HOST,
-    CodeRecord,
-    Libraries,
-    RunMetrics,
     dataset_records,
     host_identity,
+    library_versions,
     okai_source,
 )
 
@@ -30,33 +27,28 @@ REF = ManifestRef(manifest_blob_id="b" * 43, sha256="sha256:" + "c" * 64)
 
 
 def test_off_an_okai_image_the_host_is_explicitly_unregistered(tmp_path: Path) -> None:
-    assert host_identity(tmp_path / "absent.json", tmp_path / "absent") == (None, UNREGISTERED_HOST)
+    assert host_identity(tmp_path / "absent.json", tmp_path / "absent") is None
 
 
 def test_on_an_okai_image_the_running_toplevel_and_the_image_revisions_are_recorded(
     tmp_path: Path,
 ) -> None:
-    store_path = tmp_path / TOPLEVEL.lstrip("/")
-    store_path.mkdir(parents=True)
     current = tmp_path / "current-system"
-    current.symlink_to(store_path)
+    current.symlink_to(TOPLEVEL)  # as on NixOS; the store path need not exist here
     image_file = tmp_path / "image.json"
     image_file.write_text(
         json.dumps(
             {
-                "sha256": None,
-                "nixos": {
-                    "systemToplevel": TOPLEVEL,
-                    "nixpkgsRevision": "f" * 40,
-                    "flakeRevision": "e" * 40,
-                },
+                "schema": "okai.image-identity/v1",
+                "systemToplevel": TOPLEVEL.replace("a" * 32, "b" * 32),
+                "nixpkgsRevision": "f" * 40,
+                "flakeRevision": "e" * 40,
             }
         )
     )
-    image, host = host_identity(image_file, current)
-    assert host == OKAI_IMAGE
+    image = host_identity(image_file, current)
     assert image is not None
-    assert image.system_toplevel == str(store_path)  # measured, not declared
+    assert image.system_toplevel == TOPLEVEL  # measured from the link, not declared
     assert (image.nixpkgs_revision, image.flake_revision) == ("f" * 40, "e" * 40)
 
 
@@ -80,34 +72,41 @@ def test_the_okai_source_digest_covers_every_python_file() -> None:
     assert f"({len(files)} Python files)" in first.description
 
 
-def test_a_receipt_round_trips_and_keeps_its_explicit_nulls() -> None:
+def test_the_measured_parts_make_a_valid_receipt() -> None:
     job = digits_job((REF,))
     receipt = Receipt(
         run_id="r1",
+        provider="local",
         model_file="model.safetensors",
         model_sha256="sha256:" + "1" * 64,
         job_sha256=job.digest(),
-        job=job.to_json(),
+        job=job,
         datasets=dataset_records(job),
-        code=CodeRecord(sha256="sha256:" + "2" * 64, description="test"),
-        image=None,
+        code=okai_source(),
         host=UNREGISTERED_HOST,
-        libraries=Libraries(python="3.11", torch="2", numpy="2", okai="0.1.0"),
+        libraries=library_versions(),
         world_size=2,
         nodes=1,
-        procs_per_node=2,
         started_at="2025-01-01T00:00:00Z",
         finished_at="2025-01-01T00:01:00Z",
-        metrics=RunMetrics(final_loss=0.1, test_accuracy=None, samples_per_second=10.0),
+        metrics={"finalLoss": 0.1},
     )
     document = receipt.to_json()
     assert document["schema"] == "okai.receipt/v1"
-    assert document["image"] is None and document["metrics"]["testAccuracy"] is None
-    assert document["datasets"][0]["kind"] == "manifest"
+    assert document["datasets"][0] == {
+        "ref": "manifest", "manifestBlobId": REF.manifest_blob_id, "sha256": REF.sha256
+    }  # fmt: skip
+    assert set(document["libraries"]) == {"python", "torch", "numpy", "okai"}
     again = Receipt.from_json_bytes(json.dumps(document).encode(), "receipt.json")
     assert again == receipt
     with pytest.raises(DocumentError, match="startedAt"):
         Receipt.from_data({**document, "startedAt": "yesterday"}, "receipt.json")
+
+
+def test_a_dataset_without_a_digest_cannot_be_receipted() -> None:
+    job = digits_job((BlobRef(blob_id="d" * 43),))
+    with pytest.raises(UsageError, match="no sha256"):
+        dataset_records(job)
 
 
 # ------------------------------------------------------------ entry points

@@ -115,10 +115,11 @@ def train_command(
         metrics = receipt.metrics
         console.print(f"model   {receipt.model_file}  {receipt.model_sha256}", highlight=False)
         console.print(f"job     {receipt.job_sha256}", highlight=False)
-        if metrics.test_accuracy is not None:
-            console.print(f"held-out accuracy  {metrics.test_accuracy:.2%}")
-        if metrics.samples_per_second is not None:
-            console.print(f"throughput         {metrics.samples_per_second:,.0f} samples/s")
-        console.print(f"host    {receipt.host}", highlight=False)
+        accuracy, throughput = metrics.get("testAccuracy"), metrics.get("samplesPerSecond")
+        if isinstance(accuracy, float):
+            console.print(f"held-out accuracy  {accuracy:.2%}")
+        if isinstance(throughput, int | float):
+            console.print(f"throughput         {throughput:,.0f} samples/s")
+        console.print(f"host    {receipt.host_identity()}", highlight=False)
 
     cli.emit(data_out, human)

@@ -5,6 +5,7 @@ training side (`okai.train.context.Context`, the loop, the worker) is imported
 by the worker processes that torchrun starts.
 """
 
+from okai.provenance.receipt import Receipt
 from okai.train.builtins import BUILTINS, check_job
 from okai.train.data import LocalShardSource, ShardSource, SourceSpec, WalrusShardSource
 from okai.train.demo import digits_files, digits_job
@@ -12,7 +13,6 @@ from okai.train.errors import BlobUnavailable, EntrypointError, TrainingFailed
 from okai.train.job import job_from_toml, job_to_toml, load_job
 from okai.train.launch import LaunchOptions, Progress, Rendezvous, RunResult, launch, train
 from okai.train.plan import DataPlan, partition
-from okai.train.receipt import Receipt
 
 __all__ = [
     "BUILTINS",

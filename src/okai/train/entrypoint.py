@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 from okai.digest import Digest
 from okai.errors import IntegrityError
 from okai.manifest import BuiltinModel, EntrypointModel, JobSpec
+from okai.provenance.receipt import ReceiptCode
 from okai.train.builtins import BUILTINS
 from okai.train.data import ShardSource
 from okai.train.errors import EntrypointError
-from okai.train.receipt import CodeRecord, okai_source
+from okai.train.receipt import okai_source
 
 if TYPE_CHECKING:
     from torch import nn
@@ -31,7 +32,7 @@ TrainFunction = Callable[["Context"], "nn.Module"]
 ENTRYPOINT_MODULE = "okai_entrypoint"
 
 
-def training_function(job: JobSpec, source: ShardSource) -> tuple[TrainFunction, CodeRecord]:
+def training_function(job: JobSpec, source: ShardSource) -> tuple[TrainFunction, ReceiptCode]:
     """The function that trains `job`, and the identity of the code it comes from."""
     model = job.model
     if isinstance(model, BuiltinModel):
@@ -44,7 +45,7 @@ def training_function(job: JobSpec, source: ShardSource) -> tuple[TrainFunction,
     if actual != model.sha256:
         raise IntegrityError(f"entry point blob {model.entrypoint_blob_id}", model.sha256, actual)
     module = load_module(code, f"<entrypoint {model.entrypoint_blob_id}>")
-    record = CodeRecord(
+    record = ReceiptCode(
         sha256=actual,
         description=f"entry point blob {model.entrypoint_blob_id}, function {model.function}",
     )

@@ -39,11 +39,12 @@ from okai.errors import (
     VerificationError,
 )
 from okai.manifest import JobSpec
+from okai.provenance.receipt import Receipt
 from okai.train.builtins import check_job
 from okai.train.data import SourceSpec, check_source
 from okai.train.errors import EntrypointError, TrainingFailed
 from okai.train.job import load_job
-from okai.train.receipt import Receipt, utc_now
+from okai.train.receipt import utc_now
 from okai.train.rundir import (
     ERRORS_DIR,
     FATAL_FILE,

@@ -16,17 +16,10 @@ from torch import nn
 
 from okai.digest import Digest
 from okai.manifest import JobSpec
+from okai.provenance.receipt import UNREGISTERED_HOST, Receipt, ReceiptCode, ReceiptImage
 from okai.train.context import Summary, model_tensors
 from okai.train.metrics import plot_curve, read_metrics
-from okai.train.receipt import (
-    CodeRecord,
-    ImageRecord,
-    Receipt,
-    RunMetrics,
-    dataset_records,
-    library_versions,
-    utc_now,
-)
+from okai.train.receipt import dataset_records, library_versions, utc_now
 from okai.train.rundir import CURVE_FILE, METRICS_FILE, MODEL_FILE, RECEIPT_FILE
 
 MODEL_METADATA = {"format": "pt"}
@@ -46,11 +39,11 @@ def write_outputs(
     run_id: str,
     job: JobSpec,
     model: nn.Module,
-    code: CodeRecord,
-    host: tuple[ImageRecord | None, str],
+    code: ReceiptCode,
+    image: ReceiptImage | None,
+    provider: str,
     world_size: int,
     nodes: int,
-    procs_per_node: int,
     summary: Summary,
     started_at: str,
 ) -> Receipt:
@@ -59,30 +52,31 @@ def write_outputs(
     records = read_metrics(run_dir / METRICS_FILE)
     if records:
         plot_curve(records, run_dir / CURVE_FILE, f"{job.name} ({run_id})")
-    image, host_name = host
+    metrics = {
+        "finalLoss": summary.final_loss,
+        "testAccuracy": summary.test_accuracy,
+        "samplesPerSecond": None
+        if summary.samples_per_second is None
+        else round(summary.samples_per_second, 1),
+    }
     receipt = Receipt(
         run_id=run_id,
+        provider=provider,
         model_file=MODEL_FILE,
         model_sha256=model_sha256,
         job_sha256=job.digest(),
-        job=job.to_json(),
+        job=job,
         datasets=dataset_records(job),
         code=code,
         image=image,
-        host=host_name,
+        host=UNREGISTERED_HOST if image is None else None,
         libraries=library_versions(),
         world_size=world_size,
         nodes=nodes,
-        procs_per_node=procs_per_node,
         started_at=started_at,
         finished_at=utc_now(),
-        metrics=RunMetrics(
-            final_loss=summary.final_loss,
-            test_accuracy=summary.test_accuracy,
-            samples_per_second=None
-            if summary.samples_per_second is None
-            else round(summary.samples_per_second, 1),
-        ),
+        # A metric that was not measured is left out rather than written as null.
+        metrics={name: value for name, value in metrics.items() if value is not None},
     )
     tmp = run_dir / f".{RECEIPT_FILE}.tmp"
     receipt.write(tmp)

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from okai.errors import DocumentError, IntegrityError, OkaiError, UsageError, VerificationError
-from okai.train.rundir import ERRORS_DIR, FATAL_FILE, JOB_FILE, METRICS_FILE, STARTED_AT_ENV
+from okai.train.rundir import (
+    ERRORS_DIR,
+    FATAL_FILE,
+    JOB_FILE,
+    METRICS_FILE,
+    PROVIDER_ENV,
+    STARTED_AT_ENV,
+)
 
 log = logging.getLogger("okai.train.worker")
 
@@ -117,7 +124,8 @@ def _run(run_dir: Path, source_arg: str, run_id: str, env: RankEnv) -> None:
     else:
         device = torch.device("cpu")
         backend = "gloo"
-    host = host_identity() if env.rank == 0 else None
+    # Measured before training so that a malformed identity file stops the run early.
+    image = host_identity() if env.rank == 0 else None
     dist.init_process_group(backend, timeout=PROCESS_GROUP_TIMEOUT)
     try:
         fetch_began = time.perf_counter()
@@ -176,17 +184,16 @@ def _run(run_dir: Path, source_arg: str, run_id: str, env: RankEnv) -> None:
         if env.rank == 0:
             from okai.train.outputs import write_outputs
 
-            assert host is not None
             write_outputs(
                 run_dir=run_dir,
                 run_id=run_id,
                 job=job,
                 model=model,
                 code=code,
-                host=host,
+                image=image,
+                provider=os.environ.get(PROVIDER_ENV, "local"),
                 world_size=env.world_size,
                 nodes=env.nodes,
-                procs_per_node=env.local_world_size,
                 summary=ctx.summary,
                 started_at=started_at,
             )

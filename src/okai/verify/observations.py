@@ -1,0 +1,118 @@
+"""What a verifier has observed: the inputs of the check rules, and what they still need.
+
+The rules (`okai.verify.rules`) are pure functions of these values; the driver
+(`okai.verify.driver`) fills them in by reading the chain and Walrus, or a test fills
+them in from a shared vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from okai.chain.records import ImageRecord, ModelRecord
+from okai.digest import Digest
+from okai.verify.checks import Options
+
+QUILT_PATCH_KEY = "by-quilt-patch-id/"
+"""Blob keys of quilt patches: the aggregator path that reads them, as the page names them."""
+
+
+@dataclass(frozen=True)
+class NetworkId:
+    """The selected network: its name and the chain ID its RPC must serve."""
+
+    name: str
+    chain_id: int
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """Exactly one of: the digest computed from a file, a pasted digest, or a read error."""
+
+    digest: Digest | None = None
+    given: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ChainAnswer:
+    """The registry's answer: `record` None when the model is not recorded."""
+
+    chain_id: int
+    record: ModelRecord | None
+    image: ImageRecord | None = None
+    """The record's image, or None for an unregistered host (or an unregistered image)."""
+    witnesses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChainFailure:
+    """The registry could not be read."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class BlobRead:
+    """A blob as read: its SHA-256 and size, and its bytes when the rules asked to keep them.
+
+    A reader that verified the bytes against the expected digest while streaming and
+    found another one reports that digest with no bytes: a mismatch needs nothing more.
+    """
+
+    digest: Digest
+    size: int | None
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class BlobFailure:
+    """A blob could not be read (not found, unreachable, too large)."""
+
+    error: str
+    unavailable: bool = True
+    """True when the endpoints failed (retry later); False for a definitive bad answer."""
+
+
+BlobObservation = BlobRead | BlobFailure
+
+
+@dataclass(frozen=True)
+class Need:
+    """A blob the rules want read next."""
+
+    key: str
+    """A blob ID, or `by-quilt-patch-id/<patch ID>`."""
+    keep: bool
+    """Whether the rules need the bytes (documents), or only their digest and size (data)."""
+    max_bytes: int | None
+    """Refuse more than this; None when only the expected size bounds it."""
+    label: str
+    expected: Digest | None = None
+    """The digest the rules will compare the bytes to, so a reader can check while streaming."""
+    size: int | None = None
+    """The size the rules expect, when a manifest gives it."""
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """The outcome of re-running the job: the new model's digest, or why there is none."""
+
+    digest: Digest | None = None
+    error: str | None = None
+    """Training was attempted and failed."""
+    skipped: str | None = None
+    """Training was not attempted, and why (no job to run)."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything observed so far; None means "not read yet"."""
+
+    options: Options
+    network: NetworkId
+    model: ModelInput | None = None
+    chain: ChainAnswer | ChainFailure | None = None
+    blobs: Mapping[str, BlobObservation] = field(default_factory=dict)
+    reproduction: Reproduction | None = None

@@ -1,0 +1,167 @@
+"""`okai record` and `okai verify` as commands: real subprocesses against a real stack."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chain_support import account
+from conftest import run_okai
+from okai.digest import Digest
+from provenance_support import Inputs, Stack, publish_inputs, running_stack, write_run
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def inputs(stack: Stack) -> Inputs:
+    return publish_inputs(stack)
+
+
+@pytest.fixture
+def on_stack(okai_home: Path, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """run_okai copies os.environ: point it at the stack."""
+    for name, value in stack.env().items():
+        monkeypatch.setenv(name, value)
+    return stack
+
+
+def test_record_then_verify_from_the_command_line(
+    on_stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    receipt = write_run(tmp_path / "run", inputs, values=[21.0])
+
+    recorded = run_okai("record", str(tmp_path / "run"), "--json")
+    assert recorded.returncode == 0, recorded.stderr
+    data = json.loads(recorded.stdout)
+    assert set(data) == {
+        "status",
+        "runDir",
+        "network",
+        "chainId",
+        "registry",
+        "modelDigest",
+        "model",
+        "attestation",
+        "record",
+        "transaction",
+        "explorer",
+        "journal",
+    }
+    assert data["status"] == "recorded"
+    assert data["modelDigest"] == receipt.model_sha256
+    assert set(data["model"]) == {"blobId", "sha256", "size", "endEpoch", "url"}
+    assert data["explorer"] is None  # the local stack has no explorer
+
+    model = str(tmp_path / "run" / "model.safetensors")
+    on_stack.proxy.reset()
+    verified = run_okai("--json", "verify", model)
+    assert verified.returncode == 0, verified.stderr
+    report = json.loads(verified.stdout)
+    assert report["verdict"] == "verified"
+    assert report["modelDigest"] == receipt.model_sha256
+    assert on_stack.proxy.total() <= 3, dict(on_stack.proxy.calls)
+
+    human = run_okai("verify", receipt.model_sha256, "--deep")
+    assert human.returncode == 0, human.stderr
+    for check_id in ("record.exists", "datasets.shards", "image.registered"):
+        assert check_id in human.stdout
+    assert "VERIFIED" in human.stdout
+
+    again = run_okai("record", str(tmp_path / "run"))
+    assert again.returncode == 0, again.stderr
+    assert "already recorded" in again.stdout
+
+
+def test_a_tampered_model_exits_3_naming_the_check(
+    on_stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    write_run(tmp_path / "run", inputs, values=[22.0])
+    assert run_okai("record", str(tmp_path / "run")).returncode == 0
+    model = tmp_path / "run" / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:-1] + b"\x00")
+
+    result = run_okai("verify", str(model), "--json")
+
+    assert result.returncode == 3
+    assert json.loads(result.stdout)["verdict"] == "not verified"
+    assert "error: not verified: record.exists failed" in result.stderr
+
+
+def test_recording_a_model_recorded_by_another_run_exits_2(
+    on_stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    write_run(tmp_path / "first", inputs, values=[23.0])
+    assert run_okai("record", str(tmp_path / "first")).returncode == 0
+    write_run(tmp_path / "second", inputs, values=[23.0], run_id="another-run")
+
+    result = run_okai("record", str(tmp_path / "second"))
+
+    assert result.returncode == 2
+    assert "is already recorded" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--image"], "add --deep"),
+        (["--attest"], "needs --reproduce"),
+    ],
+)
+def test_option_mistakes_exit_2(
+    on_stack: Stack, inputs: Inputs, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = run_okai("verify", Digest.of_bytes(b"anything"), *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_neither_a_file_nor_a_digest_exits_2(on_stack: Stack) -> None:
+    result = run_okai("verify", "no-such-model.safetensors")
+    assert result.returncode == 2
+    assert "neither an existing file nor a SHA-256 digest" in result.stderr
+
+
+def test_the_submitter_cannot_attest_its_own_model(
+    on_stack: Stack, inputs: Inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_run(tmp_path / "run", inputs, values=[24.0])
+    assert run_okai("record", str(tmp_path / "run")).returncode == 0
+    monkeypatch.setenv("OKAI_PRIVATE_KEY", account(0).key.to_0x_hex())
+
+    result = run_okai(
+        "verify", str(tmp_path / "run" / "model.safetensors"), "--reproduce", "--attest"
+    )
+
+    assert result.returncode == 2
+    assert "cannot witness its reproduction" in result.stderr
+
+
+def test_hostile_strings_are_shown_inert(on_stack: Stack, inputs: Inputs, tmp_path: Path) -> None:
+    from provenance_support import job_for
+
+    job = job_for(inputs, name="\x1b[31mred\x1b[0m \u202eevil <script>")
+    write_run(tmp_path / "run", inputs, values=[25.0], job=job)
+    assert run_okai("record", str(tmp_path / "run")).returncode == 0
+
+    result = run_okai("verify", str(tmp_path / "run" / "model.safetensors"))
+
+    assert result.returncode == 0, result.stderr
+    assert "\x1b[31m" not in result.stdout and "\u202e" not in result.stdout
+    assert "\\u001b[31mred" in result.stdout and "\\u202eevil" in result.stdout
+
+
+def test_the_command_default_epochs_are_the_library_default() -> None:
+    # The CLI repeats the constant so that `okai` does not import web3 to start.
+    from okai.cli import record as command
+    from okai.provenance import record as library
+
+    assert command.DEFAULT_EPOCHS == library.DEFAULT_EPOCHS

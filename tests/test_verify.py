@@ -1,0 +1,461 @@
+"""`okai verify`'s engine against a real anvil (registry deployed) and the local Walrus server.
+
+Each kind of tampering is made for real (bytes changed on the storage node, the server
+corrupting reads, records written by hand) and must be caught and named by check id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chain_support import account, blob_id
+from okai.chain import RegistryClient
+from okai.chain.dev import dev_network
+from okai.chain.errors import WitnessIsSubmitter
+from okai.config import Network
+from okai.digest import Digest
+from okai.errors import ExitCode, UsageError
+from okai.manifest import JobSpec
+from okai.provenance.record import load_run, record_run
+from okai.verify import CHECK_IDS, ModelTarget, Options, VerifyReport, verify_model
+from provenance_support import (
+    OTHER_TOPLEVEL,
+    Inputs,
+    Stack,
+    job_for,
+    publish_inputs,
+    running_stack,
+    safetensors_bytes,
+    write_run,
+)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def inputs(stack: Stack) -> Inputs:
+    return publish_inputs(stack)
+
+
+def recorded(stack: Stack, run_dir: Path, inputs: Inputs, **run: object) -> Path:
+    """Write and record a run; returns its model file."""
+    write_run(run_dir, inputs, **run)  # type: ignore[arg-type]
+    with stack.walrus_client() as walrus:
+        record_run(run_dir, registry=stack.registry(), walrus=walrus)
+    return run_dir / "model.safetensors"
+
+
+def verify(
+    stack: Stack,
+    target: Path | str,
+    options: Options | None = None,
+    *,
+    registry: RegistryClient | None = None,
+    **extra: object,
+) -> VerifyReport:
+    model = ModelTarget(path=target) if isinstance(target, Path) else ModelTarget(given=target)
+    with stack.walrus_client() as walrus:
+        report = verify_model(
+            model,
+            options or Options(),
+            registry=registry or stack.registry(signer=None),
+            walrus=walrus,
+            **extra,  # type: ignore[arg-type]
+        )
+    # A finished verification has read everything it needed: nothing may stay pending.
+    assert "pending" not in statuses(report).values(), statuses(report)
+    assert report.verdict != "pending"
+    return report
+
+
+def statuses(report: VerifyReport) -> dict[str, str]:
+    return {check.id: check.status for check in report.checks}
+
+
+def reason(report: VerifyReport, check_id: str) -> str:
+    return report.evaluation.checks[check_id].reason
+
+
+class Retrainer:
+    """Stands in for okai.train at the `Reproducer` seam: writes `values` as the new model."""
+
+    def __init__(self, values: list[float]) -> None:
+        self.values = values
+        self.jobs: list[JobSpec] = []
+
+    def __call__(self, job: JobSpec, workdir: Path) -> Digest:
+        self.jobs.append(job)
+        model = workdir / "run" / "model.safetensors"
+        model.parent.mkdir(parents=True)
+        model.write_bytes(safetensors_bytes(self.values))
+        return Digest.of_file(model)
+
+
+def test_shallow_verification_costs_at_most_three_rpc_calls(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[1.0])
+    registry = stack.registry(signer=None)
+    stack.proxy.reset()
+
+    report = verify(stack, model, registry=registry)
+
+    assert report.verdict == "verified", [c.reason for c in report.checks]
+    assert stack.proxy.total() <= 3, dict(stack.proxy.calls)
+    assert dict(stack.proxy.calls) == {"eth_chainId": 1, "eth_call": 1}
+    shallow = {"datasets.manifests", "datasets.shards", "image.bytes", "reproduce"}
+    assert {s for k, s in statuses(report).items() if k not in shallow} == {"passed"}
+    assert {statuses(report)[k] for k in shallow} == {"not checked"}
+
+
+def test_a_digest_verifies_like_its_file(stack: Stack, inputs: Inputs, tmp_path: Path) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[1.5])
+    digest = Digest.of_file(model)
+
+    report = verify(stack, " " + digest.upper().replace("SHA256", "sha256") + " ")
+
+    assert report.verdict == "verified"
+    assert reason(report, "model.digest") == "digest given, not computed from a file"
+    assert report.evaluation.facts.model_digest == digest
+
+
+def test_a_tampered_model_file_has_no_record(stack: Stack, inputs: Inputs, tmp_path: Path) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[2.0])
+    model.write_bytes(model.read_bytes()[:-1] + b"\x7f")
+
+    report = verify(stack, model)
+
+    assert statuses(report)["record.exists"] == "failed"
+    assert reason(report, "record.exists") == "the registry holds no record of this model"
+    assert report.exit_code == ExitCode.VERIFICATION_FAILED
+
+
+def test_an_attestation_served_corrupted_is_caught(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[3.0])
+    stack.walrus.faults.set(corrupt=-1)
+    try:
+        report = verify(stack, model)
+    finally:
+        stack.walrus.faults.reset()
+
+    got = statuses(report)
+    assert got["attestation.digest"] == "failed"
+    assert "the record says" in reason(report, "attestation.digest")
+    assert got["attestation.statement"] == "not checked"
+    assert report.exit_code == ExitCode.VERIFICATION_FAILED
+
+
+def test_a_record_pointing_at_another_blob_is_caught(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    write_run(tmp_path / "run", inputs, values=[4.0])
+    run = load_run(tmp_path / "run")
+    stack.registry().record_model(
+        model_digest=run.model_digest,
+        image_digest=run.receipt.chain_image_digest(),
+        dataset_digests=[Digest(d.sha256) for d in run.receipt.datasets],
+        job_digest=Digest(run.receipt.job_sha256),
+        attestation_digest=run.attestation.digest(),
+        attestation_blob_id=inputs.raw_ref.blob_id,  # real bytes, not the attestation's
+    )
+
+    report = verify(stack, run.model_path)
+
+    assert statuses(report)["attestation.digest"] == "failed"
+    assert str(Digest.of_bytes(inputs.shard_bytes[inputs.raw_ref.blob_id])) in reason(
+        report, "attestation.digest"
+    )
+
+
+def test_an_attestation_blob_that_is_gone_is_named(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    write_run(tmp_path / "run", inputs, values=[4.5])
+    run = load_run(tmp_path / "run")
+    stack.registry().record_model(
+        model_digest=run.model_digest,
+        image_digest=run.receipt.chain_image_digest(),
+        dataset_digests=[Digest(d.sha256) for d in run.receipt.datasets],
+        job_digest=Digest(run.receipt.job_sha256),
+        attestation_digest=run.attestation.digest(),
+        attestation_blob_id=blob_id("never stored"),
+    )
+
+    report = verify(stack, run.model_path)
+
+    assert statuses(report)["attestation.digest"] == "failed"
+    assert "cannot read the attestation blob" in reason(report, "attestation.digest")
+    assert report.exit_code == ExitCode.VERIFICATION_FAILED  # a definite 404, not an outage
+
+
+def test_a_tampered_shard_is_caught_by_deep_verification(stack: Stack, tmp_path: Path) -> None:
+    own = publish_inputs(stack, register_image=False, salt=1)  # its own shards, to spoil
+    own.image_digest, own.image_manifest_blob = None, None
+    model = recorded(stack, tmp_path / "run", own, values=[5.0], host=None)
+    shard = own.manifest.shards[1]
+    stored = stack.walrus.storage.blob_path(shard.blob_id)
+    assert stored is not None
+    stored.write_bytes(stored.read_bytes()[:-1] + b"!")
+
+    shallow = verify(stack, model)
+    deep = verify(stack, model, Options(deep=True))
+
+    assert statuses(shallow)["datasets.shards"] == "not checked"
+    assert statuses(deep)["datasets.manifests"] == "passed"
+    assert statuses(deep)["datasets.shards"] == "failed"
+    assert "dataset 1, shard 2 (digits.csv)" in reason(deep, "datasets.shards")
+    assert deep.exit_code == ExitCode.VERIFICATION_FAILED
+
+
+def test_deep_verification_reads_every_shard_and_the_image(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[5.5])
+    before = stack.walrus.faults.counts().get("GET blob", 0)
+
+    report = verify(stack, model, Options(deep=True, image=True))
+
+    assert report.verdict == "verified", [c.reason for c in report.checks]
+    assert reason(report, "datasets.shards") == "all 4 shards match their manifests"
+    # attestation, image manifest, dataset manifest, 3 shards, the raw blob, the image
+    assert stack.walrus.faults.counts()["GET blob"] - before == 8
+    data = report.to_json()
+    assert data["datasets"][0]["manifest"] == {
+        "name": "digits",
+        "files": 1,
+        "shards": 3,
+        "bytes": 768,
+    }
+    assert data["image"]["manifest"]["describesRegisteredImage"] is True
+
+
+def test_a_swapped_image_is_caught(stack: Stack, inputs: Inputs, tmp_path: Path) -> None:
+    # The node ran another system than the registered image's toplevel.
+    model = recorded(stack, tmp_path / "run", inputs, values=[6.0], host=OTHER_TOPLEVEL)
+
+    report = verify(stack, model)
+
+    assert statuses(report)["image.registered"] == "failed"
+    assert "the registered image's is" in reason(report, "image.registered")
+    assert statuses(report)["attestation.matches-record"] == "passed"
+
+
+def test_an_unregistered_host_is_shown_as_such(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[7.0], host=None)
+
+    report = verify(stack, model)
+
+    assert statuses(report)["image.registered"] == "failed"
+    assert reason(report, "image.registered").startswith("unregistered host")
+    assert report.to_json()["record"]["host"] == "unregistered host"
+    assert report.to_json()["image"] is None
+    assert report.exit_code == ExitCode.VERIFICATION_FAILED
+
+
+def test_witnesses_are_recorded_once_per_account_and_listed(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[8.0])
+    retrainer = Retrainer([8.0])
+    witness = stack.registry(signer=account(1))
+    reads = stack.walrus.faults.counts().get("GET blob", 0)
+
+    first = verify(
+        stack, model, Options(reproduce=True), registry=witness, reproducer=retrainer, witness=True
+    )
+
+    assert statuses(first)["reproduce"] == "passed"
+    assert first.verdict == "verified", [c.reason for c in first.checks]
+    # The attestation and the image manifest, each read once, re-training or not.
+    assert stack.walrus.faults.counts()["GET blob"] - reads == 2
+    assert first.witness is not None and first.witness.status == "recorded"
+    assert first.witness.transaction is not None
+    assert first.evaluation.facts.witnesses == (account(1).address,)
+    assert reason(first, "witnesses") == "1 account recorded a bit-for-bit reproduction"
+    assert retrainer.jobs == [job_for(inputs)]
+
+    sent = stack.proxy.calls["eth_sendRawTransaction"]
+    again = verify(
+        stack,
+        model,
+        Options(reproduce=True),
+        registry=stack.registry(signer=account(1)),
+        reproducer=retrainer,
+        witness=True,
+    )
+    assert again.witness is not None and again.witness.status == "already witnessed"
+    assert stack.proxy.calls["eth_sendRawTransaction"] == sent
+
+    other = verify(
+        stack,
+        model,
+        Options(reproduce=True),
+        registry=stack.registry(signer=account(2)),
+        reproducer=Retrainer([8.0]),
+        witness=True,
+    )
+    assert other.evaluation.facts.witnesses == (account(1).address, account(2).address)
+    listed = verify(stack, model).to_json()["witnesses"]
+    assert listed == [account(1).address, account(2).address]
+
+
+def test_the_submitter_cannot_witness_and_is_told_before_retraining(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[9.0])
+    retrainer = Retrainer([9.0])
+
+    with pytest.raises(WitnessIsSubmitter) as refused:
+        verify(
+            stack,
+            model,
+            Options(reproduce=True),
+            registry=stack.registry(signer=account(0)),
+            reproducer=retrainer,
+            witness=True,
+        )
+
+    assert refused.value.exit_code == ExitCode.USAGE_ERROR
+    assert retrainer.jobs == []
+
+
+def test_a_reproduction_with_other_bytes_fails_and_is_not_witnessed(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[10.0])
+
+    report = verify(
+        stack,
+        model,
+        Options(reproduce=True),
+        registry=stack.registry(signer=account(3)),
+        reproducer=Retrainer([10.0, 0.0]),
+        witness=True,
+    )
+
+    assert statuses(report)["reproduce"] == "failed"
+    assert report.witness is not None and report.witness.status == "not recorded"
+    assert report.evaluation.facts.witnesses == ()
+    assert report.exit_code == ExitCode.VERIFICATION_FAILED
+
+
+def test_a_job_that_is_not_deterministic_is_not_retrained(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    job = job_for(inputs, deterministic=False)
+    model = recorded(stack, tmp_path / "run", inputs, values=[11.0], job=job)
+    retrainer = Retrainer([11.0])
+
+    report = verify(stack, model, Options(reproduce=True), reproducer=retrainer)
+
+    assert statuses(report)["reproduce"] == "not checked"
+    assert "not deterministic" in reason(report, "reproduce")
+    assert retrainer.jobs == []
+    assert report.exit_code == ExitCode.VERIFICATION_FAILED
+
+
+def test_a_dead_rpc_is_an_operational_failure(stack: Stack, inputs: Inputs, tmp_path: Path) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[12.0])
+    stack.proxy.dead = True
+    try:
+        report = verify(stack, model)
+    finally:
+        stack.proxy.dead = False
+
+    assert statuses(report)["record.exists"] == "failed"
+    assert {statuses(report)[c] for c in CHECK_IDS[2:]} == {"not checked"}
+    assert report.exit_code == ExitCode.OPERATIONAL_FAILURE
+
+
+def test_a_dead_walrus_is_an_operational_failure(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[13.0])
+    stack.walrus.faults.set(fail=-1, fail_status=503, fail_scope="read")
+    try:
+        report = verify(stack, model)
+    finally:
+        stack.walrus.faults.reset()
+
+    assert statuses(report)["attestation.digest"] == "failed"
+    assert report.exit_code == ExitCode.OPERATIONAL_FAILURE
+
+
+def test_an_rpc_on_another_chain_is_caught(stack: Stack, inputs: Inputs, tmp_path: Path) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[14.0])
+    other = Network.model_validate(
+        {**dev_network(stack.proxy.url).model_dump(), "name": "coston2", "chain_id": 114}
+    )
+    registry = RegistryClient(other, address=stack.registry_address)
+
+    report = verify(stack, model, registry=registry)
+
+    assert statuses(report)["record.exists"] == "failed"
+    assert "on chain 31337, but coston2 is chain 114" in reason(report, "record.exists")
+
+
+def test_attest_needs_reproduce(stack: Stack, inputs: Inputs, tmp_path: Path) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[15.0])
+    with pytest.raises(UsageError, match="needs --reproduce"):
+        verify(stack, model, witness=True)
+
+
+def test_the_json_report_keeps_its_shape(stack: Stack, inputs: Inputs, tmp_path: Path) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[16.0])
+
+    data = verify(stack, model, Options(deep=True)).to_json()
+
+    assert set(data) == {
+        "schema",
+        "target",
+        "modelDigest",
+        "network",
+        "options",
+        "verdict",
+        "checks",
+        "record",
+        "image",
+        "attestation",
+        "datasets",
+        "witnesses",
+        "witness",
+    }
+    assert data["schema"] == "okai.verify-report/v1"
+    assert [c["id"] for c in data["checks"]] == list(CHECK_IDS)
+    assert all(set(c) == {"id", "question", "status", "reason"} for c in data["checks"])
+    assert set(data["record"]) == {
+        "modelDigest",
+        "imageDigest",
+        "host",
+        "datasetDigests",
+        "jobDigest",
+        "attestationDigest",
+        "attestationBlobId",
+        "submitter",
+        "recordedAt",
+    }
+    assert set(data["attestation"]) == {
+        "runId",
+        "builder",
+        "modelFile",
+        "startedOn",
+        "finishedOn",
+        "job",
+        "codeDigest",
+        "imageDigest",
+        "host",
+        "libraries",
+        "metrics",
+    }
+    assert set(data["datasets"][1]) == {"index", "kind", "locator", "digest", "manifest"}
