@@ -210,7 +210,7 @@ def test_up_runs_the_job_on_the_vms_and_down_stops_every_charge(
     run_dir = outcome.run_dir
     assert outcome.fetched_from == "walrus"
     assert Digest.of_file(run_dir / "model.safetensors") == outcome.receipt.model_sha256
-    assert outcome.receipt.nodes == 2
+    assert (outcome.receipt.nodes, outcome.receipt.provider) == (2, "fluence")
     views = clusters.node_views(state, backend)
     assert [v.state for v in views] == ["finished", "finished"]
 

@@ -105,9 +105,10 @@ def test_two_nodes_train_the_demo_and_leave_a_verified_run_dir(stack: Stack) -> 
     assert Digest.of_file(run_dir / "model.safetensors") == receipt.model_sha256
     assert Digest.of_file(run_dir / "job.json") == receipt.job_sha256
     assert receipt.run_id == outcome["runId"]
-    assert (receipt.nodes, receipt.procs_per_node, receipt.world_size) == (2, 1, 2)
+    assert (receipt.nodes, receipt.job.procs_per_node, receipt.world_size) == (2, 1, 2)
+    assert receipt.provider == "local"
     assert receipt.host == "unregistered host" and receipt.image is None
-    assert receipt.metrics.test_accuracy is not None and receipt.metrics.test_accuracy > 0.8
+    assert float(receipt.metrics["testAccuracy"]) > 0.8
     assert (run_dir / "metrics.jsonl").stat().st_size > 0
     assert (run_dir / "logs" / "torchrun.log").is_file()
     assert not (run_dir / "checkpoints").exists()
@@ -177,7 +178,7 @@ def test_a_node_killed_mid_run_is_started_again_and_the_run_finishes(stack: Stac
     assert restarted.state == NodeState.FINISHED and restarted.restarts == 1
     receipt = outcome.receipt
     assert Digest.of_file(outcome.run_dir / "model.safetensors") == receipt.model_sha256
-    assert receipt.metrics.test_accuracy is not None and receipt.metrics.test_accuracy > 0.8
+    assert float(receipt.metrics["testAccuracy"]) > 0.8
     marks = tokens("killed")
     clusters.down(ClusterState.load("killed"), LocalBackend())
     assert_all_gone("killed", marks)

@@ -190,8 +190,8 @@ def _run(cli: CliState, request: ClusterRequest, backend: Backend, events: Event
         console.print(f"model    {outcome.receipt.model_sha256}", highlight=False)
         if outcome.outputs.model is not None:
             console.print(f"on Walrus  model {outcome.outputs.model.blob_id}", highlight=False)
-        accuracy = outcome.receipt.metrics.test_accuracy
-        if accuracy is not None:
+        accuracy = outcome.receipt.metrics.get("testAccuracy")
+        if isinstance(accuracy, float):
             console.print(f"held-out accuracy  {accuracy:.2%}")
         console.print(
             Text(f"the cluster is still up: `okai cluster down {outcome.cluster}` removes it")

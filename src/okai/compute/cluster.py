@@ -57,7 +57,7 @@ from okai.config import Settings
 from okai.digest import Digest
 from okai.errors import IntegrityError, OkaiError, OperationalError, UsageError
 from okai.manifest import ImageManifest, JobSpec
-from okai.train.receipt import Receipt
+from okai.provenance.receipt import Receipt
 from okai.train.rundir import CHECKPOINTS_DIR, RECEIPT_FILE
 from okai.train.rundir import JOB_FILE as RUN_JOB_FILE
 
@@ -175,7 +175,7 @@ class RunOutcome:
             "modelBlobId": None if self.outputs.model is None else self.outputs.model.blob_id,
             "receiptBlobId": None if self.outputs.receipt is None else self.outputs.receipt.blob_id,
             "fetchedFrom": self.fetched_from,
-            "testAccuracy": self.receipt.metrics.test_accuracy,
+            "metrics": self.receipt.metrics,
         }
 
 
@@ -340,6 +340,7 @@ def cluster_file(
     address: str,
 ) -> ClusterFile:
     """The cluster file of node `rank`."""
+    provider = state.provider
     return ClusterFile(
         cluster_id=state.name,
         nodes=request.nodes,
@@ -350,6 +351,7 @@ def cluster_file(
         allow_unregistered_host=request.allow_unregistered_host,
         walrus=request.walrus,
         publish=request.publish,
+        provider=provider,
         max_restarts=request.max_restarts,
         join_timeout=request.join_timeout,
     )

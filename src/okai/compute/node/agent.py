@@ -48,7 +48,7 @@ from okai.errors import IntegrityError, OkaiError, OperationalError, UsageError
 from okai.manifest import JobSpec
 from okai.train import LaunchOptions, Progress, Receipt, Rendezvous, SourceSpec, launch, load_job
 from okai.train.receipt import IMAGE_FILE
-from okai.train.rundir import RECEIPT_FILE
+from okai.train.rundir import PROVIDER_ENV, RECEIPT_FILE
 
 LOCK_FILE = "agent.lock"
 PROGRESS_EVERY_S = 1.0
@@ -143,6 +143,8 @@ class Agent:
         """Point this process and torchrun's workers at the cluster's Walrus endpoints."""
         # Without a home of its own, okai would keep its cache in the working directory.
         os.environ.setdefault("OKAI_HOME", str(self.state_dir / "home"))
+        if cluster.provider:
+            os.environ[PROVIDER_ENV] = cluster.provider
         walrus = cluster.walrus
         if walrus is None:
             return

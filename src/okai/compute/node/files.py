@@ -14,6 +14,7 @@ The cluster file says where this node stands in the cluster::
      "allowUnregisteredHost": false,               # optional: run on a non-okai host
      "walrus": {"network": "coston2", "aggregators": [...], "publisher": ...},  # optional
      "publish": true,                              # optional: rank 0 stores model+receipt
+     "provider": "fluence",                        # optional: recorded in the receipt
      "maxRestarts": 3, "joinTimeout": 600}         # optional: torchrun's elasticity
 
 `rendezvous.host` is the address of the node with `nodeRank` 0, which hosts
@@ -105,6 +106,8 @@ class ClusterFile(Document):
     allow_unregistered_host: bool = False
     walrus: WalrusEndpoints | None = None
     publish: bool = True
+    provider: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{0,31}$")
+    """Which provider made the node (`local`, `fluence`): the receipt records it."""
     max_restarts: int = Field(default=3, ge=0, le=100)
     join_timeout: int = Field(default=600, ge=10, le=86_400)
 

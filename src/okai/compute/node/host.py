@@ -13,8 +13,10 @@ from typing import Any
 
 from okai.compute.node.files import ClusterFile
 from okai.errors import IntegrityError, UsageError
-from okai.train.receipt import IMAGE_FILE, OKAI_IMAGE, UNREGISTERED_HOST, host_identity
+from okai.train.receipt import IMAGE_FILE, UNREGISTERED_HOST, host_identity
 
+OKAI_IMAGE = "okai image"
+"""How status and info name a host that runs an okai image (the other kind is unregistered)."""
 ADDRESS_ENV = "OKAI_NODE_ADDRESS"
 """Overrides the address a node reports for cluster traffic (hosts with several networks)."""
 _SIOCGIFADDR = 0x8915
@@ -38,8 +40,10 @@ class HostIdentity:
 
 def read_identity(image_file: Path = IMAGE_FILE) -> HostIdentity:
     """The identity `/etc/okai/image.json` declares (system toplevel as running)."""
-    image, host = host_identity(image_file)
-    return HostIdentity(host, None if image is None else image.to_json())
+    image = host_identity(image_file)
+    if image is None:
+        return HostIdentity(UNREGISTERED_HOST, None)
+    return HostIdentity(OKAI_IMAGE, image.to_json())
 
 
 def check_identity(cluster: ClusterFile, identity: HostIdentity) -> None:
