@@ -5,36 +5,42 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from okai.cli.output import state
-from okai.dev import stack
+from okai.pipeline import DemoResult, run_demo
 
 app = typer.Typer(name="demo", help="Run the whole pipeline on the local stack.")
 
-PIPELINE = [
-    ("local stack", "built"),
-    ("push dataset to Walrus", "not built yet"),
-    ("train on a 2-node local cluster", "not built yet"),
-    ("record provenance on chain", "not built yet"),
-    ("verify (shallow and deep)", "not built yet"),
-]
+
+def _summary(console: Console, result: DemoResult) -> None:
+    table = Table("step", "status", "seconds", "detail", title=f"okai demo on {result.network}")
+    colours = {"done": "green", "reused": "cyan", "skipped": "yellow"}
+    for step in result.steps:
+        table.add_row(
+            Text(step.name),
+            Text(step.status, style=colours[step.status]),
+            f"{step.seconds:.1f}",
+            Text(step.detail),
+        )
+    console.print(table)
+    console.print(Text(f"model     {result.model_digest}"))
+    console.print(Text(f"run       {result.run_dir}"))
+    console.print(Text(f"verify    okai verify {result.model_digest} --deep"))
+    console.print(Text(f"web page  okai web, then open {result.page_link}"))
+    if result.network == "dev":
+        console.print(
+            Text("the local stack keeps running; stop it with: okai dev down", style="dim")
+        )
 
 
 @app.callback(invoke_without_command=True)
 def demo_command(ctx: typer.Context) -> None:
-    """Start the local stack and run each pipeline step that is built so far."""
+    """Start the local stack, push the digits data, train on 2 nodes, record, verify.
+
+    With --network coston2 (and keys and endpoints set) the same steps run against
+    the real testnets; only the configuration differs.
+    """
     cli = state(ctx)
-    stack.up(on_event=cli.info)
-    steps = [
-        {"step": name, "status": "done" if status == "built" else status}
-        for name, status in PIPELINE
-    ]
-
-    def human(console: Console) -> None:
-        table = Table("step", "status")
-        for step in steps:
-            colour = "green" if step["status"] == "done" else "yellow"
-            table.add_row(step["step"], f"[{colour}]{step['status']}[/]")
-        console.print(table)
-
-    cli.emit({"steps": steps}, human)
+    result = run_demo(cli.network, report=cli.info, transfer=cli.transfer)
+    cli.emit(result.to_json(), lambda console: _summary(console, result))
