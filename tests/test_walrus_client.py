@@ -179,7 +179,7 @@ def test_corrupted_aggregator_is_skipped_for_a_good_one(tmp_path: Path) -> None:
 
 
 def test_truncated_then_complete(server: WalrusServer, tmp_path: Path) -> None:
-    data = os.urandom(3 * MiB)
+    data = os.urandom(6 * MiB)  # above READ_AHEAD_ABOVE: the helper thread sees the cut
     with make_client(server.url) as client:
         stored = client.store_bytes(data)
         server.faults.set(truncate=1)

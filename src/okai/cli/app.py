@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or bool(os.environ.get("OKAI_DEBUG"))
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="okai", standalone_mode=False)
+        # Typer turns Ctrl-C (and `typer.Exit`) into an exit code it returns here.
+        code = command.main(args=args, prog_name="okai", standalone_mode=False)
     except OkaiError as exc:
         if debug:
             traceback.print_exc()
@@ -103,4 +104,6 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         stderr.print("interrupted")
         sys.exit(ExitCode.INTERRUPTED)
-    sys.exit(ExitCode.OK)
+    if code == ExitCode.INTERRUPTED:
+        stderr.print("interrupted")
+    sys.exit(code if isinstance(code, int) else ExitCode.OK)

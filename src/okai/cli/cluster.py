@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
-import typer
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
 
-from okai.errors import NotBuiltError
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from okai.cli.output import CliState, state, stderr
+from okai.compute import cluster as clusters
+from okai.compute.cluster import Backend, ClusterProgress, ClusterRequest, Events
+from okai.compute.state import ClusterState, ClusterStatus, list_states
+from okai.errors import UsageError
+from okai.train import load_job
 
 app = typer.Typer(
     name="cluster",
@@ -13,25 +30,324 @@ app = typer.Typer(
 )
 
 
+class ProviderName(StrEnum):
+    LOCAL = "local"
+    FLUENCE = "fluence"
+
+
+Name = Annotated[
+    str | None,
+    typer.Argument(help="The cluster (default: the only one not yet removed)."),
+]
+
+
 @app.command("up")
-def up_command() -> None:
-    """Not built yet."""
-    raise NotBuiltError("okai cluster up")
+def up_command(
+    ctx: typer.Context,
+    job: Annotated[Path, typer.Argument(help="The job file (TOML or JSON, okai.job/v1).")],
+    provider: Annotated[
+        ProviderName, typer.Option("--provider", help="Where the nodes run.")
+    ] = ProviderName.LOCAL,
+    nodes: Annotated[
+        int | None, typer.Option("--nodes", min=1, help="Nodes (default: the job's).")
+    ] = None,
+    procs_per_node: Annotated[
+        int | None,
+        typer.Option("--procs-per-node", min=1, help="Processes per node (default: the job's)."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Cluster name (default: from the job's name).")
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask before spending money.")
+    ] = False,
+    max_usd: Annotated[
+        str | None,
+        typer.Option("--max-usd", help="Refuse to create anything if the estimate is above this."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be created, and create nothing.")
+    ] = False,
+    image_url: Annotated[
+        str | None,
+        typer.Option("--image-url", help="Fluence: the published image's URL (.qcow2/.img/.raw)."),
+    ] = None,
+    image: Annotated[
+        Path | None,
+        typer.Option("--image", help="Fluence: the image manifest; nodes must run that system."),
+    ] = None,
+    ssh_key: Annotated[
+        Path | None,
+        typer.Option("--ssh-key", help="Fluence: private key for the nodes (PATH.pub is sent)."),
+    ] = None,
+    ssh_cidr: Annotated[
+        str, typer.Option("--ssh-cidr", help="Fluence: who may reach the nodes' SSH port.")
+    ] = "0.0.0.0/0",
+    hours: Annotated[
+        float, typer.Option("--hours", help="Fluence: expected duration, for the estimate.")
+    ] = 1.0,
+    vcpu: Annotated[int, typer.Option("--vcpu", help="Fluence: vCPUs per node, at least.")] = 2,
+    ram_gb: Annotated[int, typer.Option("--ram-gb", help="Fluence: GB of RAM per node.")] = 4,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Give up on the job after this many s.")
+    ] = None,
+    runs_dir: Annotated[
+        Path, typer.Option("--runs-dir", help="Where the run directory is left.")
+    ] = Path("runs"),
+    max_restarts: Annotated[
+        int, typer.Option("--max-restarts", min=0, help="torchrun's worker restarts per node.")
+    ] = 3,
+) -> None:
+    """Bring up a cluster, run JOB on it, and leave the run in runs/<run-id>/."""
+    cli = state(ctx)
+    settings = cli.settings
+    spec = clusters.cluster_job(load_job(job), nodes, procs_per_node)
+    cluster_name = name or clusters.default_name(spec)
+    request = ClusterRequest(
+        name=cluster_name,
+        job=spec,
+        walrus=clusters.walrus_endpoints(settings),
+        image=None if image is None else clusters.image_expectation(image),
+        allow_unregistered_host=provider == ProviderName.LOCAL,
+        runs_root=runs_dir,
+        timeout_s=timeout,
+        max_restarts=max_restarts,
+    )
+    events = Events(report=cli.info)
+    if provider == ProviderName.LOCAL:
+        from okai.compute.local import LocalBackend
+
+        backend: Backend = LocalBackend(report=cli.info)
+        if dry_run:
+            cli.emit(
+                clusters.local_plan(request),
+                lambda c: c.print_json(data=clusters.local_plan(request)),
+            )
+            return
+        _run(cli, request, backend, events)
+        return
+
+    from okai.compute.fluence import FluenceClient, NodeRequirements
+    from okai.compute.fluence.provider import FluenceProvider
+    from okai.compute.fluence_backend import FluenceBackend
+
+    limit = _usd(max_usd)
+    with FluenceClient.from_settings(settings) as client:
+        fluence = FluenceBackend(
+            FluenceProvider(client, report=cli.info),
+            ssh_key=ssh_key,
+            image_url=image_url,
+            requirements=NodeRequirements(vcpu=vcpu, ram_gb=ram_gb),
+            hours=hours,
+            max_usd=limit,
+            ssh_cidr=ssh_cidr,
+        )
+        plan = fluence.plan(request)
+        if dry_run:
+            data = plan.to_json()
+
+            def show(console: Console) -> None:
+                console.print(plan.describe(), highlight=False, markup=False)
+                console.print()
+                console.print(
+                    plan.render_requests(client.config.base_url), highlight=False, markup=False
+                )
+
+            cli.emit(data, show)
+            return
+        cli.info(plan.describe())
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    "creating a Fluence cluster costs money; confirm with --yes",
+                    hint="--dry-run shows the requests and the estimate without creating anything",
+                )
+            if not typer.confirm(f"Create {request.nodes} VM(s) at about this cost?"):
+                raise typer.Abort()
+        _run(cli, request, fluence, events)
+
+
+def _usd(text: str | None) -> Decimal | None:
+    if text is None:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise UsageError(f"--max-usd must be a number of US dollars, not {text!r}") from None
+    if not value.is_finite() or value <= 0:
+        raise UsageError(f"--max-usd must be positive, not {text}")
+    return value
+
+
+def _run(cli: CliState, request: ClusterRequest, backend: Backend, events: Events) -> None:
+    with _progress_bar(cli) as show:
+        events.progress = show
+        outcome = clusters.up(request, backend, cli.settings, events)
+    data = outcome.to_json()
+
+    def human(console: Console) -> None:
+        console.print(f"run {outcome.run_id} finished: {outcome.run_dir}", highlight=False)
+        console.print(f"model    {outcome.receipt.model_sha256}", highlight=False)
+        if outcome.outputs.model is not None:
+            console.print(f"on Walrus  model {outcome.outputs.model.blob_id}", highlight=False)
+        accuracy = outcome.receipt.metrics.get("testAccuracy")
+        if isinstance(accuracy, float):
+            console.print(f"held-out accuracy  {accuracy:.2%}")
+        console.print(
+            Text(f"the cluster is still up: `okai cluster down {outcome.cluster}` removes it")
+        )
+
+    cli.emit(data, human)
+
+
+@contextmanager
+def _progress_bar(cli: CliState) -> Iterator[Callable[[ClusterProgress], None]]:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=stderr,
+        disable=cli.json,
+    ) as bar:
+        task = bar.add_task("starting", total=None, detail="")
+
+        def show(update: ClusterProgress) -> None:
+            states = " ".join(f"{v.rank}:{v.state}" for v in update.nodes)
+            p = update.progress
+            if p is None:
+                bar.update(task, description="nodes", detail=states)
+                return
+            epochs = f"/{p.epochs}" if p.epochs else ""
+            loss = f"loss {p.loss:.4f}" if p.loss is not None else ""
+            bar.update(
+                task,
+                description=f"epoch {p.epoch + 1}{epochs}",
+                completed=p.step,
+                total=p.total_steps,
+                detail=f"step {p.step} {loss}  [{states}]",
+            )
+
+        yield show
+
+
+def _backend_for(cli: CliState, cluster: ClusterState) -> Iterator[Backend]:
+    """The backend that can reach an existing cluster (a generator: Fluence needs closing)."""
+    if cluster.provider == "local":
+        from okai.compute.local import LocalBackend
+
+        yield LocalBackend(report=cli.info)
+        return
+    from okai.compute.fluence import FluenceClient
+    from okai.compute.fluence.provider import FluenceProvider
+    from okai.compute.fluence_backend import FluenceBackend
+
+    with FluenceClient.from_settings(cli.settings) as client:
+        yield FluenceBackend(FluenceProvider(client, report=cli.info))
+
+
+@contextmanager
+def _backend(cli: CliState, cluster: ClusterState) -> Iterator[Backend]:
+    yield from _backend_for(cli, cluster)
+
+
+def _pick(name: str | None) -> ClusterState:
+    if name is not None:
+        return ClusterState.load(name)
+    live = [s for s in list_states() if s.status != ClusterStatus.STOPPED]
+    if len(live) == 1:
+        return live[0]
+    if not live:
+        raise UsageError("no cluster is up", hint="`okai cluster up JOB` makes one")
+    raise UsageError(
+        f"{len(live)} clusters are up: {', '.join(s.name for s in live)}",
+        hint="name the one you mean",
+    )
 
 
 @app.command("status")
-def status_command() -> None:
-    """Not built yet."""
-    raise NotBuiltError("okai cluster status")
+def status_command(ctx: typer.Context, name: Name = None) -> None:
+    """The cluster's state, its resources and each node's agent."""
+    cli = state(ctx)
+    if name is None and not [s for s in list_states() if s.status != ClusterStatus.STOPPED]:
+        everything = [clusters.ClusterSummary(s).to_json() for s in list_states()]
+        cli.emit({"clusters": everything}, lambda c: _list(c, everything))
+        return
+    cluster = _pick(name)
+    with _backend(cli, cluster) as backend:
+        summary = clusters.ClusterSummary(cluster, clusters.node_views(cluster, backend))
+    data = summary.to_json()
+    cli.emit(data, lambda console: _show(console, data))
+
+
+def _list(console: Console, items: list[dict[str, object]]) -> None:
+    if not items:
+        console.print("no clusters")
+        return
+    table = Table("name", "provider", "status", "resources")
+    for item in items:
+        table.add_row(
+            str(item["name"]), str(item["provider"]), str(item["status"]), str(item["resources"])
+        )
+    console.print(table)
+
+
+def _show(console: Console, data: dict[str, object]) -> None:
+    console.print(
+        Text(f"cluster {data['name']} ({data['provider']}): {data['status']}"), highlight=False
+    )
+    run = data.get("run")
+    if isinstance(run, dict):
+        console.print(Text(f"run {run.get('runId')}: {run.get('state')}"), highlight=False)
+    table = Table("node", "address", "agent", "progress / error")
+    nodes = data.get("nodes")
+    for node in nodes if isinstance(nodes, list) else []:
+        agent = node.get("agent") or {}
+        detail = ""
+        if agent.get("error"):
+            detail = agent["error"]["message"]
+        elif agent.get("progress"):
+            p = agent["progress"]
+            detail = f"epoch {p['epoch'] + 1}, step {p['step']}, loss {p.get('loss')}"
+        elif node.get("note"):
+            detail = node["note"]
+        table.add_row(
+            str(node["rank"]), str(node.get("address") or ""), str(node["state"]), Text(detail)
+        )
+    console.print(table)
 
 
 @app.command("logs")
-def logs_command() -> None:
-    """Not built yet."""
-    raise NotBuiltError("okai cluster logs")
+def logs_command(
+    ctx: typer.Context,
+    name: Name = None,
+    node: Annotated[int | None, typer.Option("--node", help="Only this node (its rank).")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Print new lines until the job ends.")
+    ] = False,
+    lines: Annotated[
+        int | None, typer.Option("--lines", "-n", help="Only the last N lines of each log.")
+    ] = None,
+) -> None:
+    """The nodes' logs: each agent's, then torchrun's and each rank's."""
+    cli = state(ctx)
+    cluster = _pick(name)
+    with _backend(cli, cluster) as backend:
+        for line in clusters.logs(cluster, backend, node=node, follow=follow, lines=lines):
+            print(line, flush=follow)
 
 
 @app.command("down")
-def down_command() -> None:
-    """Not built yet."""
-    raise NotBuiltError("okai cluster down")
+def down_command(ctx: typer.Context, name: Name = None) -> None:
+    """Remove everything the cluster made (processes, VMs, disks, addresses)."""
+    cli = state(ctx)
+    cluster = _pick(name)
+    with _backend(cli, cluster) as backend:
+        clusters.down(cluster, backend)
+    data = {
+        "name": cluster.name,
+        "status": cluster.status.value,
+        "resources": len(cluster.live_resources()),
+    }
+    cli.emit(data, lambda console: console.print(Text(f"cluster {cluster.name} is down")))

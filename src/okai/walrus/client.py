@@ -74,7 +74,7 @@ DEFAULT_BLOB_ID_CHECK_UP_TO = 64 * MiB
 DEFAULT_MAX_QUILT_BODY = 100 * MiB
 DEFAULT_READ_BYTES_LIMIT = 64 * MiB
 READ_AHEAD_ABOVE = 4 * MiB
-"""Bodies larger than this are read by a helper thread while the caller hashes and writes."""
+"""Bodies larger than this move through a helper thread, so hashing overlaps the network."""
 BLOB_ID_CHECK_ENV = "OKAI_WALRUS_CHECK_BLOB_IDS_UP_TO"
 _ERROR_BODY_LIMIT = 64 * 1024
 _SUI_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{64}$")
@@ -482,10 +482,17 @@ class WalrusClient:
         def hashed() -> Iterator[bytes]:
             hasher = hashlib.sha256()
             hasher_box.append(hasher)
+
+            def read_and_hash() -> Iterator[bytes]:
+                for chunk in body():
+                    hasher.update(chunk)
+                    yield chunk
+
+            # Large bodies are read and hashed by a helper thread while this one sends.
+            chunks = read_and_hash() if size <= READ_AHEAD_ABOVE else _read_ahead(read_and_hash())
             sent = 0
             progress.restart()
-            for chunk in body():
-                hasher.update(chunk)
+            for chunk in chunks:
                 sent += len(chunk)
                 yield chunk
                 progress(len(chunk))

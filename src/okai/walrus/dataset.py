@@ -19,6 +19,7 @@ A dataset reference (`REF`) is written one of two ways:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import mimetypes
@@ -386,6 +387,20 @@ def fetch_shard(
     client.read_to_file(
         shard.blob_id, digest, path, expected_size=shard.size, on_progress=on_progress
     )
+    return path
+
+
+def fetch_blob(client: WalrusClient, blob_id: str, sha256: Digest, cache_dir: Path) -> Path:
+    """The cached, verified file holding a whole blob (training code, raw data).
+
+    Cached by SHA-256 like shards, so ranks sharing `cache_dir` fetch it once.
+    """
+    digest = Digest.parse(sha256)
+    path = cache_path(cache_dir, digest)
+    with contextlib.suppress(FileNotFoundError):
+        if Digest.of_file(path) == digest:  # re-verified, as `_cached` does for shards
+            return path
+    client.read_to_file(blob_id, digest, path)
     return path
 
 

@@ -1,0 +1,248 @@
+"""Local clusters end to end: real agents, torchrun, gloo and a real local Walrus server.
+
+Every node is a `python -m okai node run` process group with its own state
+dir and cache; the nodes read the demo dataset from a Walrus-compatible
+server over HTTP and rank 0's node stores the model and receipt there. One
+process per node spares the machine's two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cluster_helpers import Stack, digits_stack
+from conftest import run_okai
+from okai.compute import cluster as clusters
+from okai.compute.local import LocalBackend
+from okai.compute.marks import kill_marked, marked_processes
+from okai.compute.node import NodeState, read_status
+from okai.compute.state import ClusterState, ClusterStatus
+from okai.config import load_settings
+from okai.digest import Digest
+from okai.manifest import ManifestRef
+from okai.train import Receipt
+
+pytestmark = pytest.mark.slow
+
+RUN_TIMEOUT = 400
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with digits_stack(tmp_path_factory.mktemp("cluster")) as ready:
+        yield ready
+
+
+def node_folders(stack: Stack, name: str) -> list[Path]:
+    return sorted((stack.home / ".okai" / "clusters" / name).glob("node-*"))
+
+
+def tokens(name: str) -> list[str]:
+    return [str(node.attrs["token"]) for node in ClusterState.load(name).nodes]
+
+
+def wait_until_running(stack: Stack, name: str, process: subprocess.Popen[str]) -> None:
+    """Until every node's agent says running (the cluster's processes all exist)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        folders = node_folders(stack, name)
+        if len(folders) == 2 and all(
+            read_status(folder).state == NodeState.RUNNING for folder in folders
+        ):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the nodes did not start running")
+
+
+def start_up(stack: Stack, name: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "okai", "cluster", "up",
+               str(stack.job_file(name)), "--name", name]  # fmt: skip
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+        # A background shell may have left SIGINT ignored, and children inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def assert_all_gone(name: str, marks: list[str]) -> None:
+    state = ClusterState.load(name)
+    assert state.status == ClusterStatus.STOPPED
+    assert state.live_resources() == []
+    for token in marks:
+        assert marked_processes(token) == []
+
+
+# --- the happy path -------------------------------------------------------------------------
+
+
+def test_two_nodes_train_the_demo_and_leave_a_verified_run_dir(stack: Stack) -> None:
+    job_file = stack.job_file("demo")
+    done = run_okai(
+        "--json", "cluster", "up", str(job_file), "--provider", "local",
+        "--nodes", "2", "--procs-per-node", "1", "--name", "demo", timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout)
+    run_dir = stack.home / outcome["runDir"]
+    assert run_dir == stack.home / "runs" / outcome["runId"]
+
+    # What `okai record` needs: model, receipt and job, all consistent.
+    receipt = Receipt.load(run_dir / "receipt.json")
+    assert Digest.of_file(run_dir / "model.safetensors") == receipt.model_sha256
+    assert Digest.of_file(run_dir / "job.json") == receipt.job_sha256
+    assert receipt.run_id == outcome["runId"]
+    assert (receipt.nodes, receipt.job.procs_per_node, receipt.world_size) == (2, 1, 2)
+    assert receipt.provider == "local"
+    assert receipt.host == "unregistered host" and receipt.image is None
+    assert float(receipt.metrics["testAccuracy"]) > 0.8
+    assert (run_dir / "metrics.jsonl").stat().st_size > 0
+    assert (run_dir / "logs" / "torchrun.log").is_file()
+    assert not (run_dir / "checkpoints").exists()
+    other = run_dir / "nodes"
+    assert len(list(other.glob("node-*/logs/torchrun.log"))) == 1
+
+    # The model and receipt were stored on Walrus by rank 0's node, and read back from there.
+    assert outcome["fetchedFrom"] == "walrus"
+    with stack.client() as client:
+        stored = client.read_bytes(outcome["modelBlobId"], Digest(outcome["modelSha256"]))
+    assert stored == (run_dir / "model.safetensors").read_bytes()
+
+    # Each node read the dataset from Walrus into its own cache.
+    for folder in node_folders(stack, "demo"):
+        cached = list((folder / "home" / "cache").rglob("*"))
+        assert any(p.is_file() for p in cached), f"{folder} fetched nothing"
+
+    shown = run_okai("--json", "cluster", "status", "demo", check=True)
+    status = json.loads(shown.stdout)
+    assert status["status"] == "up" and status["run"]["state"] == "finished"
+    agents = [node["agent"] for node in status["nodes"]]
+    assert [a["state"] for a in agents] == ["finished", "finished"]
+    assert sum(a["hostsRank0"] for a in agents) == 1
+
+    logs = run_okai("cluster", "logs", "demo", "--node", "1", "--lines", "3", check=True)
+    assert "==> agent.log <==" in logs.stdout and "finished" in logs.stdout
+    every = run_okai("cluster", "logs", "--lines", "1", check=True)
+    assert "[node 0] ==> agent.log <==" in every.stdout and "[node 1]" in every.stdout
+
+    marks = tokens("demo")
+    down = run_okai("--json", "cluster", "down", "demo", check=True)
+    assert json.loads(down.stdout) == {"name": "demo", "status": "stopped", "resources": 0}
+    assert node_folders(stack, "demo") == []
+    assert_all_gone("demo", marks)
+    assert run_dir.is_dir(), "down leaves the fetched run alone"
+    listed = json.loads(run_okai("--json", "cluster", "status", check=True).stdout)
+    assert {c["name"]: c["status"] for c in listed["clusters"]}["demo"] == "stopped"
+
+
+# --- failures -------------------------------------------------------------------------------
+
+
+def test_a_node_killed_mid_run_is_started_again_and_the_run_finishes(stack: Stack) -> None:
+    settings = load_settings(None)
+    request = clusters.ClusterRequest(
+        name="killed",
+        job=stack.job(),
+        walrus=clusters.walrus_endpoints(settings),
+        allow_unregistered_host=True,
+        join_timeout=120,
+        poll_s=0.5,
+    )
+    killed: list[int] = []
+    reports: list[str] = []
+
+    def progress(update: clusters.ClusterProgress) -> None:
+        # Once rank 0 is past a checkpoint, node 1 dies: agent, torchrun and worker at once.
+        if not killed and update.progress is not None and update.progress.step >= 12:
+            killed.append(kill_marked(tokens("killed")[1]))
+
+    events = clusters.Events(report=reports.append, progress=progress)
+    outcome = clusters.up(request, LocalBackend(), settings, events)
+
+    assert killed and killed[0] >= 2, "the agent and its training processes were killed"
+    assert any("starting it again" in line for line in reports), reports
+    restarted = read_status(node_folders(stack, "killed")[1])
+    assert restarted.state == NodeState.FINISHED and restarted.restarts == 1
+    receipt = outcome.receipt
+    assert Digest.of_file(outcome.run_dir / "model.safetensors") == receipt.model_sha256
+    assert float(receipt.metrics["testAccuracy"]) > 0.8
+    marks = tokens("killed")
+    clusters.down(ClusterState.load("killed"), LocalBackend())
+    assert_all_gone("killed", marks)
+
+
+def test_down_after_a_crashed_up_stops_every_process_of_the_cluster(stack: Stack) -> None:
+    process = start_up(stack, "crashed")
+    try:
+        wait_until_running(stack, "crashed", process)
+    finally:
+        process.kill()  # `okai cluster up` dies; its nodes do not
+        process.wait()
+    marks = tokens("crashed")
+    assert all(marked_processes(token) for token in marks)
+    kill_marked(marks[0])  # one node's machine is gone too; the other still trains
+    assert ClusterState.load("crashed").status == ClusterStatus.UP
+
+    done = run_okai("--json", "cluster", "down", "crashed", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert node_folders(stack, "crashed") == []
+    assert_all_gone("crashed", marks)
+    again = run_okai("--json", "cluster", "down", "crashed")
+    assert again.returncode == 0, "down is safe to repeat"
+
+
+def test_ctrl_c_during_up_rolls_back_and_up_can_run_again(stack: Stack) -> None:
+    process = start_up(stack, "interrupted")
+    try:
+        wait_until_running(stack, "interrupted", process)
+        marks = tokens("interrupted")
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "rolling back cluster interrupted" in stderr
+    assert node_folders(stack, "interrupted") == []
+    assert_all_gone("interrupted", marks)
+    # The name is free again: a new cluster of that name starts (and is removed at once).
+    state = LocalBackend().create(
+        clusters.ClusterRequest(name="interrupted", job=stack.job(), allow_unregistered_host=True)
+    )
+    assert state.status == ClusterStatus.UP and len(node_folders(stack, "interrupted")) == 2
+    clusters.down(state, LocalBackend())
+
+
+def test_a_failing_job_is_reported_and_the_cluster_kept_for_its_logs(stack: Stack) -> None:
+    wrong = ManifestRef(
+        manifest_blob_id=stack.dataset.manifest_blob_id, sha256="sha256:" + "1" * 64
+    )
+    job = stack.job(datasets=(wrong,))
+    done = run_okai(
+        "cluster", "up", str(stack.job_file("failing", job)), "--name", "failing",
+        "--max-restarts", "0", timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert "integrity check failed for blob" in done.stderr
+    assert "okai cluster logs failing" in done.stderr
+    state = ClusterState.load("failing")
+    assert state.status == ClusterStatus.UP and state.details["run"]["state"] == "failed"
+    logs = run_okai("cluster", "logs", "failing", check=True)
+    assert "integrity check failed" in logs.stdout
+    marks = tokens("failing")
+    run_okai("cluster", "down", "failing", check=True)
+    assert_all_gone("failing", marks)
