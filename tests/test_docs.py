@@ -582,3 +582,14 @@ def test_every_python_name_in_the_docs_resolves() -> None:
             problems.append(f"{doc.relative_to(REPO)}:{number}: {match[0]} is not in src/okai")
     assert not problems, "\n".join(problems)
     assert checked > 30
+
+
+INTERNAL_VARIABLES = {"OKAI_PROVIDER", "OKAI_RUN_STARTED_AT"}
+"""Set by the launcher for the workers it starts, never by a user."""
+
+
+def test_every_environment_variable_the_code_reads_is_documented() -> None:
+    in_code = {name for text in code_strings() for name in re.findall(r"\bOKAI_[A-Z0-9_]+", text)}
+    in_docs = {name for doc in DOCS for name in re.findall(r"\bOKAI_[A-Z0-9_]+", doc.read_text())}
+    assert in_code - INTERNAL_VARIABLES - in_docs == set()
+    assert in_code >= INTERNAL_VARIABLES, "an internal variable is gone: drop it from the list"
