@@ -102,8 +102,11 @@ def run_demo(network: str | None, report: Report, transfer: Any = None) -> DemoR
         else:
             out["status"], out["detail"] = "skipped", f"using network {settings.network.name}"
 
+    from okai.chain.client import RegistryClient
     from okai.walrus.client import WalrusClient
 
+    # The signing key is checked here, before anything is stored or trained.
+    registry = RegistryClient.from_settings(settings, sign=True)
     with WalrusClient.from_network(settings.network, settings.secrets) as walrus:
         with steps.step("push dataset to Walrus") as out:
             ref, reused = _push_digits(walrus, settings, report, transfer)
@@ -117,9 +120,6 @@ def run_demo(network: str | None, report: Report, transfer: Any = None) -> DemoR
                 "the nodes run on an unregistered host"
             )
 
-        from okai.chain.client import RegistryClient
-
-        registry = RegistryClient.from_settings(settings, sign=True)
         job = _demo_job(ref)
         previous = _previous_run(settings, job.digest(), registry)
         with steps.step(f"train on a {DEMO_NODES}-node local cluster") as out:

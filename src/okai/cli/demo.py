@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -35,12 +37,18 @@ def _summary(console: Console, result: DemoResult) -> None:
 
 
 @app.callback(invoke_without_command=True)
-def demo_command(ctx: typer.Context) -> None:
+def demo_command(
+    ctx: typer.Context,
+    network: Annotated[
+        str | None,
+        typer.Option("--network", "-n", help="Run on this network instead (same as okai's own)."),
+    ] = None,
+) -> None:
     """Start the local stack, push the digits data, train on 2 nodes, record, verify.
 
     With --network coston2 (and keys and endpoints set) the same steps run against
     the real testnets; only the configuration differs.
     """
     cli = state(ctx)
-    result = run_demo(cli.network, report=cli.info, transfer=cli.transfer)
+    result = run_demo(network or cli.network, report=cli.info, transfer=cli.transfer)
     cli.emit(result.to_json(), lambda console: _summary(console, result))
