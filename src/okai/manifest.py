@@ -27,6 +27,9 @@ from pydantic.alias_generators import to_camel
 from okai.digest import Digest, DigestFormatError, canonical_json
 from okai.errors import DocumentError
 
+UNREGISTERED_HOST = "unregistered host"
+"""The host identity of a run on a machine that booted no registered okai image."""
+
 BLOB_ID_PATTERN = r"^[A-Za-z0-9_-]{43}$"
 """A Walrus blob ID: 32 bytes as URL-safe base64 without padding."""
 

@@ -11,8 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from okai.digest import ZERO_DIGEST, Digest
-from okai.manifest import blob_id_from_bytes32
-from okai.provenance.receipt import UNREGISTERED_HOST
+from okai.manifest import UNREGISTERED_HOST, blob_id_from_bytes32
 
 
 def _timestamp(seconds: int) -> str:

@@ -1,5 +1,6 @@
 """Provenance documents: the run receipt and the in-toto/SLSA run attestation built from it."""
 
+from okai.manifest import UNREGISTERED_HOST
 from okai.provenance.attestation import (
     BUILD_TYPE,
     PREDICATE_TYPE,
@@ -9,7 +10,6 @@ from okai.provenance.attestation import (
     parse_attestation,
 )
 from okai.provenance.receipt import (
-    UNREGISTERED_HOST,
     Receipt,
     ReceiptCode,
     ReceiptDataset,

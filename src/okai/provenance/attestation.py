@@ -51,10 +51,9 @@ from pydantic import AwareDatetime, Field, JsonValue, ValidationError, model_val
 
 from okai.digest import ZERO_DIGEST, Digest, canonical_json
 from okai.errors import DocumentError, IntegrityError
-from okai.manifest import EntrypointModel, JobSpec, Model, document_error
+from okai.manifest import UNREGISTERED_HOST, EntrypointModel, JobSpec, Model, document_error
 from okai.provenance.receipt import (
     STORE_PATH_PATTERN,
-    UNREGISTERED_HOST,
     Receipt,
     check_datasets_match_job,
     system_toplevel_digest,

@@ -44,6 +44,7 @@ from pydantic import AwareDatetime, Field, model_validator
 
 from okai.digest import ZERO_DIGEST, CanonicalJsonError, Digest, canonical_json
 from okai.manifest import (
+    UNREGISTERED_HOST,
     BlobId,
     BlobRef,
     DigestField,
@@ -56,8 +57,6 @@ from okai.manifest import (
     SafePath,
 )
 
-UNREGISTERED_HOST = "unregistered host"
-"""The host identity of a run on a machine that booted no registered okai image."""
 STORE_PATH_PATTERN = r"^/nix/store/[0-9a-z]{32}-[^/]+$"
 MetricValue = int | float | str | bool
 

@@ -15,8 +15,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from okai.digest import Digest
-from okai.manifest import JobSpec
-from okai.provenance.receipt import UNREGISTERED_HOST, Receipt, ReceiptCode, ReceiptImage
+from okai.manifest import UNREGISTERED_HOST, JobSpec
+from okai.provenance.receipt import Receipt, ReceiptCode, ReceiptImage
 from okai.train.context import Summary, model_tensors
 from okai.train.metrics import plot_curve, read_metrics
 from okai.train.receipt import dataset_records, library_versions, utc_now

@@ -22,9 +22,8 @@ from pathlib import Path
 import okai
 from okai.digest import Digest
 from okai.errors import DocumentError, UsageError
-from okai.manifest import BlobRef, JobSpec, ManifestRef, QuiltPatchRef
+from okai.manifest import UNREGISTERED_HOST, BlobRef, JobSpec, ManifestRef, QuiltPatchRef
 from okai.provenance.receipt import (
-    UNREGISTERED_HOST,
     ReceiptCode,
     ReceiptDataset,
     ReceiptImage,

@@ -17,6 +17,7 @@ from okai.chain.records import ImageRecord, ModelRecord
 from okai.digest import ZERO_DIGEST, Digest, DigestFormatError
 from okai.errors import OkaiError
 from okai.manifest import (
+    UNREGISTERED_HOST,
     BlobRef,
     DatasetManifest,
     ImageManifest,
@@ -25,7 +26,7 @@ from okai.manifest import (
     QuiltPatchRef,
 )
 from okai.provenance.attestation import MAX_ATTESTATION_BYTES, Attestation
-from okai.provenance.receipt import UNREGISTERED_HOST, system_toplevel_digest
+from okai.provenance.receipt import system_toplevel_digest
 from okai.verify.checks import (
     FAILED,
     PASSED,
