@@ -253,7 +253,7 @@ def test_every_command_shown_in_the_docs_exists_with_its_options() -> None:
     [
         ("okai sideways", "has no command 'sideways'"),
         ("okai data push PATH --nope", "`okai data push` has no option --nope"),
-        ("okai demo --network coston2", "--network is a global option"),
+        ("okai verify DIGEST --network coston2", "--network is a global option"),
         ("okai record RUN_DIR extra", "takes no argument 'extra'"),
         ("okai cluster", "`okai cluster` needs a command"),
     ],
