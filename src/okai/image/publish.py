@@ -296,7 +296,7 @@ def publish_image(
             stored = walrus.store_quilt(
                 {plan.identifier: plan.image_path}, epochs=epochs, on_progress=advance
             )
-        with _progress(progress, "read back and hash", manifest.size) as advance:
+        with _progress(progress, f"read back {plan.identifier}", manifest.size) as advance:
             aggregator = walrus.check_quilt_file(
                 stored.quilt_id,
                 plan.identifier,
