@@ -122,6 +122,54 @@ def test_quilt_store_list_and_read(server: WalrusServer, tmp_path: Path) -> None
             client.store_quilt({"_metadata": b"x"})
 
 
+def test_quilt_store_reports_progress_once_despite_a_retry(
+    server: WalrusServer, tmp_path: Path
+) -> None:
+    image = tmp_path / "image.qcow2"
+    image.write_bytes(os.urandom(300_000))
+    progress: list[int] = []
+    with make_client(server.url) as client:
+        server.faults.set(fail=1, fail_status=503, fail_scope="store")
+        quilt = client.store_quilt(
+            {"image.qcow2": image, "notes.txt": b"12345"}, on_progress=progress.append
+        )
+        assert (
+            client.read_quilt_file(
+                quilt.quilt_id, "image.qcow2", Digest.of_file(image), max_size=1 << 20
+            )
+            == image.read_bytes()
+        )
+    assert server.faults.counts()["PUT quilts"] == 2
+    assert sum(progress) == 300_005  # the failed attempt is not counted twice
+
+
+def test_quilt_file_check_hashes_and_names_the_aggregator(tmp_path: Path) -> None:
+    data = os.urandom(5 * MiB)  # above READ_AHEAD_ABOVE
+    with (
+        local_server(tmp_path / "walrus") as bad,
+        local_server(tmp_path / "walrus") as good,
+        make_client(bad.url, good.url) as client,
+    ):
+        quilt = client.store_quilt({"okai.qcow2": data})
+        expected = Digest.of_bytes(data)
+        assert client.check_quilt_file(quilt.quilt_id, "okai.qcow2", expected) == bad.url
+        bad.faults.set(corrupt=-1)
+        progress: list[int] = []
+        served = client.check_quilt_file(
+            quilt.quilt_id,
+            "okai.qcow2",
+            expected,
+            expected_size=len(data),
+            on_progress=progress.append,
+        )
+        assert served == good.url and sum(progress) == len(data)
+        good.faults.set(corrupt=-1)
+        with pytest.raises(IntegrityError):
+            client.check_quilt_file(quilt.quilt_id, "okai.qcow2", expected)
+        with pytest.raises(BlobNotFound):
+            client.check_quilt_file(quilt.quilt_id, "other.qcow2", expected)
+
+
 def test_client_side_checks_send_nothing(server: WalrusServer, tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
     big.write_bytes(b"\0" * (MiB + 1))

@@ -86,8 +86,34 @@ def publish_command(
             "Fluence boots from it instead of the aggregator.",
         ),
     ] = None,
+    epochs: Annotated[
+        int, typer.Option("--epochs", help="Walrus epochs to store the image for (1 to 53).")
+    ] = 1,
 ) -> None:
-    """Store the image on Walrus and register it on chain."""
+    """Store the image on Walrus, check the boot URL serves it, register it on chain.
+
+    Records the quilt ID as the manifest's blobId (the file is updated in place).
+    Running it again is safe: an image registered with the same values is reported.
+    """
     cli = state(ctx)
     plan = plan_publish(manifest, cli.settings.network, image_url=image_url)
-    publish_image(plan, cli.settings)
+    result = publish_image(plan, cli.settings, epochs=epochs, progress=cli.transfer)
+
+    def human(console: Console) -> None:
+        table = Table(show_header=False, box=None)
+        table.add_row("image", f"{result.image_digest} ({result.size} bytes)")
+        table.add_row("quilt", result.quilt_id)
+        table.add_row("walrus URL", f"{result.walrus_url} (read back, SHA-256 matches)")
+        if result.mirrored:
+            table.add_row("boot URL", f"{result.boot_url} (your mirror: not fetched by okai)")
+        table.add_row("manifest", f"{result.manifest_blob_id} (written to {result.manifest_path})")
+        table.add_row("toplevel", result.system_toplevel)
+        table.add_row("registrant", result.registrant)
+        if result.tx_hash is not None:
+            table.add_row("transaction", result.explorer_url or result.tx_hash)
+        verb = "registered" if result.registered else "was already registered with these values"
+        console.print(f"published {plan.identifier}: {verb}")
+        console.print(table)
+        console.print(f"boot Fluence VMs from {result.boot_url}")
+
+    cli.emit(result.to_json(), human)

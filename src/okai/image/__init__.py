@@ -16,6 +16,7 @@ from okai.image.build import (
 )
 from okai.image.errors import (
     DirtyFlakeError,
+    ImageRegisteredDifferently,
     ImageUrlError,
     NixCommandError,
     NixMissingError,
@@ -25,6 +26,7 @@ from okai.image.nix import MIN_NIX_VERSION, Nix
 from okai.image.publish import (
     FLUENCE_EXTENSIONS,
     PublishPlan,
+    PublishResult,
     check_image_url,
     plan_publish,
     publish_image,
@@ -39,12 +41,14 @@ __all__ = [
     "VARIANTS",
     "BuiltImage",
     "DirtyFlakeError",
+    "ImageRegisteredDifferently",
     "ImageUrlError",
     "Nix",
     "NixCommandError",
     "NixMissingError",
     "NixTooOldError",
     "PublishPlan",
+    "PublishResult",
     "Variant",
     "build_image",
     "check_image_url",

@@ -6,7 +6,8 @@ OperationalError
 └── NixCommandError      a Nix command failed (build, evaluation, path-info)
 UsageError
 ├── DirtyFlakeError      the flake has uncommitted changes: no revision to rebuild from
-└── ImageUrlError        a URL Fluence could not boot from, or that serves other bytes
+├── ImageUrlError        a URL Fluence could not boot from, or that serves other bytes
+└── ImageRegisteredDifferently  the digest is registered with other values (write-once)
 """
 
 from __future__ import annotations
@@ -49,3 +50,7 @@ class DirtyFlakeError(UsageError):
 
 class ImageUrlError(UsageError):
     """A URL an image cannot be booted from, or could not be trusted to serve the image."""
+
+
+class ImageRegisteredDifferently(UsageError):
+    """The image's digest is registered already, with another toplevel or manifest."""

@@ -19,20 +19,44 @@ Storing needs a publisher that accepts a request body as large as the image
 (public publishers take 10 MiB; run your own with a raised
 `--max-quilt-body-size`), and a quilt file holds at most 4 GiB.
 docs/image.md explains the choice against the alternatives.
+
+`publish_image` then, in this order (every check that needs no upload first):
+
+1. hashes the image file and refuses it unless it is the manifest's SHA-256;
+2. loads the signing key, checks the chain ID and reads the registry: an image
+   registered with another system toplevel is refused here;
+3. stores the image as the one-file quilt, streamed from disk;
+4. reads the file back through the aggregator's by-quilt-id route, hashing it
+   as it streams, so the boot URL is known to serve the registered bytes;
+5. stores the manifest with `blobId` set (canonical JSON) as a plain blob,
+   and rewrites the local manifest file the same way (atomically, in place);
+6. registers image digest, toplevel digest and manifest blob ID on chain, or
+   reports that exactly these are registered already (records are write-once,
+   so other values are an `ImageRegisteredDifferently` error).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any
 from urllib.parse import quote, urlsplit
 
+from okai.chain import ImageExists, ImageNotRegistered, ImageRecord, RegistryClient
 from okai.config import Network, Settings
-from okai.errors import ConfigError, DocumentError, IntegrityError, NotBuiltError, UsageError
-from okai.image.errors import ImageUrlError
+from okai.digest import Digest
+from okai.errors import ConfigError, DocumentError, IntegrityError, UsageError
+from okai.image.build import hash_file
+from okai.image.errors import ImageRegisteredDifferently, ImageUrlError
 from okai.manifest import BLOB_ID_PATTERN, ImageManifest
+from okai.provenance.receipt import system_toplevel_digest
+from okai.walrus.client import WalrusClient
 
 FLUENCE_EXTENSIONS = (".qcow2", ".img", ".raw", ".raw.xz", ".raw.gz", ".img.xz", ".img.gz")
 """File name endings Fluence accepts for a custom OS image URL (its docs)."""
@@ -63,6 +87,10 @@ class PublishPlan:
         """The URL to give Fluence once the image is stored as quilt `quilt_id`."""
         if self.mirror_url is not None:
             return self.mirror_url
+        return self.walrus_url(aggregator, quilt_id)
+
+    def walrus_url(self, aggregator: str, quilt_id: str) -> str:
+        """The aggregator's URL for the image stored as quilt `quilt_id`, checked bootable."""
         return check_image_url(
             quilt_patch_url(aggregator, quilt_id, self.identifier),
             self.manifest.format,
@@ -187,16 +215,195 @@ def published_manifest(plan: PublishPlan, quilt_id: str) -> ImageManifest:
     return ImageManifest.model_validate({**plan.manifest.to_json(), "blobId": quilt_id})
 
 
-def publish_image(plan: PublishPlan, settings: Settings) -> NoReturn:
-    """Store the image on Walrus and register it on chain.
+TransferProgress = Callable[[str, int | None], AbstractContextManager[Callable[[int], None]]]
+"""Given a description and a byte total, a context manager yielding `advance(nbytes)`."""
 
-    Not wired yet: it needs a quilt store that streams a file from disk
-    (okai.walrus) and the registry's image registration (okai.chain).
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What `publish_image` stored, checked and registered."""
+
+    image_digest: Digest
+    system_toplevel: Digest
+    size: int
+    quilt_id: str
+    quilt_patch_id: str
+    end_epoch: int
+    walrus_url: str
+    """The aggregator URL the image was read back from and found to be the registered bytes."""
+    boot_url: str
+    """What to give Fluence: `walrus_url`, or the mirror named with --image-url (not fetched)."""
+    manifest_path: Path
+    manifest_blob_id: str
+    manifest_sha256: Digest
+    """SHA-256 of the stored manifest blob (the manifest's canonical JSON)."""
+    registered: bool
+    """True if this call registered the image; False if it was registered already."""
+    registrant: str
+    tx_hash: str | None
+    explorer_url: str | None
+
+    @property
+    def mirrored(self) -> bool:
+        return self.boot_url != self.walrus_url
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "imageDigest": self.image_digest,
+            "systemToplevel": self.system_toplevel,
+            "size": self.size,
+            "quiltId": self.quilt_id,
+            "quiltPatchId": self.quilt_patch_id,
+            "endEpoch": self.end_epoch,
+            "walrusUrl": self.walrus_url,
+            "bootUrl": self.boot_url,
+            "bootUrlVerified": not self.mirrored,
+            "manifestPath": str(self.manifest_path),
+            "manifestBlobId": self.manifest_blob_id,
+            "manifestSha256": self.manifest_sha256,
+            "registration": "registered" if self.registered else "already registered",
+            "registrant": self.registrant,
+            "txHash": self.tx_hash,
+            "explorerUrl": self.explorer_url,
+        }
+
+
+def publish_image(
+    plan: PublishPlan,
+    settings: Settings,
+    *,
+    epochs: int = 1,
+    progress: TransferProgress | None = None,
+) -> PublishResult:
+    """Store the planned image on Walrus, check the boot URL serves it, register it on chain.
+
+    Safe to run again: Walrus answers the same quilt and manifest blob IDs for
+    the same bytes, and an image registered with the same values is reported,
+    not re-sent. Nothing is uploaded unless the file hashes to the manifest's
+    SHA-256 and the registry could take the image.
     """
-    raise NotBuiltError(
-        "okai image publish: storing needs okai.walrus.client.WalrusClient (quilt store "
-        "streamed from a file), registering needs okai.chain's register_image"
+    manifest = plan.manifest
+    image_digest = Digest.parse(manifest.sha256)
+    toplevel = system_toplevel_digest(manifest.nixos.system_toplevel)
+    _check_image_bytes(plan, progress)
+    registry = RegistryClient.from_settings(settings, sign=True)
+    existing = _registered(registry, image_digest)
+    if existing is not None and existing.system_toplevel != toplevel:
+        raise _conflict(existing, toplevel, None)
+
+    with WalrusClient.from_network(settings.network, settings.secrets) as walrus:
+        with _progress(progress, f"store {plan.identifier}", manifest.size) as advance:
+            stored = walrus.store_quilt(
+                {plan.identifier: plan.image_path}, epochs=epochs, on_progress=advance
+            )
+        with _progress(progress, f"read back {plan.identifier}", manifest.size) as advance:
+            aggregator = walrus.check_quilt_file(
+                stored.quilt_id,
+                plan.identifier,
+                image_digest,
+                expected_size=manifest.size,
+                on_progress=advance,
+            )
+        walrus_url = plan.walrus_url(aggregator, stored.quilt_id)
+        published = published_manifest(plan, stored.quilt_id)
+        manifest_blob = walrus.store_bytes(published.canonical_bytes(), epochs=epochs)
+    write_manifest(published, plan.manifest_path)
+
+    record, tx_hash = _register(registry, image_digest, toplevel, manifest_blob.blob_id)
+    return PublishResult(
+        image_digest=image_digest,
+        system_toplevel=toplevel,
+        size=manifest.size,
+        quilt_id=stored.quilt_id,
+        quilt_patch_id=stored.patch_id(plan.identifier),
+        end_epoch=stored.end_epoch,
+        walrus_url=walrus_url,
+        boot_url=plan.mirror_url or walrus_url,
+        manifest_path=plan.manifest_path,
+        manifest_blob_id=manifest_blob.blob_id,
+        manifest_sha256=manifest_blob.sha256,
+        registered=tx_hash is not None,
+        registrant=record.registrant,
+        tx_hash=tx_hash,
+        explorer_url=None if tx_hash is None else settings.network.explorer_link("tx", tx_hash),
     )
+
+
+def write_manifest(manifest: ImageManifest, path: Path) -> None:
+    """Replace the manifest file at `path` in one rename, so it is never half written."""
+    text = json.dumps(manifest.to_json(), indent=2) + "\n"
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o644
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(temporary, mode)  # mkstemp makes it private; keep the manifest's own mode
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _check_image_bytes(plan: PublishPlan, progress: TransferProgress | None) -> None:
+    def hashing(total: int) -> AbstractContextManager[Callable[[int], None]]:
+        return _progress(progress, f"hash {plan.identifier}", total)
+
+    actual = hash_file(plan.image_path, plan.manifest.size, hashing)
+    if actual != plan.manifest.sha256:
+        raise IntegrityError(f"image {plan.image_path}", plan.manifest.sha256, actual)
+
+
+def _registered(registry: RegistryClient, image_digest: Digest) -> ImageRecord | None:
+    try:
+        return registry.get_image(image_digest)
+    except ImageNotRegistered:
+        return None
+
+
+def _register(
+    registry: RegistryClient, image_digest: Digest, toplevel: Digest, manifest_blob_id: str
+) -> tuple[ImageRecord, str | None]:
+    """Register, or accept a record with exactly these values; the tx hash if one was sent."""
+    tx_hash: str | None = None
+    with suppress(ImageExists):  # registered before, or by someone else meanwhile: compare
+        tx_hash = registry.register_image(image_digest, toplevel, manifest_blob_id).tx_hash
+    record = registry.get_image(image_digest)
+    if record.system_toplevel != toplevel or record.manifest_blob_id != manifest_blob_id:
+        raise _conflict(record, toplevel, manifest_blob_id)
+    return record, tx_hash
+
+
+def _conflict(
+    record: ImageRecord, toplevel: Digest, manifest_blob_id: str | None
+) -> ImageRegisteredDifferently:
+    differences = []
+    if record.system_toplevel != toplevel:
+        differences.append(f"system toplevel {record.system_toplevel}, not {toplevel}")
+    if manifest_blob_id is not None and record.manifest_blob_id != manifest_blob_id:
+        differences.append(f"manifest blob {record.manifest_blob_id}, not {manifest_blob_id}")
+    return ImageRegisteredDifferently(
+        f"image {record.image_digest} is already registered by {record.registrant} with "
+        + " and ".join(differences),
+        hint="registry records are write-once: the registered manifest is the one that "
+        "counts for this image (`okai chain image "
+        f"{record.image_digest}` shows it); a changed image has a new SHA-256 and "
+        "registers afresh",
+    )
+
+
+def _progress(
+    progress: TransferProgress | None, description: str, total: int
+) -> AbstractContextManager[Callable[[int], None]]:
+    if progress is None:
+        return nullcontext(_ignore)
+    return progress(description, total)
+
+
+def _ignore(nbytes: int) -> None:
+    return None
 
 
 def _is_loopback(url: str) -> bool:

@@ -14,6 +14,7 @@ is raised.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import queue
@@ -130,6 +131,37 @@ class _BytesSink:
 
     def digest(self) -> Digest:
         return Digest("sha256:" + self._hasher.hexdigest())
+
+
+class _HashSink:
+    """Hashes a body and keeps none of it: for checking what a URL serves, at any size."""
+
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        self.size = 0
+        self._hasher = hashlib.sha256()
+
+    def write(self, chunk: bytes) -> None:
+        self._hasher.update(chunk)
+        self.size += len(chunk)
+
+    def digest(self) -> Digest:
+        return Digest("sha256:" + self._hasher.hexdigest())
+
+
+class _ReportingReader(io.BufferedReader):
+    """A file read by httpx's multipart encoder, reporting each piece it reads."""
+
+    def __init__(self, raw: io.FileIO | io.BytesIO, report: ProgressFn) -> None:
+        super().__init__(raw)
+        self._report = report
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        chunk = super().read(size)
+        self._report(len(chunk))
+        return chunk
 
 
 class _SkipEndpoint(Exception):
@@ -518,8 +550,13 @@ class WalrusClient:
         epochs: int = 1,
         permanent: bool = False,
         force: bool = False,
+        on_progress: ProgressFn | None = None,
     ) -> QuiltStoreResult:
-        """Store many small files as one quilt; keys are the files' identifiers."""
+        """Store files as one quilt; keys are the files' identifiers.
+
+        Files given as paths stream from disk; `on_progress` counts the bytes
+        of the files (given as paths or bytes) as they are sent.
+        """
         params = self._store_params(epochs, permanent, None, False, force)
         _check_quilt_identifiers(files, tags or {})
         sizes = {
@@ -539,13 +576,20 @@ class WalrusClient:
             if tags and name in tags
         ]
 
+        progress = _HighWater(on_progress)
+
         def once() -> tuple[None, Any]:
             opened: list[IO[bytes]] = []
+            progress.restart()
             try:
                 parts: list[tuple[str, tuple[str, IO[bytes] | bytes, str]]] = []
                 for name, value in files.items():
                     content: IO[bytes] | bytes
-                    if isinstance(value, bytes):
+                    if on_progress is not None:
+                        raw = io.BytesIO(value) if isinstance(value, bytes) else io.FileIO(value)
+                        content = _ReportingReader(raw, progress)
+                        opened.append(content)
+                    elif isinstance(value, bytes):
                         content = value
                     else:
                         content = open(value, "rb")  # noqa: SIM115 - closed below
@@ -805,6 +849,27 @@ class WalrusClient:
         self._read(route, sink, check, None, None, blob_id=None)
         return bytes(sink.buffer)
 
+    def check_quilt_file(
+        self,
+        quilt_id: str,
+        identifier: str,
+        expected: Digest,
+        *,
+        expected_size: int | None = None,
+        on_progress: ProgressFn | None = None,
+    ) -> str:
+        """Stream one file of a quilt by quilt ID and identifier, hashing it and keeping nothing.
+
+        Returns the aggregator whose answer hashed to `expected` (its URL for
+        the file is `<aggregator>/v1/blobs/by-quilt-id/<quiltId>/<identifier>`);
+        raises `IntegrityError` when none served those bytes. Memory stays flat
+        whatever the size, so it checks files of gigabytes.
+        """
+        quilt_id = _checked_blob_id(quilt_id)
+        check = self._patch_check(expected, f"{identifier!r} of quilt {quilt_id}", False)
+        route = f"/v1/blobs/by-quilt-id/{quilt_id}/{quote(identifier, safe='')}"
+        return self._read(route, _HashSink(), check, expected_size, on_progress, blob_id=quilt_id)
+
     def list_quilt_patches(self, quilt_id: str) -> list[QuiltPatchItem]:
         """The files of a quilt: identifier, patch ID and tags of each."""
         quilt_id = _checked_blob_id(quilt_id)
@@ -860,8 +925,11 @@ class WalrusClient:
         file_sink: VerifiedFile | None = None,
         headers: Mapping[str, str] | None = None,
         ok_status: int = 200,
-    ) -> None:
-        """Fetch `route` from the aggregators into `sink` until one answer passes `check`."""
+    ) -> str:
+        """Fetch `route` from the aggregators into `sink` until one answer passes `check`.
+
+        Returns the aggregator whose answer passed.
+        """
         bases = [self._first_aggregator(), *self.aggregators[1:]]
         progress = _HighWater(on_progress)
         skipped: dict[str, OkaiError] = {}
@@ -883,7 +951,7 @@ class WalrusClient:
                         recently_stored=self._recently_stored(blob_id),
                     )
                     self._verify(sink, check, file_sink)
-                    return
+                    return base
                 except _SkipEndpoint as skip:
                     skipped[base] = skip.error
                 except IntegrityError as exc:
