@@ -24,9 +24,10 @@ import httpx
 from eth_account.signers.local import LocalAccount
 
 from chain_support import FAST_RETRY as FAST_RPC_RETRY
-from chain_support import account, running_anvil
+from chain_support import account
 from okai.chain import RegistryClient
 from okai.chain.dev import dev_network
+from okai.dev.anvil import running_anvil
 from okai.digest import Digest
 from okai.manifest import (
     BlobRef,
