@@ -6,7 +6,6 @@ corrupting reads, records written by hand) and must be caught and named by check
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,21 +26,11 @@ from provenance_support import (
     Stack,
     job_for,
     publish_inputs,
-    running_stack,
     safetensors_bytes,
     write_run,
 )
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("stack")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def inputs(stack: Stack) -> Inputs:
-    return publish_inputs(stack)
+from provenance_support import inputs_fixture as inputs_fixture
+from provenance_support import stack_fixture as stack_fixture
 
 
 def recorded(stack: Stack, run_dir: Path, inputs: Inputs, **run: object) -> Path:
