@@ -71,21 +71,18 @@ ANVIL = ServiceSpec(
 )
 
 
+def walrus_serve_argv(store: Path, port: int, *options: str) -> list[str]:
+    """`okai walrus serve` keeping blobs in `store`, on loopback `port`, with extra `options`."""
+    argv = [sys.executable, "-m", "okai", "walrus", "serve", "--dir", str(store)]
+    return [*argv, "--port", str(port), *options]
+
+
 def _walrus_argv(directory: Path, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "okai",
-        "walrus",
-        "serve",
-        "--dir",
-        str(directory / "walrus"),
-        "--port",
-        str(port),
-    ]
+    return walrus_serve_argv(directory / "walrus", port)
 
 
 def walrus_answers(url: str) -> bool:
+    """True when a Walrus server at `url` answers its status check."""
     try:
         reply = httpx.get(f"{url}/status", timeout=2)
         return reply.status_code == 200 and reply.text == "OK"
