@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +23,9 @@ from web3 import Web3
 from okai.chain import RegistryClient
 from okai.chain.dev import dev_network
 from okai.chain.signer import DEV_PRIVATE_KEY
+from okai.dev.anvil import running_anvil
 from okai.digest import Digest
 from okai.manifest import blob_id_from_bytes32
-from okai.nodetools import anvil_binary
 
 REPO = Path(__file__).resolve().parent.parent
 BUDGET = 150_000
@@ -92,36 +88,6 @@ def compile_baseline() -> tuple[list[Any], str]:
         "PlainRegistry"
     ]
     return output["abi"], "0x" + output["evm"]["bytecode"]["object"]
-
-
-@contextmanager
-def anvil() -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    argv = [
-        str(anvil_binary()),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--hardfork",
-        "cancun",
-        "--chain-id",
-        "31337",
-    ]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        w3 = Web3(Web3.HTTPProvider(url))
-        for _ in range(300):
-            if w3.is_connected():
-                break
-            time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def digest(seed: str) -> Digest:
@@ -192,7 +158,7 @@ def measure_baseline(url: str) -> dict[str, int]:
 
 
 def main() -> int:
-    with anvil() as url:
+    with running_anvil() as url:
         ours = measure_okai(url)
         baseline = measure_baseline(url)
     print(f"{'operation':<36} {'okai gas':>10} {'plain gas':>10} {'ratio':>6} {'FLR @30 gwei':>13}")

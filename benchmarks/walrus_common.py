@@ -14,7 +14,6 @@ import resource
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from okai.dev.stack import walrus_answers, walrus_serve_argv
 
 MiB = 1 << 20
 RUNS = 5
@@ -46,34 +47,16 @@ def workdir(name: str) -> Iterator[Path]:
 def server_process(folder: Path, max_body: str = "2GiB") -> Iterator[str]:
     """`okai walrus serve` on a free port; yields its URL."""
     port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "okai",
-        "walrus",
-        "serve",
-        "--dir",
-        str(folder / "server"),
-        "--port",
-        str(port),
-        "--fake-blob-ids",
-        "--test-controls",
-        "--quiet",
-        "--max-body",
-        max_body,
-    ]
+    options = ("--fake-blob-ids", "--test-controls", "--quiet", "--max-body", max_body)
+    argv = walrus_serve_argv(folder / "server", port, *options)
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/status", timeout=1).text == "OK":
-                    break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        while not walrus_answers(url):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Walrus server at {url} did not answer within 30 s")
+            time.sleep(0.1)
         yield url
     finally:
         process.terminate()

@@ -1,14 +1,12 @@
-"""Test support for the chain tests: a real anvil on a free loopback port, and helpers.
+"""Test support for the chain tests: raw JSON-RPC, accounts, deployed registries.
+
+The anvil they run against comes from `okai.dev.anvil.running_anvil`.
 
 Not a test module; the chain tests import it (`from chain_support import ...`).
 """
 
 from __future__ import annotations
 
-import subprocess
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -16,56 +14,14 @@ import httpx
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from conftest import free_port
 from okai.chain import RegistryClient, RetryPolicy
 from okai.chain.dev import dev_network
 from okai.chain.signer import DEV_PRIVATE_KEY
 from okai.digest import Digest
 from okai.manifest import blob_id_from_bytes32
-from okai.nodetools import anvil_binary
 
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 FAST_RETRY = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05, request_timeout=5)
-
-
-@contextmanager
-def running_anvil() -> Iterator[str]:
-    """Start anvil (cancun, chain 31337) on a free port; yield its URL; stop it."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(anvil_binary()),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--hardfork",
-            "cancun",
-            "--chain-id",
-            "31337",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if rpc(url, "eth_chainId", check=False) is not None:
-                break
-            if process.poll() is not None:
-                raise RuntimeError("anvil exited while starting")
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("anvil did not answer within 30 s")
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def rpc(url: str, method: str, *params: Any, check: bool = True) -> Any:

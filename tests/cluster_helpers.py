@@ -1,11 +1,16 @@
-"""Shared by the cluster tests: a working directory with a Walrus server and the demo dataset."""
+"""Shared by the cluster tests: a working directory with a Walrus server and the demo dataset;
+two hosts in network namespaces, and waiting for the nodes started on them."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +78,50 @@ def digits_stack(home: Path) -> Iterator[Stack]:
                     manifest_blob_id=pushed.manifest_blob_id, sha256=pushed.manifest_digest
                 ),
             )
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+@contextmanager
+def two_netns_hosts(addresses: tuple[str, str]) -> Iterator[tuple[str, str]]:
+    """Two network namespaces joined by a veth pair, at `addresses` (/24); yields their names.
+
+    Skips when the kernel refuses namespaces; `ip` itself missing is a failure, not a skip.
+    """
+    tag = uuid.uuid4().hex[:6]
+    hosts = (f"okai-{tag}-a", f"okai-{tag}-b")
+    links = (f"okv{tag}a", f"okv{tag}b")
+    try:
+        _ip("netns", "add", hosts[0])
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"the kernel refuses network namespaces here: {exc.stderr.decode().strip()}")
+    try:
+        _ip("netns", "add", hosts[1])
+        _ip("link", "add", links[0], "type", "veth", "peer", "name", links[1])
+        for host, link, address in zip(hosts, links, addresses, strict=True):
+            _ip("link", "set", link, "netns", host)
+            _ip("-n", host, "addr", "add", f"{address}/24", "dev", link)
+            _ip("-n", host, "link", "set", link, "up")
+            _ip("-n", host, "link", "set", "lo", "up")
+        yield hosts
+    finally:
+        for host in hosts:  # deleting a namespace deletes its end of the veth pair
+            subprocess.run(["ip", "netns", "delete", host], capture_output=True, timeout=30)
+
+
+def json_results(nodes: list[subprocess.Popen[str]], timeout: float) -> list[Any]:
+    """Wait for every node; each must exit 0 with one JSON document on stdout. Kills leftovers."""
+    results = []
+    try:
+        for node in nodes:
+            stdout, stderr = node.communicate(timeout=timeout)
+            assert node.returncode == 0, stderr
+            results.append(json.loads(stdout))
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                node.kill()
+                node.wait()
+    return results

@@ -1,6 +1,8 @@
 """Test support for record and verify: a local stack, a recorded world, a counting RPC proxy.
 
-Not a test module; the record and verify tests import it. Everything is real and on
+Not a test module; the record and verify tests import it, and its module-scoped
+fixtures `stack` and `inputs` (`from provenance_support import stack_fixture as
+stack_fixture`: the redundant alias tells ruff the import is used, by pytest). Everything is real and on
 loopback: anvil over JSON-RPC with the registry deployed, the local Walrus server over
 HTTP (stand-in blob IDs, so no Node run per store), and a JSON-RPC proxy in front of
 anvil that counts calls and can play dead.
@@ -21,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from eth_account.signers.local import LocalAccount
 
 from chain_support import FAST_RETRY as FAST_RPC_RETRY
-from chain_support import account, running_anvil
+from chain_support import account
 from okai.chain import RegistryClient
 from okai.chain.dev import dev_network
+from okai.dev.anvil import running_anvil
 from okai.digest import Digest
 from okai.manifest import (
     BlobRef,
@@ -364,3 +368,16 @@ def write_run(
     )
     receipt.write(directory / "receipt.json")
     return receipt
+
+
+@pytest.fixture(scope="module", name="stack")
+def stack_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One running stack per test module."""
+    with running_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module", name="inputs")
+def inputs_fixture(stack: Stack) -> Inputs:
+    """The default inputs, published once per test module."""
+    return publish_inputs(stack)

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from chain_support import blob_id, digest, rpc, running_anvil
+from chain_support import blob_id, digest, rpc
 from conftest import run_okai
 from okai.chain import DEV_PRIVATE_KEY, RegistryClient
 from okai.cli.app import main
 from okai.config import load_settings
 from okai.dev import stack
+from okai.dev.anvil import running_anvil
 
 
 class Okai:

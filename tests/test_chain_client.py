@@ -13,7 +13,7 @@ import pytest
 from eth_account import Account
 from pydantic import SecretStr
 
-from chain_support import account, client_for, deployed, digest, rpc, running_anvil
+from chain_support import account, client_for, deployed, digest, rpc
 from conftest import free_port
 from okai.chain import (
     DEV_ADDRESS,
@@ -27,6 +27,7 @@ from okai.chain import (
     load_signer,
 )
 from okai.config import PRESETS, Network, Secrets, load_settings
+from okai.dev.anvil import running_anvil
 from okai.errors import ExitCode
 
 

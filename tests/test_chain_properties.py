@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from web3 import Web3
 
-from chain_support import account, blob_id, client_for, digest, running_anvil
+from chain_support import account, blob_id, client_for, digest
 from okai.chain import (
     AlreadyWitnessed,
     ImageExists,
@@ -26,6 +26,7 @@ from okai.chain import (
     RegistryClient,
     WitnessIsSubmitter,
 )
+from okai.dev.anvil import running_anvil
 from okai.digest import ZERO_DIGEST, Digest
 from okai.manifest import blob_id_from_bytes32
 

@@ -8,7 +8,7 @@ import pytest
 from eth_account import Account
 from web3 import Web3
 
-from chain_support import account, blob_id, client_for, deployed, digest, rpc, running_anvil
+from chain_support import account, blob_id, client_for, deployed, digest, rpc
 from okai.chain import (
     AlreadyWitnessed,
     ChainError,
@@ -25,6 +25,7 @@ from okai.chain import (
     load_artifact,
 )
 from okai.chain.errors import REGISTRY_ERRORS
+from okai.dev.anvil import running_anvil
 from okai.digest import ZERO_DIGEST, Digest
 from okai.errors import ExitCode
 

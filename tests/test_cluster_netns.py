@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster_helpers import json_results, two_netns_hosts
 from conftest import REPO
 from okai.compute.node import ClusterFile, RendezvousSpec, WalrusEndpoints
 from okai.digest import Digest
@@ -32,33 +33,11 @@ WALRUS_PORT = 31415
 RUN_TIMEOUT = 400
 
 
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
-
-
 @pytest.fixture
 def two_hosts() -> Iterator[tuple[str, str]]:
-    """Namespaces okai-cl-<pid>-a/-b, hosts 10.77.1.1/24 and 10.77.1.2/24 on a veth pair."""
-    pid = os.getpid()
-    hosts = (f"okai-cl-{pid}-a", f"okai-cl-{pid}-b")
-    links = (f"okc{pid}a", f"okc{pid}b")
-    try:
-        ip("netns", "add", hosts[0])
-    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
-        reason = exc.stderr.decode() if isinstance(exc, subprocess.CalledProcessError) else exc
-        pytest.skip(f"the kernel refuses network namespaces here: {reason}")
-    try:
-        ip("netns", "add", hosts[1])
-        ip("link", "add", links[0], "type", "veth", "peer", "name", links[1])
-        for host, link, address in zip(hosts, links, ADDRESSES, strict=True):
-            ip("link", "set", link, "netns", host)
-            ip("-n", host, "addr", "add", f"{address}/24", "dev", link)
-            ip("-n", host, "link", "set", link, "up")
-            ip("-n", host, "link", "set", "lo", "up")
+    """Two namespaces, hosts 10.77.1.1/24 and 10.77.1.2/24 on a veth pair."""
+    with two_netns_hosts(ADDRESSES) as hosts:
         yield hosts
-    finally:
-        for host in hosts:  # deleting a namespace deletes its end of the veth pair
-            subprocess.run(["ip", "netns", "delete", host], capture_output=True, timeout=30)
 
 
 def in_host(host: str, *command: str) -> list[str]:
@@ -147,17 +126,7 @@ def test_two_hosts_train_across_the_link_with_the_same_agent(
                 command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
             )
         )
-    results = []
-    try:
-        for node in nodes:
-            stdout, stderr = node.communicate(timeout=RUN_TIMEOUT)
-            assert node.returncode == 0, stderr
-            results.append(json.loads(stdout))
-    finally:
-        for node in nodes:
-            if node.poll() is None:
-                node.kill()
-                node.wait()
+    results = json_results(nodes, RUN_TIMEOUT)
 
     assert [r["state"] for r in results] == ["finished", "finished"]
     hosts_rank0 = [r for r in results if r["hostsRank0"]]

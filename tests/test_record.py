@@ -8,7 +8,6 @@ is measured, not assumed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,18 +19,9 @@ from okai.errors import ExitCode, IntegrityError, UsageError
 from okai.provenance.record import JOURNAL_FILE, AlreadyRecorded, record_run
 from okai.verify import ModelTarget, Options, verify_model
 from okai.walrus.errors import WalrusError
-from provenance_support import Inputs, Stack, publish_inputs, running_stack, write_run
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("stack")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def inputs(stack: Stack) -> Inputs:
-    return publish_inputs(stack)
+from provenance_support import Inputs, Stack, write_run
+from provenance_support import inputs_fixture as inputs_fixture
+from provenance_support import stack_fixture as stack_fixture
 
 
 def stores(stack: Stack) -> int:

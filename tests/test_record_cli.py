@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,18 +10,9 @@ import pytest
 from chain_support import account
 from conftest import run_okai
 from okai.digest import Digest
-from provenance_support import Inputs, Stack, publish_inputs, running_stack, write_run
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("stack")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def inputs(stack: Stack) -> Inputs:
-    return publish_inputs(stack)
+from provenance_support import Inputs, Stack, write_run
+from provenance_support import inputs_fixture as inputs_fixture
+from provenance_support import stack_fixture as stack_fixture
 
 
 @pytest.fixture

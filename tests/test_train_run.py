@@ -14,12 +14,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cluster_helpers import json_results, two_netns_hosts
 from conftest import REPO, run_okai
 from okai.digest import Digest
 from okai.manifest import EntrypointModel, JobSpec, ManifestRef
@@ -214,29 +214,8 @@ def test_a_user_entry_point_trains_from_its_verified_blob(
 @pytest.fixture
 def two_hosts() -> Iterator[tuple[str, str]]:
     """Two network namespaces joined by a veth pair: hosts 10.77.0.1 and 10.77.0.2."""
-    tag = uuid.uuid4().hex[:6]
-    hosts = (f"okai-{tag}-a", f"okai-{tag}-b")
-    links = (f"okv{tag}a", f"okv{tag}b")
-
-    def ip(*args: str) -> None:
-        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
-
-    try:
-        ip("netns", "add", hosts[0])
-    except subprocess.CalledProcessError as exc:  # `ip` itself missing is a failure, not a skip
-        pytest.skip(f"the kernel refuses network namespaces here: {exc.stderr.decode().strip()}")
-    try:
-        ip("netns", "add", hosts[1])
-        ip("link", "add", links[0], "type", "veth", "peer", "name", links[1])
-        for host, link, address in zip(hosts, links, ("10.77.0.1/24", "10.77.0.2/24"), strict=True):
-            ip("link", "set", link, "netns", host)
-            ip("-n", host, "addr", "add", address, "dev", link)
-            ip("-n", host, "link", "set", link, "up")
-            ip("-n", host, "link", "set", "lo", "up")
+    with two_netns_hosts(("10.77.0.1", "10.77.0.2")) as hosts:
         yield hosts
-    finally:
-        for host in hosts:  # deleting a namespace deletes its end of the veth pair
-            subprocess.run(["ip", "netns", "delete", host], capture_output=True, timeout=30)
 
 
 def test_two_hosts_meet_by_c10d_rendezvous_and_train_the_same_model(
@@ -262,17 +241,7 @@ def test_two_hosts_meet_by_c10d_rendezvous_and_train_the_same_model(
         nodes.append(
             subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         )
-    outputs = []
-    try:
-        for node in nodes:
-            stdout, stderr = node.communicate(timeout=RUN_TIMEOUT)
-            assert node.returncode == 0, stderr
-            outputs.append(json.loads(stdout))
-    finally:
-        for node in nodes:
-            if node.poll() is None:
-                node.kill()
-                node.wait()
+    outputs = json_results(nodes, RUN_TIMEOUT)
     receipts = [out["receipt"] for out in outputs if out["receipt"] is not None]
     assert len(receipts) == 1, "exactly one node hosts rank 0 and writes the receipt"
     receipt = receipts[0]

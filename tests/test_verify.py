@@ -6,7 +6,6 @@ corrupting reads, records written by hand) and must be caught and named by check
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,21 +26,11 @@ from provenance_support import (
     Stack,
     job_for,
     publish_inputs,
-    running_stack,
     safetensors_bytes,
     write_run,
 )
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_stack(tmp_path_factory.mktemp("stack")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def inputs(stack: Stack) -> Inputs:
-    return publish_inputs(stack)
+from provenance_support import inputs_fixture as inputs_fixture
+from provenance_support import stack_fixture as stack_fixture
 
 
 def recorded(stack: Stack, run_dir: Path, inputs: Inputs, **run: object) -> Path:
@@ -154,21 +143,28 @@ def test_an_attestation_served_corrupted_is_caught(
     assert report.exit_code == ExitCode.VERIFICATION_FAILED
 
 
-def test_a_record_pointing_at_another_blob_is_caught(
-    stack: Stack, inputs: Inputs, tmp_path: Path
-) -> None:
-    write_run(tmp_path / "run", inputs, values=[4.0])
-    run = load_run(tmp_path / "run")
+def verify_by_hand(
+    stack: Stack, inputs: Inputs, run_dir: Path, value: float, attestation_blob_id: str
+) -> VerifyReport:
+    """Write a run, record it by hand with `attestation_blob_id`, and verify it."""
+    write_run(run_dir, inputs, values=[value])
+    run = load_run(run_dir)
     stack.registry().record_model(
         model_digest=run.model_digest,
         image_digest=run.receipt.chain_image_digest(),
         dataset_digests=[Digest(d.sha256) for d in run.receipt.datasets],
         job_digest=Digest(run.receipt.job_sha256),
         attestation_digest=run.attestation.digest(),
-        attestation_blob_id=inputs.raw_ref.blob_id,  # real bytes, not the attestation's
+        attestation_blob_id=attestation_blob_id,
     )
+    return verify(stack, run.model_path)
 
-    report = verify(stack, run.model_path)
+
+def test_a_record_pointing_at_another_blob_is_caught(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    real_bytes_not_the_attestation = inputs.raw_ref.blob_id
+    report = verify_by_hand(stack, inputs, tmp_path / "run", 4.0, real_bytes_not_the_attestation)
 
     assert statuses(report)["attestation.digest"] == "failed"
     assert str(Digest.of_bytes(inputs.shard_bytes[inputs.raw_ref.blob_id])) in reason(
@@ -179,18 +175,7 @@ def test_a_record_pointing_at_another_blob_is_caught(
 def test_an_attestation_blob_that_is_gone_is_named(
     stack: Stack, inputs: Inputs, tmp_path: Path
 ) -> None:
-    write_run(tmp_path / "run", inputs, values=[4.5])
-    run = load_run(tmp_path / "run")
-    stack.registry().record_model(
-        model_digest=run.model_digest,
-        image_digest=run.receipt.chain_image_digest(),
-        dataset_digests=[Digest(d.sha256) for d in run.receipt.datasets],
-        job_digest=Digest(run.receipt.job_sha256),
-        attestation_digest=run.attestation.digest(),
-        attestation_blob_id=blob_id("never stored"),
-    )
-
-    report = verify(stack, run.model_path)
+    report = verify_by_hand(stack, inputs, tmp_path / "run", 4.5, blob_id("never stored"))
 
     assert statuses(report)["attestation.digest"] == "failed"
     assert "cannot read the attestation blob" in reason(report, "attestation.digest")

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
+from okai.dev.stack import walrus_answers, walrus_serve_argv
 from okai.walrus.client import WalrusClient
 from okai.walrus.retry import RetryPolicy
 from okai.walrus.server import WalrusServer
@@ -57,19 +55,7 @@ class ServerProcess:
         self.directory = directory
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        argv = [
-            sys.executable,
-            "-m",
-            "okai",
-            "walrus",
-            "serve",
-            "--dir",
-            str(directory),
-            "--port",
-            str(port),
-            "--quiet",
-            *extra,
-        ]
+        argv = walrus_serve_argv(directory, port, "--quiet", *extra)
         self.log = directory.parent / f"server-{port}.log"
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
@@ -79,11 +65,9 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited: {self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/status", timeout=1).text == "OK":
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
+            if walrus_answers(self.url):
+                return
+            time.sleep(0.1)
         self.kill()
         raise RuntimeError(f"the server did not start: {self.log.read_text()}")
 

@@ -12,11 +12,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from okai.cli.output import CliState, state, stderr
+from okai.cli.output import CliState, state
 from okai.compute import cluster as clusters
 from okai.compute.cluster import Backend, ClusterProgress, ClusterRequest, Events
 from okai.compute.state import ClusterState, ClusterStatus, list_states
@@ -202,32 +201,16 @@ def _run(cli: CliState, request: ClusterRequest, backend: Backend, events: Event
 
 @contextmanager
 def _progress_bar(cli: CliState) -> Iterator[Callable[[ClusterProgress], None]]:
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=stderr,
-        disable=cli.json,
-    ) as bar:
-        task = bar.add_task("starting", total=None, detail="")
+    with cli.training("starting", "") as bar:
 
         def show(update: ClusterProgress) -> None:
             states = " ".join(f"{v.rank}:{v.state}" for v in update.nodes)
             p = update.progress
             if p is None:
-                bar.update(task, description="nodes", detail=states)
+                bar.note("nodes", states)
                 return
-            epochs = f"/{p.epochs}" if p.epochs else ""
             loss = f"loss {p.loss:.4f}" if p.loss is not None else ""
-            bar.update(
-                task,
-                description=f"epoch {p.epoch + 1}{epochs}",
-                completed=p.step,
-                total=p.total_steps,
-                detail=f"step {p.step} {loss}  [{states}]",
-            )
+            bar.epoch(p.epoch, p.epochs, p.step, p.total_steps, f"step {p.step} {loss}  [{states}]")
 
         yield show
 

@@ -19,8 +19,10 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
@@ -86,6 +88,45 @@ class CliState:
         ) as progress:
             task = progress.add_task(description, total=total)
             yield lambda n: progress.advance(task, n)
+
+    @contextmanager
+    def training(self, description: str, detail: str) -> Iterator[TrainingBar]:
+        """A training progress bar: steps done of the total, a free detail column, time."""
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=stderr,
+            disable=self.json,
+        ) as progress:
+            yield TrainingBar(progress, progress.add_task(description, total=None, detail=detail))
+
+
+@dataclass(frozen=True)
+class TrainingBar:
+    """The bar `CliState.training` shows; the commands say what goes in it."""
+
+    _progress: Progress
+    _task: TaskID
+
+    def note(self, description: str, detail: str) -> None:
+        """Show a phase before training reports steps."""
+        self._progress.update(self._task, description=description, detail=detail)
+
+    def epoch(
+        self, epoch: int, epochs: int | None, step: int, total_steps: int | None, detail: str
+    ) -> None:
+        """Show training at `step` of `total_steps` in 0-based `epoch` (of `epochs`, if known)."""
+        of = f"/{epochs}" if epochs else ""
+        self._progress.update(
+            self._task,
+            description=f"epoch {epoch + 1}{of}",
+            completed=step,
+            total=total_steps,
+            detail=detail,
+        )
 
 
 def state(ctx: typer.Context) -> CliState:

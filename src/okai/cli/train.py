@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from okai.cli.output import state, stderr
+from okai.cli.output import state
 from okai.train import LaunchOptions, Rendezvous, SourceSpec, train
 from okai.train.launch import Progress as TrainProgress
 
@@ -74,30 +73,15 @@ def train_command(
         run_dir=run_dir,
         max_restarts=max_restarts,
     )
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=stderr,
-        disable=cli.json,
-    ) as bar:
-        task = bar.add_task("training", total=None, detail="verifying data")
+    with cli.training("training", "verifying data") as bar:
 
         def show(update: TrainProgress) -> None:
-            epochs = f"/{update.epochs}" if update.epochs else ""
             loss = f"loss {update.loss:.4f}" if update.loss is not None else "loss -"
             speed = (
                 f"{update.samples_per_second:,.0f} samples/s" if update.samples_per_second else ""
             )
-            bar.update(
-                task,
-                description=f"epoch {update.epoch + 1}{epochs}",
-                completed=update.step,
-                total=update.total_steps,
-                detail=f"step {update.step}  {loss}  {speed}",
-            )
+            detail = f"step {update.step}  {loss}  {speed}"
+            bar.epoch(update.epoch, update.epochs, update.step, update.total_steps, detail)
 
         result = train(job, options, progress=show)
     receipt = result.receipt

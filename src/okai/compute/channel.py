@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from okai.atomic import write_atomically
 from okai.compute.marks import TOKEN_ENV, stop_marked
 from okai.compute.node import files as node_files
 from okai.compute.node import logs as node_logs
@@ -264,7 +265,7 @@ class LocalChannel:
         return node_info(self.image_file, address=self.env.get(ADDRESS_ENV))
 
     def write_job_file(self, name: str, data: bytes) -> None:
-        node_files.write_atomically(self.root / node_files.JOB_DIR / name, data)
+        write_atomically(self.root / node_files.JOB_DIR / name, data)
 
     def agent_argv(self) -> list[str]:
         job = self.root / node_files.JOB_DIR

@@ -52,6 +52,7 @@ from okai.compute.node.files import (
     peers_text,
 )
 from okai.compute.node.status import ErrorInfo, NodeState, NodeStatus, Outputs, ProgressInfo
+from okai.compute.rollback import roll_back
 from okai.compute.state import ClusterState, ClusterStatus
 from okai.config import Settings
 from okai.digest import Digest
@@ -268,23 +269,8 @@ def up(
         # Once the job has ended (failed, or finished and being fetched), the nodes hold
         # what the user needs to look into it: keep them until `down`.
         if (state.details.get("run") or {}).get("state") not in KEPT_RUN_STATES:
-            _roll_back(state, backend, exc, events)
+            roll_back(state.name, exc, lambda: backend.destroy(state), events.report)
         raise
-
-
-def _roll_back(state: ClusterState, backend: Backend, exc: BaseException, events: Events) -> None:
-    reason = exc.message if isinstance(exc, OkaiError) else type(exc).__name__
-    events.report(f"rolling back cluster {state.name}: {reason}")
-    try:
-        backend.destroy(state)
-    except BaseException as cleanup:
-        note = (
-            f"rolling back left resources behind ({cleanup}); "
-            f"run `okai cluster down {state.name}` to remove them"
-        )
-        if isinstance(exc, OkaiError):
-            exc.hint = note if exc.hint is None else f"{exc.hint}\n{note}"
-        exc.add_note(note)
 
 
 def run_job(

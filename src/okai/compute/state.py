@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from pydantic.alias_generators import to_camel
 
+from okai.atomic import write_atomically
 from okai.errors import DocumentError, UsageError
 from okai.paths import state_dir
 
@@ -168,18 +168,8 @@ class ClusterState(_Record):
         """Write the file atomically: a crash leaves the old or the new file, never half."""
         self.updated_at = now()
         path = self.path
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = self.model_dump_json(by_alias=True, indent=2).encode("utf-8") + b"\n"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, data, mode=0o600)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)

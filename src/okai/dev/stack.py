@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from okai.config import DEV_ANVIL_PORT, DEV_WALRUS_PORT
+from okai.dev.anvil import anvil_argv, rpc_answers
 from okai.dev.processes import (
     Launched,
     StackError,
@@ -30,7 +31,6 @@ from okai.dev.processes import (
     port_is_free,
     stop,
 )
-from okai.nodetools import anvil_binary
 from okai.paths import dev_dir
 
 READY_TIMEOUT = 30.0
@@ -58,31 +58,7 @@ class ServiceSpec:
 
 
 def _anvil_argv(directory: Path, port: int) -> list[str]:
-    return [
-        str(anvil_binary()),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--hardfork",
-        "cancun",
-        "--chain-id",
-        "31337",
-        "--state",
-        str(directory / "anvil-state.json"),
-        "--state-interval",
-        "2",
-    ]
-
-
-def rpc_answers(url: str) -> bool:
-    try:
-        reply = httpx.post(
-            url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=2
-        )
-        return reply.status_code == 200 and "result" in reply.json()
-    except (httpx.HTTPError, ValueError):
-        return False
+    return anvil_argv(port, directory / "anvil-state.json")
 
 
 ANVIL = ServiceSpec(
@@ -95,21 +71,18 @@ ANVIL = ServiceSpec(
 )
 
 
+def walrus_serve_argv(store: Path, port: int, *options: str) -> list[str]:
+    """`okai walrus serve` keeping blobs in `store`, on loopback `port`, with extra `options`."""
+    argv = [sys.executable, "-m", "okai", "walrus", "serve", "--dir", str(store)]
+    return [*argv, "--port", str(port), *options]
+
+
 def _walrus_argv(directory: Path, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "okai",
-        "walrus",
-        "serve",
-        "--dir",
-        str(directory / "walrus"),
-        "--port",
-        str(port),
-    ]
+    return walrus_serve_argv(directory / "walrus", port)
 
 
 def walrus_answers(url: str) -> bool:
+    """True when a Walrus server at `url` answers its status check."""
     try:
         reply = httpx.get(f"{url}/status", timeout=2)
         return reply.status_code == 200 and reply.text == "OK"

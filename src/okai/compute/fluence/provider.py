@@ -50,9 +50,10 @@ from okai.compute.fluence.wait import (
     PollConfig,
     Waiter,
 )
+from okai.compute.rollback import failure_reason, roll_back
 from okai.compute.ssh import PublicKey
 from okai.compute.state import ClusterState, ClusterStatus, NodeRecord, ResourceRecord
-from okai.errors import OkaiError, UsageError
+from okai.errors import UsageError
 
 log = logging.getLogger("okai.compute.fluence")
 
@@ -231,19 +232,8 @@ class FluenceProvider:
         return state
 
     def _roll_back(self, state: ClusterState, exc: BaseException) -> None:
-        reason = exc.message if isinstance(exc, OkaiError) else type(exc).__name__
-        state.set_status(ClusterStatus.FAILED, error=reason)
-        self._report(f"rolling back cluster {state.name}: {reason}")
-        try:
-            self.down(state)
-        except BaseException as cleanup:
-            note = (
-                f"rolling back left resources behind ({cleanup}); "
-                f"run `okai cluster down {state.name}` to remove them"
-            )
-            if isinstance(exc, OkaiError):
-                exc.hint = note if exc.hint is None else f"{exc.hint}\n{note}"
-            exc.add_note(note)
+        state.set_status(ClusterStatus.FAILED, error=failure_reason(exc))
+        roll_back(state.name, exc, lambda: self.down(state), self._report)
 
     def _create(
         self, state: ClusterState, spec: FluenceClusterSpec, offer: Offer

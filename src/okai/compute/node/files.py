@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Annotated, ClassVar
 
@@ -120,22 +119,6 @@ def default_state_dir() -> Path:
     """`$OKAI_NODE_STATE_DIR`, else /var/lib/okai (the NixOS service's state directory)."""
     raw = os.environ.get(STATE_DIR_ENV)
     return Path(raw) if raw else DEFAULT_STATE_DIR
-
-
-def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write `data` to `path` whole: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def peers_text(addresses: list[str]) -> str:

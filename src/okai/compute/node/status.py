@@ -27,7 +27,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from okai.compute.node.files import STATUS_FILE, write_atomically
+from okai.atomic import write_atomically
+from okai.compute.node.files import STATUS_FILE
 from okai.errors import DocumentError, OkaiError
 
 SCHEMA = "okai.node-status/v1"
