@@ -54,16 +54,16 @@ def test_busy_port_is_reported_with_what_to_do(okai_home: Path) -> None:
 
 def test_stale_pid_is_detected_and_replaced(okai_home: Path) -> None:
     first = stack.up()
-    entry = first["services"]["anvil"]
-    os.kill(entry["pid"], 9)
-    os.waitpid(entry["pid"], 0)
-    assert {row.name: row.state for row in stack.status()} == {
-        "anvil": "stale",
-        "walrus": "running",
-    }
-    events: list[str] = []
-    second = stack.up(on_event=events.append)
-    try:
+    try:  # from the first start on: whatever fails, nothing is left running
+        entry = first["services"]["anvil"]
+        os.kill(entry["pid"], 9)
+        os.waitpid(entry["pid"], 0)
+        assert {row.name: row.state for row in stack.status()} == {
+            "anvil": "stale",
+            "walrus": "running",
+        }
+        events: list[str] = []
+        second = stack.up(on_event=events.append)
         assert second["services"]["anvil"]["pid"] != entry["pid"]
         assert any("from an earlier run is gone" in event for event in events)
     finally:
