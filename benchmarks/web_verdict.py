@@ -33,7 +33,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     with web_stack() as web:
-        recorded = web.record("demo", World(store=web.store, model=DEMO_MODEL))
+        recorded = web.record(
+            "demo", World(store=web.store, store_quilt=web.store_quilt, model=DEMO_MODEL)
+        )
         client = web.client()
 
         def direct() -> float:

@@ -202,7 +202,8 @@ class Inputs:
     shard_bytes: dict[str, bytes] = field(default_factory=dict)
     image_digest: Digest | None = None
     image_manifest_blob: str | None = None
-    image_blob: str | None = None
+    image_quilt: str | None = None
+    """The quilt holding the image as its one file `okai-worker.qcow2` (as publish stores it)."""
 
 
 def publish_inputs(
@@ -255,15 +256,18 @@ def publish_inputs(
             shard_bytes=shard_bytes,
         )
         if register_image:
+            # Stored as okai image publish stores it: the one file of a quilt, named by
+            # the image's file name; the manifest's blob ID is the quilt ID.
             image_bytes = b"QFI\xfb fake qcow2 image bytes" * 4
-            image_blob = walrus.store_bytes(image_bytes).blob_id
+            image_name = "okai-worker.qcow2"
+            image_quilt = walrus.store_quilt({image_name: image_bytes}).quilt_id
             image = ImageManifest(
-                file_name="okai-worker.qcow2",
+                file_name=image_name,
                 format="qcow2",
                 variant="qemu",
                 size=len(image_bytes),
                 sha256=Digest.of_bytes(image_bytes),
-                blob_id=image_blob,
+                blob_id=image_quilt,
                 nixos=NixosIdentity(
                     system_toplevel=image_toplevel,
                     nixpkgs_revision=NIXPKGS,
@@ -272,7 +276,7 @@ def publish_inputs(
             )
             inputs.image_manifest_blob = walrus.store_bytes(image.canonical_bytes()).blob_id
             inputs.image_digest = image.sha256
-            inputs.image_blob = image_blob
+            inputs.image_quilt = image_quilt
             stack.registry().register_image(
                 image.sha256, system_toplevel_digest(image_toplevel), inputs.image_manifest_blob
             )

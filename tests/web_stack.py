@@ -26,6 +26,7 @@ from okai.chain.signer import DEV_PRIVATE_KEY
 from okai.config import load_settings
 from okai.dev import stack
 from okai.digest import Digest, canonical_json
+from okai.walrus.results import parse_quilt_store_result
 from okai.web.server import WebServer, dist_dir, settings_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,6 +83,16 @@ class WebStack:
             return str(body["newlyCreated"]["blobObject"]["blobId"])
         return str(body["alreadyCertified"]["blobId"])
 
+    def store_quilt(self, identifier: str, content: bytes) -> str:
+        """PUT a one-file quilt on the local Walrus server, as okai image publish does; its ID."""
+        reply = httpx.put(
+            f"{self.walrus_url}/v1/quilts?epochs=5",
+            files=[(identifier, (identifier, content, "application/octet-stream"))],
+            timeout=60,
+        )
+        reply.raise_for_status()
+        return parse_quilt_store_result(reply.json(), "PUT /v1/quilts").quilt_id
+
     def client(self) -> RegistryClient:
         network = dev_network(self.rpc_url)
         return RegistryClient(
@@ -128,11 +139,15 @@ class WebStack:
 
 def record_scenarios(web: WebStack) -> None:
     """Every model the browser tests open: one good, and one per failure they must show."""
-    good = World(store=web.store)
+    good = World(store=web.store, store_quilt=web.store_quilt)
     web.record("good", good)
 
     # The recorded attestation digest is the genuine one; the recorded blob holds other bytes.
-    world = World(store=web.store, model=b"model with a tampered attestation\n" * 4)
+    world = World(
+        store=web.store,
+        store_quilt=web.store_quilt,
+        model=b"model with a tampered attestation\n" * 4,
+    )
     genuine = canonical_json(world.attestation())
     statement = world.attestation()
     statement["predicate"]["runDetails"]["byproducts"][0]["annotations"]["accuracy"] = 0.999
@@ -151,6 +166,7 @@ def record_scenarios(web: WebStack) -> None:
         "tampered-shard",
         World(
             store=web.store,
+            store_quilt=web.store_quilt,
             model=b"model trained on a tampered shard\n" * 4,
             spoil_manifest=swap_first_shard,
         ),
@@ -159,6 +175,7 @@ def record_scenarios(web: WebStack) -> None:
         "hostile",
         World(
             store=web.store,
+            store_quilt=web.store_quilt,
             model=b"model whose record holds hostile strings\n" * 4,
             job_name='<img src=x onerror="window.__pwned=1"> \u202ejob',
             hostile=True,

@@ -38,6 +38,9 @@ export const CHECK_IDS = CHECKS.map(([id]) => id);
 export const MAX_ATTESTATION_BYTES = 4 << 20;
 export const MAX_MANIFEST_BYTES = 32 << 20;
 
+/** The blob key of the file `identifier` of quilt `quiltId`: `by-quilt-id/<id>/<identifier>`. */
+export const quiltFileKey = (quiltId, identifier) => `by-quilt-id/${quiltId}/${identifier}`;
+
 const passed = (reason) => ({ status: PASSED, reason });
 const failed = (reason) => ({ status: FAILED, reason });
 const notChecked = (reason) => ({ status: NOT_CHECKED, reason });
@@ -69,7 +72,8 @@ function blobState(blobs, blobId) {
  *   network   { name, chainId }           - the selected network (expected chain ID)
  *   model     { digest } | { given } | { error } | undefined
  *   chain     { chainId, record, image, witnesses } | { error } | undefined
- *   blobs     { [blobId]: { digest, size, bytes? } | { error } }
+ *   blobs     { [key]: { digest, size, bytes? } | { error } }, keyed by blob ID,
+ *             by-quilt-patch-id/<patch ID> or by-quilt-id/<quilt ID>/<identifier> (see walrus.js)
  *   reproducedDigest  the digest a re-run produced (CLI only)
  */
 export function evaluate(inputs) {
@@ -430,11 +434,15 @@ function imageBytes(options, record, image, manifest, blobs, need) {
   if (manifest.state === 'pending') return pending('reading the image manifest');
   if (manifest.state === 'error') return failed(`cannot use the image manifest: ${manifest.error}`);
   if (!manifest.consistent) return failed('the image manifest does not describe the registered image');
-  if (manifest.blobId === null) return failed('the image manifest gives no blob ID for the image');
-  need(manifest.blobId, false, manifest.size ?? Infinity, 'image');
-  const state = blobState(blobs, manifest.blobId);
+  if (manifest.blobId === null) return failed('the image manifest gives no quilt ID for the image');
+  if (manifest.fileName === null) return failed('the image manifest gives no file name for the image');
+  // okai image publish stores the image as the file `fileName` of a one-file quilt:
+  // the manifest's blob ID is the quilt's, and the image bytes are that file.
+  const key = quiltFileKey(manifest.blobId, manifest.fileName);
+  need(key, false, manifest.size ?? Infinity, 'image');
+  const state = blobState(blobs, key);
   if (state === 'pending') return pending('downloading the image');
-  const blob = blobs[manifest.blobId];
+  const blob = blobs[key];
   if (state === 'error') return failed(`cannot read the image: ${blob.error}`);
   if (blob.digest !== record.imageDigest) return failed(`the image bytes hash to ${blob.digest}, the registry says ${record.imageDigest}`);
   return passed('the image bytes are the registered ones');

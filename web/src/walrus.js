@@ -19,14 +19,19 @@ function sleep(ms, signal) {
 }
 
 const QUILT_PATCH = /^by-quilt-patch-id\/[A-Za-z0-9_-]{1,128}$/;
+const QUILT_FILE = /^by-quilt-id\/([A-Za-z0-9_-]{43})\/(.{1,255})$/su;
 
 /**
- * The URL of a blob on `aggregator`: `blobId` is a blob ID or `by-quilt-patch-id/<id>`,
- * validated, so that it cannot inject a path or query.
+ * The URL of a blob on `aggregator`: `blobId` is a blob ID, `by-quilt-patch-id/<id>`, or
+ * `by-quilt-id/<quilt ID>/<identifier>` (a file of a quilt, such as a published image),
+ * validated and the identifier escaped, so that it cannot inject a path or query.
  */
 export function blobUrl(aggregator, blobId) {
+  const base = aggregator.replace(/\/+$/, '') + '/v1/blobs/';
+  const quiltFile = QUILT_FILE.exec(blobId);
+  if (quiltFile !== null && isBlobId(quiltFile[1])) return `${base}by-quilt-id/${quiltFile[1]}/${encodeURIComponent(quiltFile[2])}`;
   if (!isBlobId(blobId) && !QUILT_PATCH.test(blobId)) throw new WalrusReadError('not a Walrus blob ID');
-  return aggregator.replace(/\/+$/, '') + '/v1/blobs/' + blobId;
+  return base + blobId;
 }
 
 /**

@@ -7,6 +7,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { evaluate, CHECK_IDS } from '../src/rules.js';
 import { canonicalJson, blobIdFromBytes32, isBlobId, parseDigest } from '../src/encoding.js';
+import { blobUrl } from '../src/walrus.js';
 
 const VECTORS = fileURLToPath(new URL('../../tests/vectors/verify/', import.meta.url));
 const sha256 = (bytes) => 'sha256:' + createHash('sha256').update(bytes).digest('hex');
@@ -62,4 +63,14 @@ test('blob IDs and digests parse strictly', () => {
   assert.equal(parseDigest(' SHA256:' + 'AB'.repeat(32)), 'sha256:' + 'ab'.repeat(32));
   assert.equal(parseDigest('sha256:' + 'ab'.repeat(31)), null);
   assert.equal(parseDigest('sha256:' + 'ab'.repeat(32) + '\u202e'), null);
+});
+
+test('blob keys become aggregator URLs, a quilt file by quilt ID and escaped identifier', () => {
+  const id = 'M4hsZGQ1oCktdzegB6HnI6Mi28S2nqOPHxK-W7_4BUk';
+  assert.equal(blobUrl('http://a/', id), `http://a/v1/blobs/${id}`);
+  assert.equal(blobUrl('http://a', `by-quilt-id/${id}/okai-worker.qcow2`), `http://a/v1/blobs/by-quilt-id/${id}/okai-worker.qcow2`);
+  assert.equal(blobUrl('http://a', `by-quilt-id/${id}/../x?y#z`), `http://a/v1/blobs/by-quilt-id/${id}/..%2Fx%3Fy%23z`);
+  assert.throws(() => blobUrl('http://a', `by-quilt-id/${id.slice(0, 42)}l/x.qcow2`));
+  assert.throws(() => blobUrl('http://a', `by-quilt-id/${id}/`));
+  assert.throws(() => blobUrl('http://a', `${id}/../../admin`));
 });

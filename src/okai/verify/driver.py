@@ -2,8 +2,9 @@
 
 Shallow verification costs two RPC calls (the chain-ID check and one `getProvenance`
 view call) and two small Walrus reads (the attestation and the image manifest).
-`--deep` adds every dataset manifest and shard (and with `--image` the image),
-streamed to a scratch file, hashed and deleted; `--reproduce` re-runs the job.
+`--deep` adds every dataset manifest and shard, streamed to a scratch file, hashed
+and deleted, and with `--image` the image's quilt file, hashed as it streams;
+`--reproduce` re-runs the job.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from okai.verify.observations import (
     Need,
     NetworkId,
     Reproduction,
+    parse_quilt_file_key,
 )
 from okai.verify.report import VerifyReport, WitnessOutcome
 from okai.verify.reproduce import Reproducer
@@ -251,6 +253,9 @@ def read_blob(walrus: WalrusClient, need: Need, scratch: Path, advance: Advance)
                 need.key, need.expected, max_size=need.max_bytes or 1 << 20, verify_blob_id=False
             )
             return BlobRead(Digest.of_bytes(data), len(data), data)
+        quilt_file = parse_quilt_file_key(need.key)
+        if quilt_file is not None:
+            return _check_quilt_file(walrus, need, *quilt_file, advance)
         with tempfile.NamedTemporaryFile(dir=scratch, delete=False) as handle:
             dest = Path(handle.name)
         try:
@@ -279,6 +284,22 @@ def read_blob(walrus: WalrusClient, need: Need, scratch: Path, advance: Advance)
         return BlobFailure(exc.message, unavailable=False)
     except OkaiError as exc:
         return BlobFailure(exc.message)
+
+
+def _check_quilt_file(
+    walrus: WalrusClient, need: Need, quilt_id: str, identifier: str, advance: Advance
+) -> BlobRead:
+    """A quilt file (a published image) streamed and hashed against `need.expected`.
+
+    Nothing is kept, not even on disk: a match is all the rules ask of gigabytes.
+    A mismatch raises `IntegrityError`, which `read_blob` reports with the digest found.
+    """
+    if need.expected is None:
+        raise OkaiError(f"reading {need.label} from a quilt needs its expected SHA-256")
+    walrus.check_quilt_file(
+        quilt_id, identifier, need.expected, expected_size=need.size, on_progress=advance
+    )
+    return BlobRead(need.expected, None)  # the digest is the registered one; size unread
 
 
 # ---------------------------------------------------------------- re-training

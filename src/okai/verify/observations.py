@@ -16,6 +16,24 @@ from okai.verify.checks import Options
 
 QUILT_PATCH_KEY = "by-quilt-patch-id/"
 """Blob keys of quilt patches: the aggregator path that reads them, as the page names them."""
+QUILT_FILE_KEY = "by-quilt-id/"
+"""Blob keys of quilt files: `by-quilt-id/<quilt ID>/<identifier>`, the identifier unescaped."""
+
+
+def quilt_file_key(quilt_id: str, identifier: str) -> str:
+    """The blob key of the file `identifier` of quilt `quilt_id` (a published image)."""
+    return f"{QUILT_FILE_KEY}{quilt_id}/{identifier}"
+
+
+def parse_quilt_file_key(key: str) -> tuple[str, str] | None:
+    """(quilt ID, identifier) of a quilt file's blob key; None for any other key.
+
+    A quilt ID is a blob ID, which holds no `/`: the identifier is all after the first.
+    """
+    if not key.startswith(QUILT_FILE_KEY):
+        return None
+    quilt_id, _, identifier = key.removeprefix(QUILT_FILE_KEY).partition("/")
+    return (quilt_id, identifier) if quilt_id and identifier else None
 
 
 @dataclass(frozen=True)
@@ -83,7 +101,7 @@ class Need:
     """A blob the rules want read next."""
 
     key: str
-    """A blob ID, or `by-quilt-patch-id/<patch ID>`."""
+    """A blob ID, `by-quilt-patch-id/<patch ID>`, or `by-quilt-id/<quilt ID>/<identifier>`."""
     keep: bool
     """Whether the rules need the bytes (documents), or only their digest and size (data)."""
     max_bytes: int | None

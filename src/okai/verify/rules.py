@@ -49,6 +49,7 @@ from okai.verify.observations import (
     ChainFailure,
     Inputs,
     Need,
+    quilt_file_key,
 )
 
 MAX_MANIFEST_BYTES = 32 << 20
@@ -590,20 +591,23 @@ def _image_bytes(
         )
     if not manifest.consistent:
         return failed(check_id, "the image manifest does not describe the registered image")
-    blob_id = manifest.manifest.blob_id
-    if blob_id is None:
-        return failed(check_id, "the image manifest gives no blob ID for the image")
+    quilt_id = manifest.manifest.blob_id
+    if quilt_id is None:
+        return failed(check_id, "the image manifest gives no quilt ID for the image")
+    # okai image publish stores the image as the file `fileName` of a one-file quilt:
+    # the manifest's blob ID is the quilt's, and the image bytes are that file.
+    key = quilt_file_key(quilt_id, manifest.manifest.file_name)
     size = manifest.manifest.size
-    need(Need(blob_id, False, size, "image", record.image_digest, size))
-    state = _state(blobs, blob_id)
+    need(Need(key, False, size, "image", record.image_digest, size))
+    state = _state(blobs, key)
     if state == "pending":
         return pending(check_id, "downloading the image")
     if state == "error":
-        failure = _failure(blobs, blob_id)
+        failure = _failure(blobs, key)
         return failed(
             check_id, f"cannot read the image: {failure.error}", unavailable=failure.unavailable
         )
-    blob = _read(blobs, blob_id)
+    blob = _read(blobs, key)
     if blob.digest != record.image_digest:
         return failed(
             check_id,

@@ -20,6 +20,7 @@ from typing import Any
 
 from okai.digest import ZERO_DIGEST, Digest, canonical_json
 from okai.manifest import DatasetManifest, ImageManifest, JobSpec, blob_id_from_bytes32
+from okai.verify.observations import quilt_file_key
 
 HERE = Path(__file__).resolve().parent
 SCHEMA = "okai.verify-vector/v1"
@@ -52,6 +53,16 @@ def blob_id(content: bytes) -> str:
     return blob_id_from_bytes32(hashlib.sha256(b"walrus:" + content).digest())
 
 
+def quilt_id(identifier: str, content: bytes) -> str:
+    """A stand-in quilt ID for a one-file quilt (quilt IDs are blob IDs)."""
+    return blob_id(quilt_container(identifier, content))
+
+
+def quilt_container(identifier: str, content: bytes) -> bytes:
+    """Stand-in bytes of a one-file quilt: the file with a header, as a quilt blob holds it."""
+    return b"quilt:" + identifier.encode() + b"\n" + content
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -70,9 +81,11 @@ class World:
         hostile: bool = False,
         spoil_manifest: Callable[[dict[str, Any]], None] | None = None,
         store: Callable[[bytes], str] = blob_id,
+        store_quilt: Callable[[str, bytes], str] = quilt_id,
         model: bytes = b"\x00okai-demo-model safetensors bytes\n" * 8,
     ) -> None:
         self._store = store
+        self._store_quilt = store_quilt
         self.model = model
         self.model_file = "model.safetensors"
         self.blobs: dict[str, bytes] = {}
@@ -125,15 +138,19 @@ class World:
         self.raw = b"raw labels 0 1 2 3 4 5 6 7 8 9\n"
         self.raw_blob = self.store(self.raw)
         # The image and its registry entry.
+        # Stored as okai image publish stores it: the one file of a quilt, named by its
+        # file name; the manifest's blob ID is the quilt's.
         self.image_bytes = b"QFI\xfb fake qcow2 image bytes" * 4
+        self.image_file = "okai-worker.qcow2"
+        self.image_quilt = self.store_quilt(self.image_file, self.image_bytes)
         self.image_manifest = {
             "schema": "okai.image/v1",
-            "fileName": "okai-worker.qcow2",
+            "fileName": self.image_file,
             "format": "qcow2",
             "variant": "qemu",
             "size": len(self.image_bytes),
             "sha256": Digest.of_bytes(self.image_bytes),
-            "blobId": self.store(self.image_bytes),
+            "blobId": self.image_quilt,
             "nixos": {
                 "systemToplevel": TOPLEVEL,
                 "nixpkgsRevision": NIXPKGS,
@@ -169,6 +186,17 @@ class World:
     def store(self, content: bytes) -> str:
         key = self._store(content)
         self.blobs[key] = content
+        return key
+
+    def store_quilt(self, identifier: str, content: bytes) -> str:
+        """Store `content` as the one file of a quilt; the quilt ID.
+
+        The file is readable under its quilt-file key; the quilt ID alone reads the
+        quilt's container, which is not the file's bytes.
+        """
+        key = self._store_quilt(identifier, content)
+        self.blobs[quilt_file_key(key, identifier)] = content
+        self.blobs[key] = quilt_container(identifier, content)
         return key
 
     @property
@@ -365,18 +393,19 @@ def vectors() -> list[dict[str, Any]]:
     add(
         vector(
             "passing-image-bytes",
-            "--deep --image: the image blob is re-downloaded too and matches.",
+            "--deep --image: the image is re-downloaded too, as the file of its quilt (the "
+            "manifest's blob ID is the quilt's), and matches.",
             w,
             {},
             image=True,
         )
     )
     tampered_image = dict(blobs)
-    tampered_image[w.image_manifest["blobId"]] = w.image_bytes[:-1] + b"!"
+    tampered_image[quilt_file_key(w.image_quilt, w.image_file)] = w.image_bytes[:-1] + b"!"
     add(
         vector(
             "tampered-image-bytes",
-            "--deep --image: the image blob's bytes differ from the registered digest.",
+            "--deep --image: the image file's bytes differ from the registered digest.",
             w,
             {"image.bytes": F},
             image=True,
