@@ -13,8 +13,8 @@ import pytest
 
 from conftest import run_okai
 from okai.dev import stack
-from okai.dev.processes import StackError, is_ours
 from okai.nodetools import ToolMissingError
+from okai.processes import StackError, is_ours
 
 
 def _stack_json(home: Path) -> dict:  # type: ignore[type-arg]

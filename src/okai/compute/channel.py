@@ -34,8 +34,8 @@ from okai.compute.node import logs as node_logs
 from okai.compute.node.host import ADDRESS_ENV, node_info
 from okai.compute.node.status import NodeStatus, read_status
 from okai.compute.ssh import SshTarget, ssh_argv
-from okai.dev.processes import Launched, launch
 from okai.errors import OperationalError
+from okai.processes import Launched, launch
 from okai.train.receipt import IMAGE_FILE
 
 SSH_TIMEOUT_S = 60.0

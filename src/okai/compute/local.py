@@ -28,8 +28,8 @@ from okai.compute.cluster import ClusterRequest
 from okai.compute.marks import TOKEN_ENV, stop_marked
 from okai.compute.node.host import ADDRESS_ENV
 from okai.compute.state import ClusterState, ClusterStatus, NodeRecord, clusters_dir
-from okai.dev.processes import Launched
 from okai.errors import OkaiError, OperationalError
+from okai.processes import Launched
 from okai.train.receipt import IMAGE_FILE
 
 PROVIDER = "local"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from okai.dev.processes import StackError
 from okai.nodetools import anvil_binary
+from okai.processes import StackError
 
 
 def anvil_argv(port: int, state: Path | None = None) -> list[str]:

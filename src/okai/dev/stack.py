@@ -22,7 +22,8 @@ import httpx
 
 from okai.config import DEV_ANVIL_PORT, DEV_WALRUS_PORT
 from okai.dev.anvil import anvil_argv, rpc_answers
-from okai.dev.processes import (
+from okai.paths import dev_dir
+from okai.processes import (
     Launched,
     StackError,
     is_ours,
@@ -31,7 +32,6 @@ from okai.dev.processes import (
     port_is_free,
     stop,
 )
-from okai.paths import dev_dir
 
 READY_TIMEOUT = 30.0
 
