@@ -20,6 +20,7 @@ from typing import Any
 
 from okai.digest import ZERO_DIGEST, Digest, canonical_json
 from okai.manifest import DatasetManifest, ImageManifest, JobSpec, blob_id_from_bytes32
+from okai.verify.checks import CHECK_IDS
 from okai.verify.observations import quilt_file_key
 
 HERE = Path(__file__).resolve().parent
@@ -32,19 +33,6 @@ TOPLEVEL = "/nix/store/7y1jz2w5q0cb0zwz3d0vgg8h1r3k9m2a-nixos-system-okai-24.11"
 OTHER_TOPLEVEL = "/nix/store/0a9s8d7f6g5h4j3k2l1qwertyuiopzxc-nixos-system-evil-24.11"
 NIXPKGS = "0123456789abcdef0123456789abcdef01234567"
 FLAKE = "89abcdef0123456789abcdef0123456789abcdef"
-CHECKS = [
-    "model.digest",
-    "record.exists",
-    "attestation.digest",
-    "attestation.statement",
-    "attestation.matches-record",
-    "image.registered",
-    "datasets.manifests",
-    "datasets.shards",
-    "image.bytes",
-    "reproduce",
-    "witnesses",
-]
 P, F, N = "passed", "failed", "not checked"
 
 
@@ -331,14 +319,14 @@ def vector(
     default_chain, default_blobs = world.recorded()
     chain = default_chain if chain is None else chain
     blobs = default_blobs if blobs is None else blobs
-    statuses = {check: expected.get(check, P) for check in CHECKS}
+    statuses = {check: expected.get(check, P) for check in CHECK_IDS}
     if not deep:
         statuses["datasets.manifests"] = statuses["datasets.shards"] = N
     if not (deep and image):
         statuses["image.bytes"] = N
     if "reproducedDigest" not in extra:
         statuses["reproduce"] = N
-    requested = [c for c in CHECKS if not (c == "reproduce" and "reproducedDigest" not in extra)]
+    requested = [c for c in CHECK_IDS if not (c == "reproduce" and "reproducedDigest" not in extra)]
     requested = [c for c in requested if deep or not c.startswith("datasets.")]
     requested = [c for c in requested if (deep and image) or c != "image.bytes"]
     verified = all(statuses[c] == P for c in requested)
@@ -377,7 +365,7 @@ def vectors() -> list[dict[str, Any]]:
         "datasets.manifests": N,
         "datasets.shards": N,
     }
-    nothing = {check: N for check in CHECKS if check != "model.digest"}
+    nothing = {check: N for check in CHECK_IDS if check != "model.digest"}
 
     add(vector("passing", "A recorded model, its data re-checked: every check passes.", w, {}))
     add(
