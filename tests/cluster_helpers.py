@@ -39,6 +39,13 @@ class Stack:
         )
         return job.model_copy(update=changes)
 
+    def long_job(self) -> JobSpec:
+        """The demo job for 660 steps: long enough to be killed or interrupted mid-training
+        however fast the machine trains (a hundred steps a second on an idle one)."""
+        return digits_job(
+            (self.dataset,), nodes=2, procs_per_node=1, epochs=30, checkpoint_every=20
+        )
+
     def job_file(self, name: str, job: JobSpec | None = None) -> Path:
         path = self.home / f"{name}.toml"
         path.write_text(job_to_toml(job or self.job()))

@@ -65,8 +65,9 @@ def wait_until_running(stack: Stack, name: str, process: subprocess.Popen[str]) 
 
 
 def start_up(stack: Stack, name: str) -> subprocess.Popen[str]:
+    """`okai cluster up` in the background, on a job long enough to be stopped mid-training."""
     command = [sys.executable, "-m", "okai", "cluster", "up",
-               str(stack.job_file(name)), "--name", name]  # fmt: skip
+               str(stack.job_file(name, stack.long_job())), "--name", name]  # fmt: skip
     return subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -155,7 +156,7 @@ def test_a_node_killed_mid_run_is_started_again_and_the_run_finishes(stack: Stac
     settings = load_settings(None)
     request = clusters.ClusterRequest(
         name="killed",
-        job=stack.job(),
+        job=stack.long_job(),
         walrus=clusters.walrus_endpoints(settings),
         allow_unregistered_host=True,
         join_timeout=120,
@@ -166,7 +167,7 @@ def test_a_node_killed_mid_run_is_started_again_and_the_run_finishes(stack: Stac
 
     def progress(update: clusters.ClusterProgress) -> None:
         # Once rank 0 is past a checkpoint, node 1 dies: agent, torchrun and worker at once.
-        if not killed and update.progress is not None and update.progress.step >= 12:
+        if not killed and update.progress is not None and update.progress.step >= 25:
             killed.append(kill_marked(tokens("killed")[1]))
 
     events = clusters.Events(report=reports.append, progress=progress)

@@ -184,6 +184,7 @@ class Agent:
             result = launch(
                 job, options, source_name=self.options.job_file, progress=self._progress
             )
+            self._save()  # the last progress, which the throttle may have held back
             if result.receipt is None:
                 self._finish(None)
                 return
