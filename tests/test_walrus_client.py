@@ -22,6 +22,7 @@ from okai.walrus.errors import (
 )
 from okai.walrus.results import AlreadyCertified, NewlyCreated
 from okai.walrus.server import WalrusServer, make_token
+from okai.walrus.tokens import PublisherTokens
 from walrus_helpers import MiB, dead_url, local_server, make_client
 
 
@@ -344,21 +345,26 @@ def test_publisher_jwt(tmp_path: Path) -> None:
     exp = int(time.time()) + 600
     token = make_token(secret, {"exp": exp, "jti": "one"})
     with local_server(tmp_path / "walrus", jwt_secret=secret) as server:
-        with make_client(server.url, jwt=token) as client:
+        with make_client(server.url, tokens=PublisherTokens([token])) as client:
             assert client.store_bytes(b"authorised").size == 10
             assert "Bearer" not in repr(client) and token not in repr(client)
-            with pytest.raises(PublisherAuthError) as reused:
-                client.store_bytes(b"again")
-            assert reused.value.reason == "TOKEN_ALREADY_USED" and "new publisher JWT" in str(
-                reused.value
-            )
-            assert token not in str(reused.value)
+        with (
+            make_client(server.url, tokens=PublisherTokens([token])) as client,
+            pytest.raises(PublisherAuthError) as reused,
+        ):
+            client.store_bytes(b"again")
+        assert reused.value.reason == "TOKEN_ALREADY_USED"
+        assert "each publisher token is single-use" in str(reused.value)
+        assert token not in str(reused.value)
         expired = make_token(secret, {"exp": int(time.time()) - 5, "jti": "two"})
-        with make_client(server.url, jwt=expired) as client, pytest.raises(PublisherAuthError):
+        with (
+            make_client(server.url, tokens=PublisherTokens([expired])) as client,
+            pytest.raises(PublisherAuthError),
+        ):
             client.store_bytes(b"late")
         forged = make_token("other-secret", {"exp": exp, "jti": "three"})
         with (
-            make_client(server.url, jwt=forged) as client,
+            make_client(server.url, tokens=PublisherTokens([forged])) as client,
             pytest.raises(PublisherAuthError) as bad,
         ):
             client.store_bytes(b"forged")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,3 +82,26 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.terminate()
         return self.process.wait(timeout=10)
+
+
+def token_command(folder: Path, secret: str) -> str:
+    """An `OKAI_WALRUS_JWT_COMMAND` for a server run with `jwt_secret=secret`: each run prints
+    a fresh token and appends it to `<folder>/minted`, for tests to count and look for."""
+    script = folder / "mint-token"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import time, uuid\n"
+        "from okai.walrus.server import make_token\n"
+        f"token = make_token({secret!r}, {{'exp': int(time.time()) + 600, 'jti': uuid.uuid4().hex}})\n"
+        f"with open({str(folder / 'minted')!r}, 'a') as log:\n"
+        "    log.write(token + '\\n')\n"
+        "print(token)\n"
+    )
+    script.chmod(0o755)
+    return shlex.quote(str(script))
+
+
+def minted_tokens(folder: Path) -> list[str]:
+    """The tokens the `token_command` of `folder` has printed."""
+    log = folder / "minted"
+    return log.read_text().splitlines() if log.exists() else []

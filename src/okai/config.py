@@ -114,6 +114,7 @@ class Secrets(BaseModel):
     keystore: Path | None = Field(default=None, description="OKAI_KEYSTORE")
     keystore_password: SecretStr | None = Field(default=None, description="OKAI_KEYSTORE_PASSWORD")
     walrus_jwt: SecretStr | None = Field(default=None, description="OKAI_WALRUS_JWT")
+    walrus_jwt_command: str | None = Field(default=None, description="OKAI_WALRUS_JWT_COMMAND")
     fluence_api_key: SecretStr | None = Field(default=None, description="OKAI_FLUENCE_API_KEY")
 
     @classmethod
@@ -130,8 +131,14 @@ class Secrets(BaseModel):
             keystore=Path(keystore) if keystore else None,
             keystore_password=secret("OKAI_KEYSTORE_PASSWORD"),
             walrus_jwt=secret("OKAI_WALRUS_JWT"),
+            walrus_jwt_command=env.get("OKAI_WALRUS_JWT_COMMAND") or None,
             fluence_api_key=secret("OKAI_FLUENCE_API_KEY"),
         )
+
+    @classmethod
+    def env_names(cls) -> tuple[str, ...]:
+        """The environment variables secrets are read from."""
+        return tuple(str(field.description) for field in cls.model_fields.values())
 
     def masked(self) -> dict[str, str | None]:
         return {

@@ -65,6 +65,7 @@ from okai.walrus.results import (
     parse_store_outcome,
 )
 from okai.walrus.retry import NEEDS_NEW_TOKEN, RetryPolicy, Verdict, classify_status
+from okai.walrus.tokens import MORE_TOKENS_HINT, PublisherTokens
 from okai.walrus.transport import BulkTransport
 
 MiB = 1 << 20
@@ -214,7 +215,7 @@ class WalrusClient:
         aggregators: Sequence[str],
         publisher: str | None,
         *,
-        jwt: str | None = None,
+        tokens: PublisherTokens | None = None,
         max_body: int = WALRUS_PUBLIC_BODY_LIMIT,
         max_quilt_body: int = DEFAULT_MAX_QUILT_BODY,
         timeout: float = DEFAULT_TIMEOUT,
@@ -231,7 +232,7 @@ class WalrusClient:
         self.retry = retry or RetryPolicy()
         self.unreachable_hint: str | None = None
         """Added to connection failures (the local stack's says to start it)."""
-        self._jwt = jwt
+        self._tokens = tokens
         self._http = httpx.Client(
             transport=transport or BulkTransport(),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -251,7 +252,6 @@ class WalrusClient:
         `OKAI_WALRUS_CHECK_BLOB_IDS_UP_TO` (bytes; 0 turns it off) sets
         `compute_blob_ids_up_to` when `options` does not.
         """
-        jwt = secrets.walrus_jwt.get_secret_value() if secrets.walrus_jwt else None
         options.setdefault("max_body", network.walrus_max_body)
         # A publisher whose blob limit was raised (OKAI_WALRUS_MAX_BODY) takes quilts as large.
         options.setdefault("max_quilt_body", max(DEFAULT_MAX_QUILT_BODY, network.walrus_max_body))
@@ -260,7 +260,8 @@ class WalrusClient:
                 options["compute_blob_ids_up_to"] = int(raw)
             except ValueError:
                 raise ConfigError(f"{BLOB_ID_CHECK_ENV}={raw!r} is not a number of bytes") from None
-        client = cls(network.walrus_aggregators, network.walrus_publisher, jwt=jwt, **options)
+        options.setdefault("tokens", PublisherTokens.from_secrets(secrets))
+        client = cls(network.walrus_aggregators, network.walrus_publisher, **options)
         if network.is_dev:
             client.unreachable_hint = "start the local stack with `okai dev up`"
         return client
@@ -534,8 +535,7 @@ class WalrusClient:
                 )
 
         headers = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
-        if self._jwt:
-            headers["Authorization"] = f"Bearer {self._jwt}"
+        headers.update(self._authorization())
         request = self._http.build_request(
             "PUT", url, params=params, content=hashed(), headers=headers
         )
@@ -596,7 +596,7 @@ class WalrusClient:
                         opened.append(content)
                     parts.append((name, (name, content, "application/octet-stream")))
                 data = {"_metadata": json.dumps(metadata)} if metadata else None
-                headers = {"Authorization": f"Bearer {self._jwt}"} if self._jwt else {}
+                headers = self._authorization()
                 request = self._http.build_request(
                     "PUT", url, params=params, files=parts, data=data, headers=headers
                 )
@@ -655,19 +655,33 @@ class WalrusClient:
             or (envelope is not None and envelope.domain == "auth.publisher.walrus.space")
         ):
             kind = PublisherAuthError
-            hint = "get a new publisher JWT into OKAI_WALRUS_JWT (each token is single-use)"
+            hint = f"each publisher token is single-use: {MORE_TOKENS_HINT}"
         elif status == 429 or status >= 500:
             kind = WalrusUnavailable
         return kind(message, status=status, reason=reason, url=url, hint=hint)
 
     # ------------------------------------------------------------ retries
 
+    def _authorization(self) -> dict[str, str]:
+        """The header of one publisher request: a token of its own (each is single-use)."""
+        return {"Authorization": f"Bearer {self._tokens.take()}"} if self._tokens else {}
+
+    def _with_unused_token(self, attempt: Callable[[], Any]) -> Any:
+        """Run `attempt`; while a listed token turns out used (by another process that was
+        given the same list, such as a cluster node), try the next one."""
+        while True:
+            try:
+                return attempt()
+            except PublisherAuthError as exc:
+                if exc.reason != "TOKEN_ALREADY_USED" or not (self._tokens and self._tokens.listed):
+                    raise
+
     def _with_retries(self, attempt: Callable[[], Any], *, what: str) -> Any:
         """Run one publisher request, retrying transient failures with capped backoff."""
         last: WalrusError | None = None
         for round_index in range(self.retry.rounds):
             try:
-                return attempt()
+                return self._with_unused_token(attempt)
             except (WalrusUnreachable, WalrusTimeout) as exc:
                 last = exc
             except WalrusStatusError as exc:
