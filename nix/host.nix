@@ -79,7 +79,12 @@ in
     };
   };
 
-  services.okai-node.enable = true;
+  services.okai-node = {
+    enable = true;
+    # Where `okai cluster up` writes the publisher's JWT over SSH (root-only, tmpfs);
+    # the same path as okai.compute.node.files.SECRETS_FILE.
+    environmentFile = "/run/okai/secrets.env";
+  };
   okai.image.identity.enable = true;
 
   # Small: no docs (also set by minimal.nix), no fonts config, no channel.

@@ -190,9 +190,11 @@ in
       default = null;
       example = "/run/keys/okai-node.env";
       description = ''
-        Path (outside the Nix store, read at start) of a file of
-        `NAME=value` lines with the agent's secrets, such as OKAI_WALRUS_JWT.
-        A string, not a Nix path, so that it is never copied into the store.
+        Path (outside the Nix store) of a file of `NAME=value` lines with
+        the agent's secrets, such as OKAI_WALRUS_JWT, read by systemd each
+        time it starts the agent, and skipped while it does not exist: a job
+        that needs no secret runs without it. A string, not a Nix path, so
+        that it is never copied into the store.
       '';
     };
   };
@@ -289,7 +291,7 @@ in
             ];
             # torchrun restarts failed workers itself; systemd must not re-run a job.
             Restart = "no";
-            EnvironmentFile = lib.mkIf (cfg.environmentFile != null) cfg.environmentFile;
+            EnvironmentFile = lib.mkIf (cfg.environmentFile != null) "-${cfg.environmentFile}";
             User = "okai";
             Group = "okai";
             StateDirectory = "okai";

@@ -20,6 +20,8 @@ from okai.train import digits_files, digits_job, job_to_toml
 from okai.walrus.client import WalrusClient
 from okai.walrus.dataset import push_dataset
 from okai.walrus.server import WalrusServer
+from okai.walrus.tokens import PublisherTokens
+from walrus_helpers import token_command
 
 EPOCHS = 3
 
@@ -56,11 +58,13 @@ class Stack:
 
 
 @contextmanager
-def digits_stack(home: Path) -> Iterator[Stack]:
+def digits_stack(home: Path, *, jwt_secret: str | None = None) -> Iterator[Stack]:
     """Work in `home`, with a Walrus server on loopback holding the digits dataset.
 
     The environment points okai (and every node it starts) at that server; it
     answers with stand-in blob IDs, so clients do not recompute real ones.
+    With `jwt_secret` its publisher wants a token per store (tests pushing
+    the dataset with tokens of `<home>/push-tokens`).
     """
     with pytest.MonkeyPatch.context() as env:
         env.chdir(home)
@@ -69,14 +73,24 @@ def digits_stack(home: Path) -> Iterator[Stack]:
         env.setenv("OKAI_WALRUS_CHECK_BLOB_IDS_UP_TO", "0")
         for name in ("OKAI_NETWORK", "OKAI_CONFIG", "OKAI_NODE_STATE_DIR", "OKAI_FLUENCE_URL"):
             env.delenv(name, raising=False)
-        with WalrusServer(home / "walrus", fake_blob_ids=True).start() as server:
+        with WalrusServer(
+            home / "walrus", fake_blob_ids=True, jwt_secret=jwt_secret
+        ).start() as server:
             env.setenv("OKAI_WALRUS_AGGREGATORS", server.url)
             env.setenv("OKAI_WALRUS_PUBLISHER", server.url)
             files = home / "digits"
             for name, data in digits_files().items():
                 (files / name).parent.mkdir(parents=True, exist_ok=True)
                 (files / name).write_bytes(data)
-            with WalrusClient([server.url], server.url, compute_blob_ids_up_to=0) as client:
+            tokens = None
+            if jwt_secret is not None:
+                (home / "push-tokens").mkdir()
+                tokens = PublisherTokens.parse(
+                    None, token_command(home / "push-tokens", jwt_secret)
+                )
+            with WalrusClient(
+                [server.url], server.url, compute_blob_ids_up_to=0, tokens=tokens
+            ) as client:
                 pushed = push_dataset(client, [files], name="digits", journal_dir=home / "journal")
             yield Stack(
                 home,

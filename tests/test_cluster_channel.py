@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from okai.compute.channel import ChannelError, SshChannel
+from okai.compute.channel import ChannelError, LocalChannel, SshChannel
 from okai.compute.node.status import NodeState, NodeStatus, write_status
 from okai.compute.ssh import SshTarget, ssh_argv
+from okai.config import Secrets
+from okai.errors import UsageError
 
 
 class LoopbackShell(SshChannel):
@@ -68,6 +70,60 @@ def test_job_files_arrive_whole_whatever_they_hold(channel: LoopbackShell) -> No
     assert (folder / "job.json").read_bytes() == b"second version\n"
     assert sorted(p.name for p in folder.iterdir()) == ["job.json"], "no temporary file left"
     assert oct((folder / "job.json").stat().st_mode & 0o777) == "0o644"
+
+
+def test_secrets_arrive_on_stdin_into_a_root_only_file(tmp_path: Path) -> None:
+    sent: list[str] = []
+
+    class Recording(LoopbackShell):
+        def argv(self, command: str) -> list[str]:
+            sent.append(command)
+            return super().argv(command)
+
+    secrets_file = tmp_path / "run okai" / "secrets.env"
+    target = SshTarget(host="203.0.113.7", known_hosts=tmp_path / "known_hosts")
+    channel = Recording(
+        0, target, state_dir=str(tmp_path / "state"), secrets_file=str(secrets_file)
+    )
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJhIn0.c2ln,eyJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJiIn0.c2ln"
+    channel.write_secrets({"OKAI_WALRUS_JWT": jwt})
+    assert secrets_file.read_text() == f"OKAI_WALRUS_JWT={jwt}\n"
+    assert oct(secrets_file.stat().st_mode & 0o777) == "0o600"
+    assert oct(secrets_file.parent.stat().st_mode & 0o777) == "0o700"
+    assert sorted(p.name for p in secrets_file.parent.iterdir()) == ["secrets.env"]
+    assert sent and all("eyJ" not in command for command in sent), "never on a command line"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"OKAI_WALRUS_JWT": "line\nINJECTED=1"},
+        {"OKAI_WALRUS_JWT": "$(reboot)"},
+        {"OKAI_WALRUS_JWT": ""},
+        {"bad name": "x"},
+    ],
+    ids=["newline", "dollar", "empty", "name"],
+)
+def test_secrets_systemd_would_misread_are_refused_unshown(
+    channel: LoopbackShell, values: dict[str, str]
+) -> None:
+    with pytest.raises(UsageError) as caught:
+        channel.write_secrets(values)
+    assert "INJECTED" not in str(caught.value) and "reboot" not in str(caught.value)
+
+
+def test_local_nodes_get_only_the_secrets_delivered_to_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in Secrets.env_names():
+        monkeypatch.setenv(name, f"value-of-{name}")
+    monkeypatch.setenv("OKAI_WALRUS_PUBLISHER", "http://127.0.0.1:1")
+    node = LocalChannel(0, tmp_path / "node", env={"OKAI_HOME": str(tmp_path / "home")})
+    before = node._environment()
+    assert not set(Secrets.env_names()) & set(before), "this machine's secrets stay here"
+    assert before["OKAI_WALRUS_PUBLISHER"] == "http://127.0.0.1:1"
+    node.write_secrets({"OKAI_WALRUS_JWT": "a.b.c"})
+    assert node._environment()["OKAI_WALRUS_JWT"] == "a.b.c"
 
 
 def test_status_and_info_come_from_okai_on_the_node(

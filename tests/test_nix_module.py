@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from conftest import REPO
+from okai.compute.node.files import SECRETS_FILE
 from okai.manifest import JobSpec
 
 STUB = r"""
@@ -149,7 +150,13 @@ def test_agent_runs_the_fixed_command_as_a_hardened_unit() -> None:
 
 def test_secrets_stay_out_of_the_store() -> None:
     unit = node_config(environmentFile="/run/keys/okai.env")["systemd"]["services"]["okai-node"]
-    assert unit["serviceConfig"]["EnvironmentFile"] == "/run/keys/okai.env"
+    # Read when present ("-"): a node whose job needs no secret starts without the file.
+    assert unit["serviceConfig"]["EnvironmentFile"] == "-/run/keys/okai.env"
+
+
+def test_the_image_reads_the_secrets_file_okai_cluster_up_writes() -> None:
+    host = (REPO / "nix" / "host.nix").read_text()
+    assert f'environmentFile = "{SECRETS_FILE}";' in host
 
 
 def test_ports_open_on_cluster_interfaces_only() -> None:

@@ -34,6 +34,7 @@ from okai.compute.node import logs as node_logs
 from okai.compute.node.host import ADDRESS_ENV, node_info
 from okai.compute.node.status import NodeStatus, read_status
 from okai.compute.ssh import SshTarget, ssh_argv
+from okai.config import Secrets
 from okai.errors import OperationalError
 from okai.processes import Launched, launch
 from okai.train.receipt import IMAGE_FILE
@@ -62,6 +63,10 @@ class NodeChannel(Protocol):
 
     def write_job_file(self, name: str, data: bytes) -> None:
         """Put `data` at `<state dir>/job/<name>`, whole (written aside, then renamed)."""
+        ...
+
+    def write_secrets(self, values: Mapping[str, str]) -> None:
+        """Give the agent started next these environment variables, out of every file and log."""
         ...
 
     def start_agent(self) -> None:
@@ -97,11 +102,13 @@ class SshChannel:
         target: SshTarget,
         *,
         state_dir: str = REMOTE_STATE_DIR,
+        secrets_file: str = str(node_files.SECRETS_FILE),
         timeout_s: float = SSH_TIMEOUT_S,
     ) -> None:
         self.rank = rank
         self.target = target
         self.state_dir = state_dir
+        self.secrets_file = secrets_file
         self.timeout_s = timeout_s
 
     def describe(self) -> str:
@@ -153,6 +160,16 @@ class SshChannel:
             f"&& mv -f {shlex.quote(tmp)} {shlex.quote(final)}"
         )
         self._call(command, data=data, what=f"writing {name}")
+
+    def write_secrets(self, values: Mapping[str, str]) -> None:
+        # On stdin, never in the command line (which `ps` shows); root-only, on the image's tmpfs.
+        folder, name = os.path.split(self.secrets_file)
+        tmp = f"{folder}/.{name}.tmp"
+        command = (
+            f"umask 077 && mkdir -p {shlex.quote(folder)} && cat > {shlex.quote(tmp)} "
+            f"&& mv -f {shlex.quote(tmp)} {shlex.quote(self.secrets_file)}"
+        )
+        self._call(command, data=node_files.environment_file(values), what="delivering secrets")
 
     def start_agent(self) -> None:
         # The path unit starts the agent when cluster.json appears; this also covers a
@@ -226,7 +243,8 @@ class LocalChannel:
     """A node that is a folder on this machine, its agent a local process.
 
     The agent runs as `python -m okai node run` with the folder as its state
-    dir and `env` added to this process's environment. `on_start` is told of
+    dir and `env` added to this process's environment, less its secrets
+    (`okai.config.Secrets`): only those given to `write_secrets` reach it. `on_start` is told of
     every agent started, so the caller can record it for teardown.
 
     Used as the Fluence provider's transport, this is a test transport: it
@@ -256,7 +274,9 @@ class LocalChannel:
         return f"node {self.rank} ({self.root})"
 
     def _environment(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # This machine's secrets stay here: a node gets those delivered to it, as a VM does.
+        withheld = set(Secrets.env_names())
+        env = {name: value for name, value in os.environ.items() if name not in withheld}
         env.update(self.env)
         env[node_files.STATE_DIR_ENV] = str(self.root)
         return env
@@ -266,6 +286,10 @@ class LocalChannel:
 
     def write_job_file(self, name: str, data: bytes) -> None:
         write_atomically(self.root / node_files.JOB_DIR / name, data)
+
+    def write_secrets(self, values: Mapping[str, str]) -> None:
+        node_files.environment_file(values)  # refused here as an image would refuse it
+        self.env.update(values)  # into the agent's environment, as systemd does on the image
 
     def agent_argv(self) -> list[str]:
         job = self.root / node_files.JOB_DIR

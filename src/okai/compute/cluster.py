@@ -61,6 +61,7 @@ from okai.manifest import ImageManifest, JobSpec
 from okai.provenance.receipt import Receipt
 from okai.train.rundir import CHECKPOINTS_DIR, RECEIPT_FILE
 from okai.train.rundir import JOB_FILE as RUN_JOB_FILE
+from okai.walrus.tokens import TOKENS_ENV, PublisherTokens
 
 AGENT_GONE = "AgentGone"
 KEPT_RUN_STATES = ("failed", "fetching", "finished")
@@ -223,6 +224,20 @@ def walrus_endpoints(settings: Settings) -> WalrusEndpoints:
     )
 
 
+NODE_TOKENS = 6
+"""Publisher tokens a node gets: the model and the receipt, with room for retries."""
+
+
+def node_secrets(settings: Settings) -> dict[str, str]:
+    """The secrets the nodes need: publisher tokens, when the publisher wants them (rank 0's
+    node stores the outputs, and which node hosts rank 0 is torchrun's choice). A token
+    command runs here, never on a node."""
+    tokens = PublisherTokens.from_secrets(settings.secrets)
+    if tokens is None:
+        return {}
+    return {TOKENS_ENV: tokens.handover(NODE_TOKENS)}
+
+
 def image_expectation(manifest_path: Path) -> ImageExpectation:
     """What nodes must run, from the image's `okai.image/v1` manifest."""
     manifest = ImageManifest.load(manifest_path)
@@ -301,6 +316,11 @@ def run_job(
     for channel in channels:
         channel.write_job_file(PEERS_FILE, peers_text(addresses).encode())
         channel.write_job_file(JOB_FILE, job_bytes)
+    node_env = node_secrets(settings)
+    if node_env:  # before cluster.json, whose arrival starts the agent
+        events.report(f"delivering {', '.join(node_env)} to the nodes")
+        for channel in channels:
+            channel.write_secrets(node_env)
     for channel, info in zip(channels, infos, strict=True):
         document = cluster_file(request, state, channel.rank, rendezvous, str(info["address"]))
         channel.write_job_file(CLUSTER_FILE, document.canonical_bytes())

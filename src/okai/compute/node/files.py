@@ -17,6 +17,10 @@ The cluster file says where this node stands in the cluster::
      "provider": "fluence",                        # optional: recorded in the receipt
      "maxRestarts": 3, "joinTimeout": 600}         # optional: torchrun's elasticity
 
+Secrets (the Walrus publisher's JWT) never travel in these files or in user
+data: `okai cluster up` writes them to `SECRETS_FILE` over SSH before
+`cluster.json`, and systemd hands them to the agent as its environment.
+
 `rendezvous.host` is the address of the node with `nodeRank` 0, which hosts
 torchrun's rendezvous store. `rendezvous.id` is also the run ID: every
 node's run directory is `<state dir>/runs/<id>/`.
@@ -26,11 +30,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, Field
 
+from okai.errors import UsageError
 from okai.manifest import DigestField, Document, Model
 
 DEFAULT_STATE_DIR = Path("/var/lib/okai")
@@ -42,6 +48,11 @@ JOB_FILE = "job.json"
 CLUSTER_FILE = "cluster.json"
 DELIVERY_ORDER = (PEERS_FILE, JOB_FILE, CLUSTER_FILE)
 """The order files are written in: cluster.json last, because it starts the agent."""
+SECRETS_FILE = Path("/run/okai/secrets.env")
+"""The image's `services.okai-node.environmentFile`: root-only, on tmpfs, read by systemd
+when it starts the agent, so the secrets okai delivers over SSH reach the agent's
+environment without touching the disk or the Nix store."""
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 RUNS_DIR = "runs"
 STATUS_FILE = "status.json"
 AGENT_LOG = "agent.log"
@@ -50,6 +61,25 @@ DEFAULT_RENDEZVOUS_PORT = 29400
 
 _RUN_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _HOST = re.compile(r"^[A-Za-z0-9.:_-]{1,253}$")
+
+
+def environment_file(values: Mapping[str, str]) -> bytes:
+    """`NAME=value` lines as systemd's EnvironmentFile reads them; refuses what it would misread.
+
+    The message never quotes a value: these are secrets.
+    """
+    lines = []
+    for name, value in values.items():
+        if not _ENV_NAME.match(name):
+            raise UsageError(f"not an environment variable name: {name[:40]!r}")
+        if not value or any(c in value for c in "\n\r\0\\'\"$`") or value != value.strip():
+            raise UsageError(
+                f"{name} cannot be passed to a node: it is empty, or holds a line break, "
+                "quote, backslash, dollar or surrounding space",
+                hint="tokens are single-line; check how the variable was set",
+            )
+        lines.append(f"{name}={value}\n")
+    return "".join(lines).encode()
 
 
 def _host(value: str) -> str:
