@@ -40,6 +40,7 @@ IMAGE_URL = "https://aggregator.example/v1/blobs/by-quilt-id/q1/okai-node-qemu.q
 TOPLEVEL = "/nix/store/" + "c" * 32 + "-nixos-system-okai-node-25.05"
 NIXPKGS = "5c623338d0c62d15a11b12e46ee8b04a48482c2f"
 FLAKE = "3c1cacc11c9292ed498f01f798cf790f02ea5062"
+IMAGE_SHA256 = "sha256:" + "5a" * 32
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,10 @@ def request_for(stack: Stack, name: str) -> clusters.ClusterRequest:
         job=stack.job(hyperparameters={"epochs": 2, "batch_size": 32, "lr": 0.003}),
         walrus=clusters.walrus_endpoints(load_settings(None)),
         image=clusters.ImageExpectation(
-            system_toplevel=TOPLEVEL, nixpkgs_revision=NIXPKGS, flake_revision=FLAKE
+            system_toplevel=TOPLEVEL,
+            nixpkgs_revision=NIXPKGS,
+            flake_revision=FLAKE,
+            sha256=IMAGE_SHA256,
         ),
         poll_s=0.5,
     )
@@ -211,6 +215,10 @@ def test_up_runs_the_job_on_the_vms_and_down_stops_every_charge(
     assert outcome.fetched_from == "walrus"
     assert Digest.of_file(run_dir / "model.safetensors") == outcome.receipt.model_sha256
     assert (outcome.receipt.nodes, outcome.receipt.provider) == (2, "fluence")
+    # The receipt names the image the cluster expected, whose system the node matched.
+    image = outcome.receipt.image
+    assert image is not None and image.system_toplevel == TOPLEVEL
+    assert outcome.receipt.chain_image_digest() == IMAGE_SHA256
     views = clusters.node_views(state, backend)
     assert [v.state for v in views] == ["finished", "finished"]
 

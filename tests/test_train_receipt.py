@@ -14,11 +14,14 @@ from okai.train import LocalShardSource, Receipt, digits_job
 from okai.train.entrypoint import training_function
 from okai.train.errors import EntrypointError
 from okai.train.receipt import (
+    IMAGE_DIGEST_ENV,
+    IMAGE_FILE_ENV,
     UNREGISTERED_HOST,
     dataset_records,
     host_identity,
     library_versions,
     okai_source,
+    run_image,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,6 +53,22 @@ def test_on_an_okai_image_the_running_toplevel_and_the_image_revisions_are_recor
     assert image is not None
     assert image.system_toplevel == TOPLEVEL  # measured from the link, not declared
     assert (image.nixpkgs_revision, image.flake_revision) == ("f" * 40, "e" * 40)
+
+
+def test_the_image_digest_the_agent_passes_completes_the_identity(tmp_path: Path) -> None:
+    image_file = tmp_path / "image.json"
+    image_file.write_text(
+        json.dumps({"schema": "okai.image-identity/v1", "systemToplevel": TOPLEVEL})
+    )
+    digest = "sha256:" + "d" * 64
+    image = run_image({IMAGE_FILE_ENV: str(image_file), IMAGE_DIGEST_ENV: digest})
+    assert image is not None and image.sha256 == digest
+    assert run_image({IMAGE_FILE_ENV: str(image_file)}).sha256 is None  # type: ignore[union-attr]
+    # No identity, no image: a digest alone makes no host a registered image.
+    absent = {IMAGE_FILE_ENV: str(tmp_path / "absent.json"), IMAGE_DIGEST_ENV: digest}
+    assert run_image(absent) is None
+    with pytest.raises(UsageError):
+        run_image({IMAGE_FILE_ENV: str(image_file), IMAGE_DIGEST_ENV: "sha256:nope"})
 
 
 @pytest.mark.parametrize(

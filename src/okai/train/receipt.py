@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -31,6 +32,11 @@ from okai.provenance.receipt import (
 
 IMAGE_FILE = Path("/etc/okai/image.json")
 CURRENT_SYSTEM = Path("/run/current-system")
+IMAGE_FILE_ENV = "OKAI_IMAGE_IDENTITY"
+"""Another identity file for the workers to read (the node agent's `--image-identity`)."""
+IMAGE_DIGEST_ENV = "OKAI_IMAGE_SHA256"
+"""The image file's digest, which no image can hold itself: the node agent passes the one
+the cluster names once it has matched the running system to that image (see `run_image`)."""
 
 __all__ = [
     "UNREGISTERED_HOST",
@@ -38,6 +44,7 @@ __all__ = [
     "host_identity",
     "library_versions",
     "okai_source",
+    "run_image",
     "utc_now",
 ]
 
@@ -90,6 +97,20 @@ def library_versions() -> dict[str, str]:
         "numpy": metadata.version("numpy"),
         "okai": okai.__version__,
     }
+
+
+def run_image(env: Mapping[str, str] = os.environ) -> ReceiptImage | None:
+    """The image of this run, for the receipt: the identity the node reads from itself,
+    with the image digest its agent passed (`IMAGE_DIGEST_ENV`) when the file has none.
+
+    The digest is a claim the verifier checks: the registry maps it to a system toplevel,
+    which must equal the one measured here (`image.registered`).
+    """
+    image = host_identity(Path(env.get(IMAGE_FILE_ENV) or IMAGE_FILE))
+    digest = env.get(IMAGE_DIGEST_ENV)
+    if image is None or image.sha256 is not None or not digest:
+        return image
+    return image.model_copy(update={"sha256": str(Digest.parse(digest))})
 
 
 def host_identity(

@@ -108,7 +108,7 @@ def _run(run_dir: Path, source_arg: str, run_id: str, env: RankEnv) -> None:
     from okai.train.loader import RankStream, fetch
     from okai.train.metrics import MetricsLog
     from okai.train.plan import DataPlan, partition
-    from okai.train.receipt import host_identity, utc_now
+    from okai.train.receipt import run_image, utc_now
 
     started_at = os.environ.get(STARTED_AT_ENV) or utc_now()
     job = JobSpec.load(run_dir / JOB_FILE)
@@ -125,7 +125,7 @@ def _run(run_dir: Path, source_arg: str, run_id: str, env: RankEnv) -> None:
         device = torch.device("cpu")
         backend = "gloo"
     # Measured before training so that a malformed identity file stops the run early.
-    image = host_identity() if env.rank == 0 else None
+    image = run_image() if env.rank == 0 else None
     dist.init_process_group(backend, timeout=PROCESS_GROUP_TIMEOUT)
     try:
         fetch_began = time.perf_counter()

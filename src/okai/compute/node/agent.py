@@ -47,7 +47,7 @@ from okai.digest import Digest
 from okai.errors import IntegrityError, OkaiError, OperationalError, UsageError
 from okai.manifest import JobSpec
 from okai.train import LaunchOptions, Progress, Receipt, Rendezvous, SourceSpec, launch, load_job
-from okai.train.receipt import IMAGE_FILE
+from okai.train.receipt import IMAGE_DIGEST_ENV, IMAGE_FILE, IMAGE_FILE_ENV
 from okai.train.rundir import PROVIDER_ENV, RECEIPT_FILE
 
 LOCK_FILE = "agent.lock"
@@ -179,6 +179,7 @@ class Agent:
                 ),
                 run_dir=run_dir,
                 max_restarts=cluster.max_restarts,
+                env=self._image_env(cluster),
             )
             self.log(f"starting torchrun: {job.procs_per_node} process(es) on this node")
             result = launch(
@@ -191,6 +192,15 @@ class Agent:
             receipt = result.receipt
         self.status.hosts_rank0 = True
         self._finish(self._publish(cluster, run_dir, receipt))
+
+    def _image_env(self, cluster: ClusterFile) -> dict[str, str]:
+        """What rank 0's worker needs to name the image in the receipt: the identity file this
+        agent checked, and the image digest of the cluster's expectation, which `_check`
+        matched against the running system (an image cannot carry its own digest)."""
+        env = {IMAGE_FILE_ENV: str(self.options.image_file)}
+        if cluster.image is not None and cluster.image.sha256 is not None:
+            env[IMAGE_DIGEST_ENV] = str(cluster.image.sha256)
+        return env
 
     def _finish(self, outputs: Outputs | None) -> None:
         self.status.outputs = outputs
