@@ -37,8 +37,9 @@ class Digest(str):
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        """Accept `sha256:<hex>` (any case) or bare 64-hex; reject anything else."""
-        value = text.strip().lower()
+        """Accept `sha256:<hex>` (any case) or bare 64-hex, with ASCII white space around
+        (what a paste brings; the page trims the same); reject anything else."""
+        value = text.strip(" \t\n\r\f\v").lower()
         hex_part = value.removeprefix(PREFIX)
         if not _HEX64.fullmatch(hex_part):
             raise DigestFormatError(f"not a SHA-256 digest: {text[:80]!r} (want sha256:<64 hex>)")
