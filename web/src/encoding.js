@@ -135,7 +135,7 @@ export function canonicalJson(value) {
 }
 
 /**
- * Strict JSON for documents others wrote, exactly as okai.verify.strict_json reads it:
+ * Strict JSON for documents others wrote, exactly as okai.strict_json reads it:
  * { value } or { problem } with the first of, in order, 'not-utf8', 'too-deep' (brackets
  * outside strings nest deeper than MAX_JSON_DEPTH), 'not-json', 'duplicate-key' and
  * 'big-number' (a number of magnitude 2**53 or more). See that module for why.
@@ -175,7 +175,7 @@ function stringEnd(text, start) {
   return Math.min(i + 1, text.length);
 }
 
-/** How deep `[` and `{` outside strings nest (okai.verify.strict_json counts the same). */
+/** How deep `[` and `{` outside strings nest (okai.strict_json counts the same). */
 export function nestingDepth(text) {
   let depth = 0;
   let deepest = 0;

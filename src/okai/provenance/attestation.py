@@ -41,7 +41,6 @@ Quilt patches use the URI `walrus-quilt-patch://<patch ID>`.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,6 +71,7 @@ from okai.provenance.receipt import (
     check_datasets_match_job,
     system_toplevel_digest,
 )
+from okai.strict_json import parse_json_text
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -470,10 +470,9 @@ def parse_attestation(
     """
     if len(raw) > MAX_ATTESTATION_BYTES:
         raise DocumentError(source, None, f"{len(raw)} bytes is too large for an attestation")
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DocumentError(source, None, f"not valid JSON: {exc}") from exc
+    data, problem = parse_json_text(raw)  # as the verifiers read it (okai.strict_json)
+    if problem is not None:
+        raise DocumentError(source, None, problem.text)
     if expected_digest is not None:
         actual = Digest.of_bytes(raw)
         if actual != expected_digest:

@@ -29,6 +29,7 @@ from okai.manifest import (
 )
 from okai.provenance.attestation import MAX_ATTESTATION_BYTES, Attestation
 from okai.provenance.receipt import system_toplevel_digest
+from okai.strict_json import JsonProblem, parse_json_text
 from okai.verify.checks import (
     CHECK_IDS,
     FAILED,
@@ -52,7 +53,6 @@ from okai.verify.observations import (
     Need,
     quilt_file_key,
 )
-from okai.verify.strict_json import JsonProblem, parse_json_text
 
 MAX_MANIFEST_BYTES = 32 << 20
 """The most bytes of a dataset or image manifest held in memory to parse."""
@@ -167,7 +167,7 @@ def _failure(blobs: dict[str, BlobObservation], key: str) -> BlobFailure:
 
 
 def parse_json(data: bytes | None) -> tuple[Any, JsonProblem | None]:
-    """(value, None) or (None, why not): see okai.verify.strict_json."""
+    """(value, None) or (None, why not): see okai.strict_json."""
     if data is None:
         raise ValueError("the rules read only blobs they asked to keep")
     return parse_json_text(data)
