@@ -12,7 +12,7 @@ import base64
 import json
 import subprocess
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,9 @@ def _chain(data: dict[str, Any], model_digest: Digest | None) -> ChainAnswer | C
     return ChainAnswer(data["chainId"], record, image, tuple(data["witnesses"]))
 
 
-def run_vector(inputs: dict[str, Any]) -> Evaluation:
+def run_vector(
+    inputs: dict[str, Any], judge: Callable[[Inputs], Evaluation] = evaluate
+) -> Evaluation:
     """Evaluate, serve the blobs asked for, evaluate again, until nothing more is needed."""
     options = Options(**inputs["options"])
     model_data = inputs["model"]
@@ -82,7 +84,7 @@ def run_vector(inputs: dict[str, Any]) -> Evaluation:
     blobs: dict[str, BlobObservation] = {}
     network = NetworkId(inputs["network"]["name"], inputs["network"]["chainId"])
     for _ in range(10):
-        result = evaluate(Inputs(options, network, model, chain, blobs, reproduction))
+        result = judge(Inputs(options, network, model, chain, blobs, reproduction))
         if not result.needs:
             return result
         for need in result.needs:

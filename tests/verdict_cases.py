@@ -326,7 +326,7 @@ class CaseMaker:
         if rng.random() < 0.25:
             notes.append("manifest: " + self.mutate(manifest))
         if rng.random() < 0.005:
-            manifest = self.many_shards(blobs)
+            manifest = many_shards(rng.choice([1000, 3000]), rng, blobs)
             notes.append(f"manifest of {len(manifest['shards'])} shards")
         style, manifest_bytes = (
             serialise(manifest, rng)
@@ -407,31 +407,52 @@ class CaseMaker:
             inputs["reproducedDigest"] = rng.choice([w.model_digest, Digest.of_bytes(b"x")])
         return "; ".join(notes), inputs
 
-    def many_shards(self, blobs: dict[str, Any]) -> dict[str, Any]:
-        """An honest manifest of thousands of one-byte shards (huge arrays, linear checks)."""
-        count = self.rng.choice([1000, 3000])
-        data = bytes(self.rng.randrange(256) for _ in range(count))
-        shards = []
-        for offset in range(count):
-            piece = data[offset : offset + 1]
-            key = blob_id(piece + offset.to_bytes(4, "big"))
-            blobs[key] = {"bytesBase64": b64(piece)}
-            shards.append(
-                {
-                    "path": "d.bin",
-                    "offset": offset,
-                    "size": 1,
-                    "sha256": Digest.of_bytes(piece),
-                    "blobId": key,
-                }
-            )
-        return {
-            "schema": "okai.dataset/v1",
-            "name": "many",
-            "files": [{"path": "d.bin", "size": count, "sha256": Digest.of_bytes(data)}],
-            "shards": shards,
-            "totals": {"files": 1, "shards": count, "bytes": count},
-        }
+
+def many_shards(count: int, rng: random.Random, blobs: dict[str, Any]) -> dict[str, Any]:
+    """An honest manifest of `count` one-byte shards (huge arrays, linear checks); each
+    shard's blob goes into `blobs`."""
+    data = bytes(rng.randrange(256) for _ in range(count))
+    shards = []
+    for offset in range(count):
+        piece = data[offset : offset + 1]
+        key = blob_id(piece + offset.to_bytes(4, "big"))
+        blobs[key] = {"bytesBase64": b64(piece)}
+        shards.append(
+            {
+                "path": "d.bin",
+                "offset": offset,
+                "size": 1,
+                "sha256": Digest.of_bytes(piece),
+                "blobId": key,
+            }
+        )
+    return {
+        "schema": "okai.dataset/v1",
+        "name": "many",
+        "files": [{"path": "d.bin", "size": count, "sha256": Digest.of_bytes(data)}],
+        "shards": shards,
+        "totals": {"files": 1, "shards": count, "bytes": count},
+    }
+
+
+def many_shards_case(count: int) -> dict[str, Any]:
+    """An honest, verified case whose dataset manifest lists `count` shards."""
+    maker = CaseMaker(0)
+    maker.manifest = json.dumps(many_shards(count, maker.rng, maker.blobs))
+    maker.rng = _Honest()
+    inputs = maker.case()[1]
+    inputs["options"] = {"deep": True, "image": True, "reproduce": False}
+    return inputs
+
+
+class _Honest(random.Random):
+    """A random source under which CaseMaker changes nothing."""
+
+    def random(self) -> float:
+        return 0.999
+
+    def choice(self, seq: Any) -> Any:
+        return seq[0]
 
 
 def cases(seed: int, count: int) -> Iterator[Case]:

@@ -7,12 +7,12 @@ import { evaluate } from '../src/rules.js';
 
 const sha256 = (bytes) => 'sha256:' + createHash('sha256').update(bytes).digest('hex');
 
-export function observe(inputs) {
+export function observe(inputs, judge = evaluate) {
   const model = inputs.model.bytesBase64 !== undefined ? { digest: sha256(Buffer.from(inputs.model.bytesBase64, 'base64')) } : inputs.model;
   const blobs = {};
   const state = { ...inputs, model, blobs };
   for (let round = 0; round < 10; round++) {
-    const result = evaluate(state);
+    const result = judge(state);
     if (result.needs.length === 0) return result;
     for (const { blobId, keep, maxBytes } of result.needs) {
       const given = Object.hasOwn(inputs.blobs, blobId) ? inputs.blobs[blobId] : undefined;

@@ -422,16 +422,17 @@ def datasets_shards(run: Run) -> Check:
             pieces = [(key, dataset.digest, None, f"({dataset.kind})")]
         for index, (blob_key, sha256, size, path) in enumerate(pieces):
             total += 1
-            where = f"{label}, shard {index + 1} ({path})"
-            run.need(
-                Need(blob_key, False, size, f"{label} shard {index + 1}", Digest(sha256), size)
-            )
-            state = _state(run.blobs, blob_key)
-            if state == "pending":
+            blob = run.blobs.get(blob_key)
+            if blob is None:
                 waiting += 1
+                run.need(
+                    Need(blob_key, False, size, f"{label} shard {index + 1}", Digest(sha256), size)
+                )
                 continue
             if result is not None:
                 continue
+            where = f"{label}, shard {index + 1} ({path})"
+            state = _state(run.blobs, blob_key)
             if state == "error":
                 failure = _failure(run.blobs, blob_key)
                 result = failed(
