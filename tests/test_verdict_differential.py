@@ -10,12 +10,17 @@ disagreement found is kept as a fixed vector in tests/vectors/verify (generate.p
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
 from collections import Counter
 from typing import Any
 
+import rfc8785
+
+from okai.digest import CanonicalJsonError, canonical_json
+from okai.strict_json import parse_json_text
 from vector_runner import PageVerdicts, python_verdict
 from verdict_cases import case_digest, cases
 
@@ -85,3 +90,24 @@ if __name__ == "__main__":  # explore: python tests/test_verdict_differential.py
     found, counts = compare(int(sys.argv[1]), int(sys.argv[2]))
     print("\n".join(found[:40]), f"\n{len(found)} disagreements")
     print("\n".join(f"{n:6} {k}" for k, n in sorted(counts.items())))
+
+
+def test_canonical_json_is_rfc8785_on_every_generated_document() -> None:
+    """okai.digest takes json.dumps for plain documents: the bytes must be rfc8785's."""
+    compared = 0
+    for _, inputs in cases(DEFAULT_SEED + 1, 300):
+        for blob in inputs["blobs"].values():
+            value, problem = parse_json_text(base64.b64decode(blob.get("bytesBase64", "")))
+            if problem is not None:
+                continue
+            try:
+                expected: bytes | None = rfc8785.dumps(value)
+            except Exception:
+                expected = None
+            try:
+                got: bytes | None = canonical_json(value)
+            except CanonicalJsonError:
+                got = None
+            assert got == expected
+            compared += 1
+    assert compared > 500
