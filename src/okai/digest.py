@@ -107,17 +107,18 @@ def _plain(value: Any) -> bool:
     """Whether `json.dumps` with sorted keys writes `value` exactly as RFC 8785 does: no
     floats (their formats differ), no integer beyond 2**53-1 (refused), keys in the Basic
     Multilingual Plane (sorted by code point, which is then UTF-16 order)."""
-    if isinstance(value, str) or value is None or isinstance(value, bool):
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
         return True
-    if isinstance(value, int):
-        return -_SAFE_INTEGER <= value <= _SAFE_INTEGER
-    if isinstance(value, list):
-        return all(_plain(item) for item in value)
-    if isinstance(value, dict):
-        return all(
-            isinstance(key, str) and (not key or max(key) < "\U00010000") and _plain(item)
-            for key, item in value.items()
-        )
+    if kind is int:
+        return bool(-_SAFE_INTEGER <= value <= _SAFE_INTEGER)
+    if kind is list:
+        return all(map(_plain, value))
+    if kind is dict:
+        if not all(type(key) is str for key in value):
+            return False
+        keys = "".join(value)
+        return (not keys or max(keys) < "\U00010000") and all(map(_plain, value.values()))
     return False
 
 

@@ -73,6 +73,8 @@ def _json_integer(value: Any) -> Any:
 
     Strings, booleans and fractions are refused rather than converted.
     """
+    if type(value) is int:  # the common case first: a manifest has 100,000s of these
+        return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -87,14 +89,13 @@ RelativePath = Annotated[str, Field(min_length=1, max_length=4096)]
 _SCHEMA_RE = re.compile(r"^okai\.(?P<kind>[a-z]+)/v(?P<version>[0-9]+)$")
 
 
+_NO_SEGMENT = frozenset(("", ".", ".."))
+
+
 def _safe_relative_path(value: str) -> str:
     """Reject paths that could escape the folder they are restored into, or that have
     another spelling (`a//b`, `./a`, `a/`): the page compares paths as written."""
-    if (
-        any(part in ("", ".", "..") for part in value.split("/"))
-        or "\\" in value
-        or "\x00" in value
-    ):
+    if not _NO_SEGMENT.isdisjoint(value.split("/")) or "\\" in value or "\x00" in value:
         raise ValueError(f"path must be relative and stay inside the dataset: {value!r}")
     return value
 

@@ -28,7 +28,7 @@ MAX_DEPTH = 64
 MAX_SAFE_INTEGER = 2**53 - 1
 
 # A string from its quote to the next unescaped one (or the end): brackets inside don't count.
-_STRING = re.compile(r'"(?:[^"\\]|\\[\s\S]?)*"?')
+_STRING = re.compile(r'"[^"\\]*(?:\\[\s\S]?[^"\\]*)*"?')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _STEPS = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
 
@@ -68,13 +68,14 @@ class _Flags:
         self.big = False
 
     def pairs(self, items: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj: dict[str, Any] = {}
-        for key, value in items:
-            self.duplicate = self.duplicate or key in obj
-            obj[key] = value
+        obj = dict(items)
+        if len(obj) != len(items):  # a key came twice; dict() kept the last
+            self.duplicate = True
         return obj
 
     def integer(self, text: str) -> int:
+        if len(text) < 16:  # at most 15 digits: below 2**53
+            return int(text)
         # Compare lengths before int(): thousands of digits would raise, not refuse.
         if len(text.lstrip("-")) > 16 or abs(int(text)) > MAX_SAFE_INTEGER:
             self.big = True

@@ -10,7 +10,7 @@ hold both to the same status and code on every input.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -22,6 +22,7 @@ from okai.manifest import (
     UNREGISTERED_HOST,
     BlobRef,
     DatasetManifest,
+    DatasetShard,
     ImageManifest,
     JobSpec,
     ManifestRef,
@@ -415,9 +416,9 @@ def datasets_shards(run: Run) -> Check:
         key = dataset.locator
         if dataset.kind == "quiltPatch":
             key = QUILT_PATCH_KEY + dataset.locator
-        pieces: list[tuple[str, str, int | None, str]]
+        pieces: Iterable[tuple[str, str, int | None, str]]
         if dataset.manifest is not None:
-            pieces = [(s.blob_id, s.sha256, s.size, s.path) for s in dataset.manifest.shards]
+            pieces = map(_piece, dataset.manifest.shards)
         else:
             pieces = [(key, dataset.digest, None, f"({dataset.kind})")]
         for index, (blob_key, sha256, size, path) in enumerate(pieces):
@@ -462,6 +463,10 @@ def datasets_shards(run: Run) -> Check:
     return passed(
         check_id, "match", f"all {total} shard{'' if total == 1 else 's'} match their manifests"
     )
+
+
+def _piece(shard: DatasetShard) -> tuple[str, str, int | None, str]:
+    return shard.blob_id, shard.sha256, shard.size, shard.path
 
 
 def _data_blocked(run: Run, check_id: str) -> Check | None:
