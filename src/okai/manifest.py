@@ -53,12 +53,17 @@ def blob_id_from_bytes32(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
+_CANONICAL_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
 def _digest(value: str) -> Digest:
     """A digest as documents write it: exactly `sha256:<64 lowercase hex>`.
 
     Documents are read by others (the verification page compares the text as it is), so
     no other spelling is normalised into this one.
     """
+    if _CANONICAL_DIGEST.fullmatch(value):  # the common case, quickly
+        return Digest(value)
     try:
         digest = Digest.parse(value)
     except DigestFormatError as exc:  # pydantic reports ValueError with the field's location

@@ -29,7 +29,7 @@ MAX_SAFE_INTEGER = 2**53 - 1
 
 # A string from its quote to the next unescaped one (or the end): brackets inside don't count.
 _STRING = re.compile(r'"[^"\\]*(?:\\[\s\S]?[^"\\]*)*"?')
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 _STEPS = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
 
 PROBLEMS = {
@@ -53,10 +53,13 @@ class JsonProblem:
 
 
 def nesting_depth(text: str) -> int:
-    """How deep `[` and `{` outside strings nest (the page counts the same way)."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text)).encode("ascii")
-    # Openings as 2, closings as 0: depth after k brackets is (sum of the first k) - k.
-    steps = brackets.translate(_STEPS)
+    """How deep `[` and `{` outside strings nest (the page counts the same way), or, for
+    a text with at most `MAX_DEPTH` of them, `MAX_DEPTH`."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return MAX_DEPTH  # an upper bound is enough: never deeper than allowed
+    outside = _STRING.sub("", text).encode("utf-8", "surrogatepass")
+    # Openings as 2, closings as 0, all else dropped: depth after k brackets is (sum) - k.
+    steps = outside.translate(_STEPS, _NOT_BRACKETS)
     return max(map(sub, accumulate(steps), range(1, len(steps) + 1)), default=0)
 
 
