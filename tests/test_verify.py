@@ -422,7 +422,7 @@ def test_the_json_report_keeps_its_shape(stack: Stack, inputs: Inputs, tmp_path:
     }
     assert data["schema"] == "okai.verify-report/v1"
     assert [c["id"] for c in data["checks"]] == list(CHECK_IDS)
-    assert all(set(c) == {"id", "question", "status", "reason"} for c in data["checks"])
+    assert all(set(c) == {"id", "question", "status", "code", "reason"} for c in data["checks"])
     assert set(data["record"]) == {
         "modelDigest",
         "imageDigest",

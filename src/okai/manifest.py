@@ -17,8 +17,10 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     model_validator,
 )
@@ -51,25 +53,56 @@ def blob_id_from_bytes32(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
+_CANONICAL_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
 def _digest(value: str) -> Digest:
+    """A digest as documents write it: exactly `sha256:<64 lowercase hex>`.
+
+    Documents are read by others (the verification page compares the text as it is), so
+    no other spelling is normalised into this one.
+    """
+    if _CANONICAL_DIGEST.fullmatch(value):  # the common case, quickly
+        return Digest(value)
     try:
-        return Digest.parse(value)
+        digest = Digest.parse(value)
     except DigestFormatError as exc:  # pydantic reports ValueError with the field's location
         raise ValueError(exc.message) from exc
+    if digest != value:
+        raise ValueError(f"{value[:80]!r} is not written sha256:<64 lowercase hex>")
+    return digest
+
+
+def _json_integer(value: Any) -> Any:
+    """An integer as JSON carries it: a number with no fraction (5.0 is 5, as in JavaScript).
+
+    Strings, booleans and fractions are refused rather than converted.
+    """
+    if type(value) is int:  # the common case first: a manifest has 100,000s of these
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("not an integer")
+    return value
 
 
 DigestField = Annotated[str, AfterValidator(_digest)]
 BlobId = Annotated[str, Field(pattern=BLOB_ID_PATTERN)]
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 RelativePath = Annotated[str, Field(min_length=1, max_length=4096)]
 _SCHEMA_RE = re.compile(r"^okai\.(?P<kind>[a-z]+)/v(?P<version>[0-9]+)$")
 
 
+_NO_SEGMENT = frozenset(("", ".", ".."))
+
+
 def _safe_relative_path(value: str) -> str:
-    """Reject paths that could escape the folder they are restored into."""
-    path = Path(value)
-    if path.is_absolute() or ".." in path.parts or "\\" in value or "\x00" in value:
+    """Reject paths that could escape the folder they are restored into, or that have
+    another spelling (`a//b`, `./a`, `a/`): the page compares paths as written."""
+    if not _NO_SEGMENT.isdisjoint(value.split("/")) or "\\" in value or "\x00" in value:
         raise ValueError(f"path must be relative and stay inside the dataset: {value!r}")
-    return path.as_posix()
+    return value
 
 
 SafePath = Annotated[RelativePath, AfterValidator(_safe_relative_path)]
@@ -166,6 +199,8 @@ def check_schema(data: dict[str, Any], kind: str, version: int, source: str | Pa
             f"version v{match['version']} of okai.{kind} is not supported; "
             f"this okai reads v{version}",
         )
+    if declared != f"okai.{kind}/v{version}":  # one spelling: no v01, no trailing newline
+        raise DocumentError(source, "schema", f"{declared!r} is not 'okai.{kind}/v{version}'")
 
 
 def document_error(exc: ValidationError, source: str | Path) -> DocumentError:
@@ -189,8 +224,8 @@ class DatasetShard(Model):
     """One stored blob: the bytes [offset, offset+size) of file `path`."""
 
     path: SafePath
-    offset: int = Field(ge=0)
-    size: int = Field(ge=0)
+    offset: JsonInt = Field(ge=0)
+    size: JsonInt = Field(ge=0)
     sha256: DigestField
     blob_id: BlobId
     media_type: str = "application/octet-stream"
@@ -200,15 +235,15 @@ class DatasetFile(Model):
     """One file of the dataset, reassembled from its shards in offset order."""
 
     path: SafePath
-    size: int = Field(ge=0)
+    size: JsonInt = Field(ge=0)
     sha256: DigestField
     media_type: str = "application/octet-stream"
 
 
 class DatasetTotals(Model):
-    files: int = Field(ge=0)
-    shards: int = Field(ge=0)
-    bytes: int = Field(ge=0)
+    files: JsonInt = Field(ge=0)
+    shards: JsonInt = Field(ge=0)
+    bytes: JsonInt = Field(ge=0)
 
 
 class DatasetManifest(Document):
@@ -270,7 +305,7 @@ class ImageManifest(Document):
     file_name: str = Field(min_length=1, max_length=255)
     format: Literal["qcow2", "raw"]
     variant: Literal["qemu", "raw", "qemu-efi", "raw-efi"]
-    size: int = Field(ge=0)
+    size: JsonInt = Field(ge=0)
     sha256: DigestField
     blob_id: BlobId | None = None
     nixos: NixosIdentity
@@ -327,12 +362,12 @@ class JobSpec(Document):
     model: BuiltinModel | EntrypointModel
     hyperparameters: dict[str, int | float | str | bool] = Field(default_factory=dict)
     # RFC 8785 numbers are IEEE doubles: larger integers have no canonical form.
-    seed: int = Field(default=0, ge=0, le=2**53 - 1)
-    deterministic: bool = True
+    seed: JsonInt = Field(default=0, ge=0, le=2**53 - 1)
+    deterministic: StrictBool = True
     datasets: tuple[DatasetRef, ...] = Field(min_length=1)
-    nodes: int = Field(default=1, ge=1, le=1024)
-    procs_per_node: int = Field(default=1, ge=1, le=256)
-    checkpoint_every: int = Field(
+    nodes: JsonInt = Field(default=1, ge=1, le=1024)
+    procs_per_node: JsonInt = Field(default=1, ge=1, le=256)
+    checkpoint_every: JsonInt = Field(
         default=0, ge=0, description="steps between checkpoints; 0 = each epoch"
     )
     output_format: Literal["safetensors"] = "safetensors"

@@ -9,10 +9,13 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const BLOB_ID = /^[A-Za-z0-9_-]{43}$/;
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 
-/** `sha256:<64 lowercase hex>` from `sha256:<hex>` (any case) or bare hex; null if malformed. */
+/**
+ * `sha256:<64 lowercase hex>` from `sha256:<hex>` (any case) or bare hex, with ASCII white
+ * space around (as okai.digest.Digest.parse trims); null if malformed. For what people type.
+ */
 export function parseDigest(text) {
   if (typeof text !== 'string') return null;
-  const value = text.trim().toLowerCase();
+  const value = text.replace(/^[ \t\n\r\f\v]+|[ \t\n\r\f\v]+$/g, '').toLowerCase();
   const hex = value.startsWith(PREFIX) ? value.slice(PREFIX.length) : value;
   return HEX64.test(hex) ? PREFIX + hex : null;
 }
@@ -65,6 +68,26 @@ export function isBlobId(text) {
   return typeof text === 'string' && BLOB_ID.test(text) && (B64URL.indexOf(text[42]) & 3) === 0;
 }
 
+/** A blob ID as documents write it: 43 URL-safe base64 characters (okai.manifest.BlobId). */
+export function isBlobIdText(text) {
+  return typeof text === 'string' && BLOB_ID.test(text);
+}
+
+/** A digest as documents write it: exactly `sha256:<64 lowercase hex>`, no other spelling. */
+export function isDocumentDigest(text) {
+  return typeof text === 'string' && parseDigest(text) === text;
+}
+
+/**
+ * A path that stays inside the dataset and has one spelling (okai.manifest.SafePath):
+ * 1 to 4096 characters, no empty, `.` or `..` segment, no backslash or NUL.
+ */
+export function isSafePath(path) {
+  if (typeof path !== 'string' || path.length === 0 || [...path].length > 4096) return false;
+  if (path.includes('\\') || path.includes('\0')) return false;
+  return path.split('/').every((part) => part !== '' && part !== '.' && part !== '..');
+}
+
 export function isAddress(text) {
   return typeof text === 'string' && ADDRESS.test(text);
 }
@@ -109,4 +132,97 @@ export function canonicalJson(value) {
     return '{' + keys.map((key) => canonicalJson(key) + ':' + canonicalJson(value[key])).join(',') + '}';
   }
   throw new CanonicalJsonError(`no JSON form for a ${typeof value}`);
+}
+
+/**
+ * Strict JSON for documents others wrote, exactly as okai.strict_json reads it:
+ * { value } or { problem } with the first of, in order, 'not-utf8', 'too-deep' (brackets
+ * outside strings nest deeper than MAX_JSON_DEPTH), 'not-json', 'duplicate-key' and
+ * 'big-number' (a number of magnitude 2**53 or more). See that module for why.
+ */
+export const MAX_JSON_DEPTH = 64;
+export const JSON_PROBLEMS = {
+  'not-utf8': 'not UTF-8 text',
+  'too-deep': `nested deeper than ${MAX_JSON_DEPTH} levels`,
+  'not-json': 'not valid JSON',
+  'duplicate-key': 'JSON with a key named twice in one object',
+  'big-number': 'JSON with a number of magnitude 2**53 or more',
+};
+
+export function parseJsonText(bytes) {
+  let text;
+  try {
+    text = decodeUtf8(bytes);
+  } catch {
+    return { problem: 'not-utf8' };
+  }
+  if (nestingDepth(text) > MAX_JSON_DEPTH) return { problem: 'too-deep' };
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { problem: 'not-json' };
+  }
+  if (hasDuplicateKey(text)) return { problem: 'duplicate-key' };
+  if (hasBigNumber(value)) return { problem: 'big-number' };
+  return { value };
+}
+
+/** The end of the string token starting at the quote `start` (past its closing quote). */
+function stringEnd(text, start) {
+  let i = start + 1;
+  while (i < text.length && text[i] !== '"') i += text[i] === '\\' ? 2 : 1;
+  return Math.min(i + 1, text.length);
+}
+
+/** How deep `[` and `{` outside strings nest (okai.strict_json counts the same). */
+export function nestingDepth(text) {
+  let depth = 0;
+  let deepest = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') i = stringEnd(text, i) - 1;
+    else if (c === '[' || c === '{') deepest = Math.max(deepest, ++depth);
+    else if (c === ']' || c === '}') depth--;
+  }
+  return deepest;
+}
+
+/** Whether valid JSON text names a key twice in one object (JSON.parse keeps the last). */
+function hasDuplicateKey(text) {
+  const frames = [];
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '{') {
+      frames.push(new Set());
+      expectKey = true;
+    } else if (c === '[') {
+      frames.push(null);
+    } else if (c === '}' || c === ']') {
+      frames.pop();
+    } else if (c === ',') {
+      expectKey = frames.at(-1) !== null;
+    } else if (c === ':') {
+      expectKey = false;
+    } else if (c === '"') {
+      const end = stringEnd(text, i);
+      if (expectKey) {
+        const keys = frames.at(-1);
+        const key = JSON.parse(text.slice(i, end));
+        if (keys.has(key)) return true;
+        keys.add(key);
+        expectKey = false;
+      }
+      i = end - 1;
+    }
+  }
+  return false;
+}
+
+function hasBigNumber(value) {
+  if (typeof value === 'number') return !(Math.abs(value) < 2 ** 53);
+  if (Array.isArray(value)) return value.some(hasBigNumber);
+  if (typeof value === 'object' && value !== null) return Object.values(value).some(hasBigNumber);
+  return false;
 }

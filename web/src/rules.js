@@ -4,13 +4,17 @@
 // show, and the blobs it still needs. The page loops: fetch what is needed, evaluate again.
 // tests/vectors/verify/*.json pin these rules for this page and for `okai verify` alike.
 import {
+  JSON_PROBLEMS,
   ZERO_DIGEST,
   canonicalJson,
-  decodeUtf8,
   digestOfText,
   isAddress,
   isBlobId,
+  isBlobIdText,
+  isDocumentDigest,
+  isSafePath,
   parseDigest,
+  parseJsonText,
 } from './encoding.js';
 import { attestedInputs } from './attestation.js';
 
@@ -41,17 +45,15 @@ export const MAX_MANIFEST_BYTES = 32 << 20;
 /** The blob key of the file `identifier` of quilt `quiltId`: `by-quilt-id/<id>/<identifier>`. */
 export const quiltFileKey = (quiltId, identifier) => `by-quilt-id/${quiltId}/${identifier}`;
 
-const passed = (reason) => ({ status: PASSED, reason });
-const failed = (reason) => ({ status: FAILED, reason });
-const notChecked = (reason) => ({ status: NOT_CHECKED, reason });
-const pending = (reason) => ({ status: PENDING, reason });
+const passed = (code, reason) => ({ status: PASSED, code, reason });
+const failed = (code, reason) => ({ status: FAILED, code, reason });
+const notChecked = (code, reason) => ({ status: NOT_CHECKED, code, reason });
+const pending = (code, reason) => ({ status: PENDING, code, reason });
 
+/** { value } or { problem: { code, text } } (see parseJsonText in encoding.js). */
 function parseJsonBlob(blob) {
-  try {
-    return { value: JSON.parse(decodeUtf8(blob.bytes)) };
-  } catch (error) {
-    return { error: error instanceof SyntaxError ? 'not valid JSON' : 'not UTF-8 text' };
-  }
+  const parsed = parseJsonText(blob.bytes);
+  return parsed.problem ? { problem: { code: parsed.problem, text: JSON_PROBLEMS[parsed.problem] } } : parsed;
 }
 
 function isObject(value) {
@@ -60,7 +62,7 @@ function isObject(value) {
 
 /** Why a blob observation cannot be used: still loading, failed, or none (usable). */
 function blobState(blobs, blobId) {
-  const blob = blobs[blobId];
+  const blob = Object.hasOwn(blobs, blobId) ? blobs[blobId] : undefined;
   if (blob === undefined) return 'pending';
   if (blob.error !== undefined) return 'error';
   return 'ok';
@@ -75,130 +77,245 @@ function blobState(blobs, blobId) {
  *   blobs     { [key]: { digest, size, bytes? } | { error } }, keyed by blob ID,
  *             by-quilt-patch-id/<patch ID> or by-quilt-id/<quilt ID>/<identifier> (see walrus.js)
  *   reproducedDigest  the digest a re-run produced (CLI only)
+ * Each check is { status, code, reason }: `code` names the rule's branch, and is the one
+ * `okai verify` gives for the same input (tests/test_verdict_differential.py).
  */
 export function evaluate(inputs) {
-  const options = inputs.options ?? {};
   const blobs = inputs.blobs ?? {};
-  const checks = {};
-  const facts = {};
   const needs = [];
-  const need = (blobId, keep, maxBytes, label) => {
-    if (blobs[blobId] === undefined && !needs.some((n) => n.blobId === blobId)) {
-      needs.push({ blobId, keep, maxBytes, label });
-    }
+  const needed = new Set();
+  const run = {
+    inputs,
+    options: inputs.options ?? {},
+    blobs,
+    facts: { modelDigest: null, record: null, attested: null, datasets: [] },
+    needs,
+    need(blobId, keep, maxBytes, label) {
+      if (blobState(blobs, blobId) === 'pending' && !needed.has(blobId)) {
+        needed.add(blobId);
+        needs.push({ blobId, keep, maxBytes, label });
+      }
+    },
+    statement: null,
+    matches: false,
+    manifests: null,
   };
-
-  // model.digest
-  let modelDigest = null;
-  if (inputs.model === undefined) checks['model.digest'] = pending('hashing the model file');
-  else if (inputs.model.error !== undefined) checks['model.digest'] = failed(`cannot read the model file: ${inputs.model.error}`);
-  else if (inputs.model.digest !== undefined) {
-    modelDigest = inputs.model.digest;
-    checks['model.digest'] = passed('SHA-256 of the model file, computed here');
-  } else {
-    modelDigest = parseDigest(inputs.model.given ?? '');
-    checks['model.digest'] = modelDigest
-      ? passed('digest given, not computed from a file')
-      : failed('not a SHA-256 digest (want sha256:<64 hex>)');
-  }
-  facts.modelDigest = modelDigest;
-
-  // record.exists
-  const chain = inputs.chain;
-  let record = null;
-  if (modelDigest === null) checks['record.exists'] = notChecked('no model digest');
-  else if (chain === undefined) checks['record.exists'] = pending('reading the registry');
-  else if (chain.error !== undefined) checks['record.exists'] = failed(chain.error);
-  else if (chain.chainId !== inputs.network.chainId) {
-    checks['record.exists'] = failed(
-      `the RPC endpoint is on chain ${chain.chainId}, but ${inputs.network.name} is chain ${inputs.network.chainId}`,
-    );
-  } else if (chain.record === null) checks['record.exists'] = failed('the registry holds no record of this model');
-  else {
-    const problem = recordProblem(chain.record);
-    if (problem) checks['record.exists'] = failed(`the registry answered a malformed record: ${problem}`);
-    else {
-      record = chain.record;
-      checks['record.exists'] = passed('recorded');
-    }
-  }
-  facts.record = record;
-  if (record !== null) {
-    facts.image = chain.image;
-    facts.witnesses = chain.witnesses;
-  }
-
-  // attestation.digest
-  let statement = null;
-  if (record === null) checks['attestation.digest'] = notChecked('no record');
-  else {
-    const id = record.attestationBlobId;
-    need(id, true, MAX_ATTESTATION_BYTES, 'attestation');
-    const state = blobState(blobs, id);
-    if (state === 'pending') checks['attestation.digest'] = pending('reading the attestation from Walrus');
-    else if (state === 'error') checks['attestation.digest'] = failed(`cannot read the attestation blob: ${blobs[id].error}`);
-    else if (blobs[id].digest !== record.attestationDigest) {
-      checks['attestation.digest'] = failed(`the attestation blob hashes to ${blobs[id].digest}, the record says ${record.attestationDigest}`);
-    } else {
-      checks['attestation.digest'] = passed('its SHA-256 is the recorded attestation digest');
-      statement = blobs[id];
-    }
-  }
-
-  // attestation.statement
-  let attested = null;
-  if (statement === null) {
-    checks['attestation.statement'] = notChecked(record === null ? 'no record' : 'no recorded attestation to read');
-  } else {
-    const parsed = parseJsonBlob(statement);
-    const result = parsed.error ? { error: `the attestation is ${parsed.error}` } : attestedInputs(parsed.value, modelDigest);
-    if (result.error) checks['attestation.statement'] = failed(result.error);
-    else {
-      attested = result;
-      checks['attestation.statement'] = passed('in-toto Statement v1, SLSA Provenance v1, about this model');
-    }
-  }
-  facts.attested = attested;
-
-  // attestation.matches-record
-  let matches = false;
-  if (attested === null) checks['attestation.matches-record'] = notChecked('no well-formed recorded attestation');
-  else {
-    const problem = mismatch(attested, record);
-    if (problem) checks['attestation.matches-record'] = failed(problem);
-    else {
-      matches = true;
-      checks['attestation.matches-record'] = passed('job, datasets and image are those recorded');
-    }
-  }
-
-  // image.registered
-  checks['image.registered'] = imageRegistered(record, facts.image, attested);
-  if (record !== null && facts.image) {
-    need(facts.image.manifestBlobId, true, MAX_MANIFEST_BYTES, 'image manifest');
-    facts.imageManifest = imageManifest(blobs, facts.image, record);
-  }
-
-  // datasets.manifests and datasets.shards
-  const data = datasetChecks(options, record, attested, matches, blobs, need);
-  checks['datasets.manifests'] = data.manifests;
-  checks['datasets.shards'] = data.shards;
-  facts.datasets = data.datasets;
-
-  checks['image.bytes'] = imageBytes(options, record, facts.image, facts.imageManifest, blobs, need);
-  checks['reproduce'] = reproduce(options, record, modelDigest, inputs.reproducedDigest);
-
-  // witnesses: informational, listed, never failed
-  if (record === null) checks['witnesses'] = notChecked('no record');
-  else {
-    const count = facts.witnesses.length;
-    checks['witnesses'] = passed(
-      count === 0 ? 'nobody has recorded a reproduction yet' : `${count} account${count === 1 ? '' : 's'} recorded a bit-for-bit reproduction`,
-    );
-  }
-
-  return { checks, facts, needs, verdict: verdict(checks, options) };
+  const checks = {};
+  for (const [id, rule] of RULES) checks[id] = rule(run);
+  return { checks, facts: run.facts, needs, verdict: verdict(checks, run.options) };
 }
+
+function modelDigest(run) {
+  const model = run.inputs.model;
+  if (model === undefined) return pending('hashing', 'hashing the model file');
+  if (model.error !== undefined) return failed('unreadable', `cannot read the model file: ${model.error}`);
+  if (model.digest !== undefined) {
+    run.facts.modelDigest = model.digest;
+    return passed('computed', 'SHA-256 of the model file, computed here');
+  }
+  run.facts.modelDigest = parseDigest(model.given ?? '');
+  if (run.facts.modelDigest === null) return failed('malformed', 'not a SHA-256 digest (want sha256:<64 hex>)');
+  return passed('given', 'digest given, not computed from a file');
+}
+
+function recordExists(run) {
+  const { chain, network } = run.inputs;
+  if (run.facts.modelDigest === null) return notChecked('no-model-digest', 'no model digest');
+  if (chain === undefined) return pending('reading', 'reading the registry');
+  if (chain.error !== undefined) return failed('unreachable', chain.error);
+  if (chain.chainId !== network.chainId) {
+    return failed('wrong-chain', `the RPC endpoint is on chain ${chain.chainId}, but ${network.name} is chain ${network.chainId}`);
+  }
+  if (chain.record === null) return failed('not-recorded', 'the registry holds no record of this model');
+  const problem = recordProblem(chain.record);
+  if (problem) return failed('malformed-record', `the registry answered a malformed record: ${problem}`);
+  run.facts.record = chain.record;
+  run.facts.image = chain.image;
+  run.facts.witnesses = chain.witnesses;
+  return passed('recorded', 'recorded');
+}
+
+function attestationDigest(run) {
+  const { record } = run.facts;
+  if (record === null) return notChecked('no-record', 'no record');
+  const id = record.attestationBlobId;
+  run.need(id, true, MAX_ATTESTATION_BYTES, 'attestation');
+  const state = blobState(run.blobs, id);
+  if (state === 'pending') return pending('reading', 'reading the attestation from Walrus');
+  const blob = run.blobs[id];
+  if (state === 'error') return failed('unreadable', `cannot read the attestation blob: ${blob.error}`);
+  if (blob.digest !== record.attestationDigest) {
+    return failed('mismatch', `the attestation blob hashes to ${blob.digest}, the record says ${record.attestationDigest}`);
+  }
+  run.statement = blob;
+  return passed('matches', 'its SHA-256 is the recorded attestation digest');
+}
+
+function attestationStatement(run) {
+  if (run.statement === null) {
+    return run.facts.record === null ? notChecked('no-record', 'no record') : notChecked('no-attestation', 'no recorded attestation to read');
+  }
+  const parsed = parseJsonBlob(run.statement);
+  if (parsed.problem) return failed(parsed.problem.code, `the attestation is ${parsed.problem.text}`);
+  const result = attestedInputs(parsed.value, run.facts.modelDigest);
+  if (result.error) return failed(result.code, result.error);
+  run.facts.attested = result;
+  return passed('well-formed', 'in-toto Statement v1, SLSA Provenance v1, about this model');
+}
+
+function attestationMatchesRecord(run) {
+  const { attested, record } = run.facts;
+  if (attested === null || record === null) return notChecked('no-attestation', 'no well-formed recorded attestation');
+  const problem = mismatch(attested, record);
+  if (problem) return failed(problem.code, problem.text);
+  run.matches = true;
+  return passed('matches', 'job, datasets and image are those recorded');
+}
+
+function imageRegistered(run) {
+  const { record, image, attested } = run.facts;
+  if (record === null) return notChecked('no-record', 'no record');
+  if (image) {
+    run.need(image.manifestBlobId, true, MAX_MANIFEST_BYTES, 'image manifest');
+    run.facts.imageManifest = imageManifest(run.blobs, image, record);
+  }
+  if (record.imageDigest === ZERO_DIGEST) return failed('unregistered-host', 'unregistered host: the model was trained on no registered image');
+  if (!image) return failed('not-registered', `the image ${record.imageDigest} is not registered`);
+  if (attested === null) return notChecked('no-attestation', 'needs the recorded, well-formed attestation for the system it ran');
+  if (attested.systemToplevel === null) return failed('no-image-ran', 'the attestation says the node ran no registered image');
+  const ran = digestOfText(attested.systemToplevel);
+  if (ran !== image.systemToplevel) {
+    return failed('other-system', `the node ran a system whose toplevel hashes to ${ran}, the registered image's is ${image.systemToplevel}`);
+  }
+  return passed('registered', 'registered, and the node ran its system');
+}
+
+/** Each dataset manifest, fetched by the locator the attestation gives, hashed canonically. */
+function datasetsManifests(run) {
+  const { record, attested } = run.facts;
+  if (record !== null && attested !== null) {
+    run.facts.datasets = attested.datasets.map((ref, index) => ({ index, ...ref, manifest: null }));
+  }
+  const blocked = dataBlocked(run);
+  if (blocked) return blocked;
+  const count = run.facts.datasets.length;
+  let result = passed('match', `${count} manifest${count === 1 ? '' : 's'} match the record`);
+  for (const dataset of run.facts.datasets) {
+    if (dataset.kind !== 'manifest') continue; // raw data: no manifest, its bytes are the one shard
+    const label = `dataset ${dataset.index + 1}`;
+    run.need(dataset.blobId, true, MAX_MANIFEST_BYTES, `${label} manifest`);
+    const state = blobState(run.blobs, dataset.blobId);
+    if (state === 'pending') {
+      if (result.status === PASSED) result = pending('reading', 'reading dataset manifests');
+      continue;
+    }
+    if (result.status === FAILED) continue;
+    if (state === 'error') {
+      result = failed('unreadable', `${label}: cannot read its manifest: ${run.blobs[dataset.blobId].error}`);
+      continue;
+    }
+    const problem = manifestProblem(run.blobs[dataset.blobId], dataset);
+    if (problem) result = failed(problem.code, `${label}: ${problem.text}`);
+  }
+  run.manifests = result;
+  return result;
+}
+
+/** Every shard (a raw dataset is its one shard) re-downloaded and hashed while streaming. */
+function datasetsShards(run) {
+  const blocked = dataBlocked(run);
+  if (blocked) return blocked;
+  if (run.manifests.status === PENDING) return pending('waiting', 'waiting for the manifests');
+  if (run.manifests.status !== PASSED) return notChecked('manifests-failed', 'the manifests did not check out');
+  let result = null;
+  let total = 0;
+  let waiting = 0;
+  for (const dataset of run.facts.datasets) {
+    const label = `dataset ${dataset.index + 1}`;
+    const list =
+      dataset.kind === 'manifest' ? dataset.manifest.shards : [{ blobId: dataset.blobId, sha256: dataset.digest, size: null, path: `(${dataset.kind})` }];
+    for (const [index, shard] of list.entries()) {
+      total += 1;
+      const state = blobState(run.blobs, shard.blobId);
+      if (state === 'pending') {
+        waiting += 1;
+        run.need(shard.blobId, false, shard.size ?? Infinity, `${label} shard ${index + 1}`);
+        continue;
+      }
+      if (result !== null) continue;
+      const blob = run.blobs[shard.blobId];
+      const where = `${label}, shard ${index + 1} (${shard.path})`;
+      if (state === 'error') result = failed('unreadable', `${where}: cannot read it: ${blob.error}`);
+      else if (blob.digest !== shard.sha256) result = failed('mismatch', `${where}: its bytes hash to ${blob.digest}, the manifest says ${shard.sha256}`);
+      else if (shard.size !== null && blob.size !== shard.size) result = failed('size-mismatch', `${where}: ${blob.size} bytes, the manifest says ${shard.size}`);
+    }
+  }
+  if (result !== null) return result;
+  if (waiting > 0) return pending('reading', `${total - waiting} of ${total} shards checked`);
+  return passed('match', `all ${total} shard${total === 1 ? '' : 's'} match their manifests`);
+}
+
+/** Why the data checks cannot run (not asked for, nothing to locate the data by). */
+function dataBlocked(run) {
+  if (!run.options.deep) return notChecked('not-requested', 'not requested (Verify data, or okai verify --deep)');
+  if (run.facts.record === null) return notChecked('no-record', 'no record');
+  if (!run.matches) return notChecked('no-attestation', 'needs the recorded attestation, matching the record, to locate the data');
+  return null;
+}
+
+function imageBytes(run) {
+  const { record, image, imageManifest: manifest } = run.facts;
+  if (!(run.options.deep && run.options.image)) return notChecked('not-requested', 'not requested (okai verify --deep --image)');
+  if (record === null) return notChecked('no-record', 'no record');
+  if (record.imageDigest === ZERO_DIGEST || !image) return notChecked('no-image', 'no registered image');
+  if (manifest.state === 'pending') return pending('reading-manifest', 'reading the image manifest');
+  if (manifest.state === 'error') return failed('manifest-unusable', `cannot use the image manifest: ${manifest.error}`);
+  if (!manifest.consistent) return failed('manifest-inconsistent', 'the image manifest does not describe the registered image');
+  if (manifest.blobId === null) return failed('no-quilt-id', 'the image manifest gives no quilt ID for the image');
+  // okai image publish stores the image as the file `fileName` of a one-file quilt:
+  // the manifest's blob ID is the quilt's, and the image bytes are that file.
+  const key = quiltFileKey(manifest.blobId, manifest.fileName);
+  run.need(key, false, manifest.size, 'image');
+  const state = blobState(run.blobs, key);
+  if (state === 'pending') return pending('reading', 'downloading the image');
+  const blob = run.blobs[key];
+  if (state === 'error') return failed('unreadable', `cannot read the image: ${blob.error}`);
+  if (blob.digest !== record.imageDigest) return failed('mismatch', `the image bytes hash to ${blob.digest}, the registry says ${record.imageDigest}`);
+  return passed('matches', 'the image bytes are the registered ones');
+}
+
+function reproduce(run) {
+  const reproduced = run.inputs.reproducedDigest;
+  if (!run.options.reproduce) return notChecked('not-requested', 'not requested (okai verify --reproduce, CLI only)');
+  if (run.facts.record === null) return notChecked('no-record', 'no record');
+  if (reproduced === undefined) return pending('running', 're-training');
+  if (reproduced !== run.facts.modelDigest) return failed('mismatch', `re-training produced ${reproduced}`);
+  return passed('reproduced', 're-training produced the same bytes');
+}
+
+/** Informational: listed, never failed. */
+function witnesses(run) {
+  if (run.facts.record === null) return notChecked('no-record', 'no record');
+  const count = run.facts.witnesses.length;
+  if (count === 0) return passed('none', 'nobody has recorded a reproduction yet');
+  return passed('listed', `${count} account${count === 1 ? '' : 's'} recorded a bit-for-bit reproduction`);
+}
+
+/** One rule per check, in the report's order: the list reads as the specification. */
+const RULES = [
+  ['model.digest', modelDigest],
+  ['record.exists', recordExists],
+  ['attestation.digest', attestationDigest],
+  ['attestation.statement', attestationStatement],
+  ['attestation.matches-record', attestationMatchesRecord],
+  ['image.registered', imageRegistered],
+  ['datasets.manifests', datasetsManifests],
+  ['datasets.shards', datasetsShards],
+  ['image.bytes', imageBytes],
+  ['reproduce', reproduce],
+  ['witnesses', witnesses],
+];
+if (RULES.some(([id], i) => id !== CHECK_IDS[i])) throw new Error('RULES must follow CHECK_IDS');
 
 /** The checks a run asked for: the always ones, plus those its options turn on. */
 export function requestedChecks(options = {}) {
@@ -229,31 +346,75 @@ function recordProblem(record) {
 
 function mismatch(attested, record) {
   if (attested.jobDigest !== record.jobDigest) {
-    return `the attestation's job hashes to ${attested.jobDigest}, the record says ${record.jobDigest}`;
+    return { code: 'job-mismatch', text: `the attestation's job hashes to ${attested.jobDigest}, the record says ${record.jobDigest}` };
   }
   const want = record.datasetManifestDigests;
   const got = attested.datasets.map((d) => d.digest);
-  if (got.length !== want.length) return `the attestation names ${got.length} datasets, the record ${want.length}`;
+  if (got.length !== want.length) return { code: 'dataset-count', text: `the attestation names ${got.length} datasets, the record ${want.length}` };
   for (let i = 0; i < want.length; i++) {
-    if (got[i] !== want[i]) return `dataset ${i + 1}: the attestation names ${got[i]}, the record ${want[i]}`;
+    if (got[i] !== want[i]) return { code: 'dataset-mismatch', text: `dataset ${i + 1}: the attestation names ${got[i]}, the record ${want[i]}` };
   }
   if (attested.imageDigest !== record.imageDigest) {
-    return `the attestation names image ${attested.imageDigest}, the record ${record.imageDigest}`;
+    return { code: 'image-mismatch', text: `the attestation names image ${attested.imageDigest}, the record ${record.imageDigest}` };
   }
   return null;
 }
 
-function imageRegistered(record, image, attested) {
-  if (record === null) return notChecked('no record');
-  if (record.imageDigest === ZERO_DIGEST) return failed('unregistered host: the model was trained on no registered image');
-  if (!image) return failed(`the image ${record.imageDigest} is not registered`);
-  if (attested === null) return notChecked('needs the recorded, well-formed attestation for the system it ran');
-  if (attested.systemToplevel === null) return failed('the attestation says the node ran no registered image');
-  const ran = digestOfText(attested.systemToplevel);
-  if (ran !== image.systemToplevel) {
-    return failed(`the node ran a system whose toplevel hashes to ${ran}, the registered image's is ${image.systemToplevel}`);
+// The page evaluates once per round of reads, each time with the same blob objects:
+// a manifest is parsed, hashed and read once (okai.verify.rules caches the same way).
+const manifestReads = new WeakMap();
+
+/** Why a dataset manifest's bytes are not the recorded manifest (null: they are). */
+function manifestProblem(blob, dataset) {
+  const cached = manifestReads.get(blob);
+  if (cached?.digest === dataset.digest) return cached.result(dataset);
+  const result = readManifest(blob, dataset);
+  manifestReads.set(blob, { digest: dataset.digest, result: result.problem ? () => result.problem : (d) => ((d.manifest = result.manifest), null) });
+  return result.problem ?? ((dataset.manifest = result.manifest), null);
+}
+
+function readManifest(blob, dataset) {
+  const problem = readManifestProblem(blob, dataset);
+  return problem ? { problem } : { manifest: dataset.manifest };
+}
+
+function readManifestProblem(blob, dataset) {
+  const parsed = parseJsonBlob(blob);
+  if (parsed.problem) return { code: parsed.problem.code, text: `its manifest is ${parsed.problem.text}` };
+  let canonical;
+  try {
+    canonical = canonicalJson(parsed.value);
+  } catch (error) {
+    return { code: 'no-canonical-form', text: `its manifest has no canonical form: ${error.message}` };
   }
-  return passed('registered, and the node ran its system');
+  const digest = digestOfText(canonical);
+  if (digest !== dataset.digest) return { code: 'mismatch', text: `its manifest hashes to ${digest}, the record says ${dataset.digest}` };
+  const read = datasetShards(parsed.value);
+  if (read.error) return { code: 'malformed', text: `its manifest: ${read.error}` };
+  dataset.manifest = read;
+  return null;
+}
+
+const IMAGE_KEYS = ['schema', 'fileName', 'format', 'variant', 'size', 'sha256', 'blobId', 'nixos'];
+const NIXOS_KEYS = ['systemToplevel', 'nixpkgsRevision', 'flakeRevision'];
+const STORE_PATH = /^\/nix\/store\/[0-9a-z]{32}-[^/]+$/;
+const REVISION = /^[0-9a-f]{40}$/;
+
+/** Why an okai.image/v1 document is malformed (okai.manifest.ImageManifest), or null. */
+function imageManifestProblem(doc) {
+  if (!isObject(doc) || doc.schema !== 'okai.image/v1') return 'not an okai.image/v1 document';
+  if (!hasOnly(doc, IMAGE_KEYS) || !hasOnly(doc.nixos, NIXOS_KEYS)) return 'unknown fields';
+  const name = doc.fileName;
+  if (typeof name !== 'string' || [...name].length < 1 || [...name].length > 255) return 'no file name, or one over 255 characters';
+  if (!['qcow2', 'raw'].includes(doc.format) || !['qemu', 'raw', 'qemu-efi', 'raw-efi'].includes(doc.variant)) return 'an unknown format or variant';
+  if (!Number.isInteger(doc.size) || doc.size < 0) return 'a bad size';
+  if (!isDocumentDigest(doc.sha256)) return 'a bad sha256';
+  if (doc.blobId !== undefined && doc.blobId !== null && !isBlobIdText(doc.blobId)) return 'a bad blobId';
+  const { systemToplevel, nixpkgsRevision, flakeRevision } = doc.nixos;
+  if (typeof systemToplevel !== 'string' || !STORE_PATH.test(systemToplevel)) return 'a bad nixos.systemToplevel';
+  if (typeof nixpkgsRevision !== 'string' || !REVISION.test(nixpkgsRevision)) return 'a bad nixos.nixpkgsRevision';
+  if (typeof flakeRevision !== 'string' || flakeRevision.length === 0) return 'a bad nixos.flakeRevision';
+  return null;
 }
 
 /** What the image manifest says, and whether it agrees with the registry (display only). */
@@ -261,34 +422,25 @@ function imageManifest(blobs, image, record) {
   const state = blobState(blobs, image.manifestBlobId);
   if (state !== 'ok') return { state, error: blobs[image.manifestBlobId]?.error };
   const parsed = parseJsonBlob(blobs[image.manifestBlobId]);
+  if (parsed.problem) return { state: 'error', error: `the image manifest is ${parsed.problem.text}` };
   const doc = parsed.value;
-  if (parsed.error || !isObject(doc) || doc.schema !== 'okai.image/v1' || !isObject(doc.nixos)) {
-    return { state: 'error', error: 'not an okai.image/v1 document' };
-  }
-  const toplevel = typeof doc.nixos.systemToplevel === 'string' ? doc.nixos.systemToplevel : '';
-  const text = (value) => (typeof value === 'string' ? value : null);
+  const problem = imageManifestProblem(doc);
+  if (problem) return { state: 'error', error: `the image manifest has ${problem}` };
   return {
     state: 'ok',
-    consistent: parseDigest(text(doc.sha256) ?? '') === record.imageDigest && digestOfText(toplevel) === image.systemToplevel,
-    fileName: text(doc.fileName),
-    format: text(doc.format),
-    size: Number.isSafeInteger(doc.size) ? doc.size : null,
-    blobId: isBlobId(doc.blobId) ? doc.blobId : null,
-    systemToplevel: toplevel,
-    nixpkgsRevision: text(doc.nixos.nixpkgsRevision),
-    flakeRevision: text(doc.nixos.flakeRevision),
+    consistent: doc.sha256 === record.imageDigest && digestOfText(doc.nixos.systemToplevel) === image.systemToplevel,
+    fileName: doc.fileName,
+    format: doc.format,
+    size: doc.size,
+    blobId: doc.blobId ?? null,
+    systemToplevel: doc.nixos.systemToplevel,
+    nixpkgsRevision: doc.nixos.nixpkgsRevision,
+    flakeRevision: doc.nixos.flakeRevision,
   };
 }
 
 const SHARD_KEYS = ['path', 'offset', 'size', 'sha256', 'blobId', 'mediaType'];
 const FILE_KEYS = ['path', 'size', 'sha256', 'mediaType'];
-
-/** A path that stays inside the dataset when restored (as okai.manifest checks it). */
-function safePath(path) {
-  if (typeof path !== 'string' || path.length === 0 || [...path].length > 4096) return false;
-  if (path.startsWith('/') || path.includes('\\') || path.includes('\0')) return false;
-  return !path.split('/').includes('..');
-}
 
 function hasOnly(value, keys) {
   return isObject(value) && Object.keys(value).every((key) => keys.includes(key));
@@ -296,9 +448,9 @@ function hasOnly(value, keys) {
 
 function entryProblem(entry, keys) {
   if (!hasOnly(entry, keys)) return 'has unknown fields';
-  if (!safePath(entry.path)) return 'has an unsafe path';
-  if (!Number.isSafeInteger(entry.size) || entry.size < 0) return 'has a bad size';
-  if (typeof entry.sha256 !== 'string' || parseDigest(entry.sha256) === null) return 'has a bad sha256';
+  if (!isSafePath(entry.path)) return 'has an unsafe path';
+  if (!Number.isInteger(entry.size) || entry.size < 0) return 'has a bad size';
+  if (!isDocumentDigest(entry.sha256)) return 'has a bad sha256';
   if (entry.mediaType !== undefined && typeof entry.mediaType !== 'string') return 'has a bad mediaType';
   return null;
 }
@@ -318,9 +470,10 @@ export function datasetShards(doc) {
   }
   const byPath = new Map();
   for (const [index, shard] of doc.shards.entries()) {
-    const problem = entryProblem(shard, SHARD_KEYS) ?? (isBlobId(shard.blobId) ? null : 'has a bad blobId') ?? (Number.isSafeInteger(shard.offset) && shard.offset >= 0 ? null : 'has a bad offset');
+    const problem = entryProblem(shard, SHARD_KEYS) ?? (isBlobIdText(shard.blobId) ? null : 'has a bad blobId') ?? (Number.isInteger(shard.offset) && shard.offset >= 0 ? null : 'has a bad offset');
     if (problem) return { error: `shard ${index + 1} ${problem}` };
-    byPath.set(shard.path, [...(byPath.get(shard.path) ?? []), shard]);
+    if (!byPath.has(shard.path)) byPath.set(shard.path, []);
+    byPath.get(shard.path).push(shard);
   }
   for (const file of doc.files) {
     const pieces = (byPath.get(file.path) ?? []).sort((a, b) => a.offset - b.offset);
@@ -340,118 +493,4 @@ export function datasetShards(doc) {
   }
   const shards = doc.shards.map((s) => ({ blobId: s.blobId, sha256: s.sha256, size: s.size, path: s.path }));
   return { name: doc.name, files: doc.files.length, shards, bytes };
-}
-
-function datasetChecks(options, record, attested, matches, blobs, need) {
-  const datasets = [];
-  if (record !== null && attested !== null) {
-    for (const [index, ref] of attested.datasets.entries()) datasets.push({ index, ...ref, manifest: null });
-  }
-  if (!options.deep) {
-    const reason = 'not requested (Verify data, or okai verify --deep)';
-    return { manifests: notChecked(reason), shards: notChecked(reason), datasets };
-  }
-  if (record === null) return { manifests: notChecked('no record'), shards: notChecked('no record'), datasets };
-  if (!matches) {
-    const reason = 'needs the recorded attestation, matching the record, to locate the data';
-    return { manifests: notChecked(reason), shards: notChecked(reason), datasets };
-  }
-
-  // Manifests: each fetched by the locator the attestation gives, hashed canonically.
-  let manifests = passed(`${datasets.length} manifest${datasets.length === 1 ? '' : 's'} match the record`);
-  for (const dataset of datasets) {
-    const label = `dataset ${dataset.index + 1}`;
-    if (dataset.kind !== 'manifest') continue; // raw data: no manifest, its bytes are the one shard
-    need(dataset.blobId, true, MAX_MANIFEST_BYTES, `${label} manifest`);
-    const state = blobState(blobs, dataset.blobId);
-    let problem = null;
-    if (state === 'pending') {
-      if (manifests.status === PASSED) manifests = pending('reading dataset manifests');
-      continue;
-    }
-    if (state === 'error') problem = `cannot read its manifest: ${blobs[dataset.blobId].error}`;
-    else {
-      const parsed = parseJsonBlob(blobs[dataset.blobId]);
-      if (parsed.error) problem = `its manifest is ${parsed.error}`;
-      else {
-        let canonical = null;
-        try {
-          canonical = canonicalJson(parsed.value);
-        } catch (error) {
-          problem = `its manifest has no canonical form: ${error.message}`;
-        }
-        if (canonical !== null) {
-          const digest = digestOfText(canonical);
-          if (digest !== dataset.digest) problem = `its manifest hashes to ${digest}, the record says ${dataset.digest}`;
-          else {
-            const read = datasetShards(parsed.value);
-            if (read.error) problem = `its manifest: ${read.error}`;
-            else dataset.manifest = read;
-          }
-        }
-      }
-    }
-    if (problem && manifests.status !== FAILED) manifests = failed(`${label}: ${problem}`);
-  }
-  if (manifests.status !== PASSED) {
-    const shards = manifests.status === PENDING ? pending('waiting for the manifests') : notChecked('the manifests did not check out');
-    return { manifests, shards, datasets };
-  }
-
-  // Shards: every one re-downloaded and hashed while streaming.
-  let shards = null;
-  let total = 0;
-  let waiting = 0;
-  for (const dataset of datasets) {
-    const label = `dataset ${dataset.index + 1}`;
-    const list =
-      dataset.kind === 'manifest' ? dataset.manifest.shards : [{ blobId: dataset.blobId, sha256: dataset.digest, size: null, path: `(${dataset.kind})` }];
-    for (const [index, shard] of list.entries()) {
-      total += 1;
-      need(shard.blobId, false, shard.size ?? Infinity, `${label} shard ${index + 1}`);
-      const state = blobState(blobs, shard.blobId);
-      if (state === 'pending') {
-        waiting += 1;
-        continue;
-      }
-      if (shards !== null) continue;
-      const blob = blobs[shard.blobId];
-      if (state === 'error') shards = failed(`${label}, shard ${index + 1} (${shard.path}): cannot read it: ${blob.error}`);
-      else if (blob.digest !== shard.sha256) shards = failed(`${label}, shard ${index + 1} (${shard.path}): its bytes hash to ${blob.digest}, the manifest says ${shard.sha256}`);
-      else if (shard.size !== null && blob.size !== shard.size) shards = failed(`${label}, shard ${index + 1} (${shard.path}): ${blob.size} bytes, the manifest says ${shard.size}`);
-    }
-  }
-  if (shards === null) {
-    shards = waiting > 0 ? pending(`${total - waiting} of ${total} shards checked`) : passed(`all ${total} shard${total === 1 ? '' : 's'} match their manifests`);
-  }
-  return { manifests, shards, datasets };
-}
-
-function imageBytes(options, record, image, manifest, blobs, need) {
-  if (!(options.deep && options.image)) return notChecked('not requested (okai verify --deep --image)');
-  if (record === null) return notChecked('no record');
-  if (record.imageDigest === ZERO_DIGEST || !image) return notChecked('no registered image');
-  if (manifest.state === 'pending') return pending('reading the image manifest');
-  if (manifest.state === 'error') return failed(`cannot use the image manifest: ${manifest.error}`);
-  if (!manifest.consistent) return failed('the image manifest does not describe the registered image');
-  if (manifest.blobId === null) return failed('the image manifest gives no quilt ID for the image');
-  if (manifest.fileName === null) return failed('the image manifest gives no file name for the image');
-  // okai image publish stores the image as the file `fileName` of a one-file quilt:
-  // the manifest's blob ID is the quilt's, and the image bytes are that file.
-  const key = quiltFileKey(manifest.blobId, manifest.fileName);
-  need(key, false, manifest.size ?? Infinity, 'image');
-  const state = blobState(blobs, key);
-  if (state === 'pending') return pending('downloading the image');
-  const blob = blobs[key];
-  if (state === 'error') return failed(`cannot read the image: ${blob.error}`);
-  if (blob.digest !== record.imageDigest) return failed(`the image bytes hash to ${blob.digest}, the registry says ${record.imageDigest}`);
-  return passed('the image bytes are the registered ones');
-}
-
-function reproduce(options, record, modelDigest, reproducedDigest) {
-  if (!options.reproduce) return notChecked('not requested (okai verify --reproduce, CLI only)');
-  if (record === null) return notChecked('no record');
-  if (reproducedDigest === undefined) return pending('re-training');
-  if (reproducedDigest !== modelDigest) return failed(`re-training produced ${reproducedDigest}`);
-  return passed('re-training produced the same bytes');
 }

@@ -41,23 +41,37 @@ Quilt patches use the URI `walrus-quilt-patch://<patch ID>`.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AwareDatetime, Field, JsonValue, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    JsonValue,
+    ValidationError,
+    model_validator,
+)
 
 from okai.digest import ZERO_DIGEST, Digest, canonical_json
 from okai.errors import DocumentError, IntegrityError
-from okai.manifest import UNREGISTERED_HOST, EntrypointModel, JobSpec, Model, document_error
+from okai.manifest import (
+    UNREGISTERED_HOST,
+    EntrypointModel,
+    JobSpec,
+    JsonInt,
+    Model,
+    document_error,
+)
 from okai.provenance.receipt import (
     STORE_PATH_PATTERN,
     Receipt,
     check_datasets_match_job,
     system_toplevel_digest,
 )
+from okai.strict_json import parse_json_text
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -73,6 +87,21 @@ _DATASET_SCHEMES = {
 }
 
 Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+MOMENT_PATTERN = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})", re.ASCII
+)
+"""RFC 3339 with a zone, one spelling: `T` and `Z` upper case, at most microseconds (the
+page reads the same; pydantic alone also takes numbers, spaces and nanoseconds)."""
+
+
+def _moment(value: Any) -> Any:
+    if not isinstance(value, str) or not MOMENT_PATTERN.fullmatch(value):
+        raise ValueError("not an RFC 3339 time such as 2026-01-01T12:00:00Z")
+    return value
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_moment)]
 
 
 class DigestSet(Model):
@@ -104,8 +133,8 @@ class Subject(Model):
 
 class InternalParameters(Model):
     libraries: dict[str, str]
-    world_size: int = Field(ge=1)
-    nodes: int = Field(ge=1)
+    world_size: JsonInt = Field(ge=1)
+    nodes: JsonInt = Field(ge=1)
 
 
 class ExternalParameters(Model):
@@ -125,8 +154,8 @@ class Builder(Model):
 
 class BuildMetadata(Model):
     invocation_id: str = Field(min_length=1, max_length=128)
-    started_on: AwareDatetime
-    finished_on: AwareDatetime
+    started_on: Moment
+    finished_on: Moment
 
 
 class RunDetails(Model):
@@ -335,7 +364,7 @@ class Attestation:
             raise fail("predicate.buildDefinition.internalParameters", "differs from the job")
         if run.metadata.finished_on < run.metadata.started_on:
             raise fail("predicate.runDetails.metadata", "finishedOn is before startedOn")
-        if sorted(self._byproducts) != ["host", "metrics"]:
+        if sorted(b.name for b in run.byproducts) != ["host", "metrics"]:  # each once
             raise fail("predicate.runDetails.byproducts", "expected exactly 'metrics' and 'host'")
         metrics = self._byproducts["metrics"]
         try:
@@ -441,10 +470,9 @@ def parse_attestation(
     """
     if len(raw) > MAX_ATTESTATION_BYTES:
         raise DocumentError(source, None, f"{len(raw)} bytes is too large for an attestation")
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DocumentError(source, None, f"not valid JSON: {exc}") from exc
+    data, problem = parse_json_text(raw)  # as the verifiers read it (okai.strict_json)
+    if problem is not None:
+        raise DocumentError(source, None, problem.text)
     if expected_digest is not None:
         actual = Digest.of_bytes(raw)
         if actual != expected_digest:

@@ -49,10 +49,15 @@ class Options:
 
 @dataclass(frozen=True)
 class Check:
-    """One check's outcome; `reason` is always set, also for a pass."""
+    """One check's outcome; `reason` is always set, also for a pass.
+
+    `code` names the rule's branch (`not-recorded`, `malformed`, ...): stable, the same
+    in `okai verify` and on the page for the same input, unlike the wording of `reason`.
+    """
 
     id: str
     status: Status
+    code: str
     reason: str
     unavailable: bool = False
     """Failed because something could not be read (an endpoint), not because bytes differed."""
@@ -62,24 +67,25 @@ class Check:
             "id": self.id,
             "question": QUESTIONS[self.id],
             "status": self.status,
+            "code": self.code,
             "reason": self.reason,
         }
 
 
-def passed(check_id: str, reason: str) -> Check:
-    return Check(check_id, PASSED, reason)
+def passed(check_id: str, code: str, reason: str) -> Check:
+    return Check(check_id, PASSED, code, reason)
 
 
-def failed(check_id: str, reason: str, *, unavailable: bool = False) -> Check:
-    return Check(check_id, FAILED, reason, unavailable)
+def failed(check_id: str, code: str, reason: str, *, unavailable: bool = False) -> Check:
+    return Check(check_id, FAILED, code, reason, unavailable)
 
 
-def not_checked(check_id: str, reason: str) -> Check:
-    return Check(check_id, NOT_CHECKED, reason)
+def not_checked(check_id: str, code: str, reason: str) -> Check:
+    return Check(check_id, NOT_CHECKED, code, reason)
 
 
-def pending(check_id: str, reason: str) -> Check:
-    return Check(check_id, PENDING, reason)
+def pending(check_id: str, code: str, reason: str) -> Check:
+    return Check(check_id, PENDING, code, reason)
 
 
 def requested_checks(options: Options) -> tuple[str, ...]:

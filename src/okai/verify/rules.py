@@ -1,16 +1,18 @@
-"""The check rules of docs/verification.md as one pure function: no network, no clock.
+"""The check rules of docs/verification.md as pure functions: no network, no clock.
 
-`evaluate(inputs)` turns what has been observed so far into a status for every check,
-the facts to show, and the blobs it still needs. The driver loops: read what is
-needed, evaluate again. web/src/rules.js is the same algorithm for the page, and
-tests/vectors/verify pins both to the same statuses.
+`evaluate(inputs)` turns what has been observed so far into a status and a reason code
+for every check, the facts to show, and the blobs it still needs. The driver loops:
+read what is needed, evaluate again. `RULES` lists one function per check, in the
+report's order. web/src/rules.js is the same algorithm for the page, function for
+function; tests/vectors/verify and the differential test (tests/test_verdict_differential.py)
+hold both to the same status and code on every input.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from okai.chain.records import ImageRecord, ModelRecord
@@ -20,6 +22,7 @@ from okai.manifest import (
     UNREGISTERED_HOST,
     BlobRef,
     DatasetManifest,
+    DatasetShard,
     ImageManifest,
     JobSpec,
     ManifestRef,
@@ -27,12 +30,13 @@ from okai.manifest import (
 )
 from okai.provenance.attestation import MAX_ATTESTATION_BYTES, Attestation
 from okai.provenance.receipt import system_toplevel_digest
+from okai.strict_json import JsonProblem, parse_json_text
 from okai.verify.checks import (
+    CHECK_IDS,
     FAILED,
     PASSED,
     PENDING,
     Check,
-    Options,
     Verdict,
     failed,
     not_checked,
@@ -45,7 +49,6 @@ from okai.verify.observations import (
     BlobFailure,
     BlobObservation,
     BlobRead,
-    ChainAnswer,
     ChainFailure,
     Inputs,
     Need,
@@ -132,12 +135,16 @@ class Evaluation:
 
 
 class _Needs:
+    """The reads still needed, each key once (a set: a manifest may list 100,000 shards)."""
+
     def __init__(self, blobs: dict[str, BlobObservation]) -> None:
         self.blobs = blobs
         self.list: list[Need] = []
+        self._keys: set[str] = set()
 
     def __call__(self, need: Need) -> None:
-        if need.key not in self.blobs and all(n.key != need.key for n in self.list):
+        if need.key not in self.blobs and need.key not in self._keys:
+            self._keys.add(need.key)
             self.list.append(need)
 
 
@@ -160,20 +167,11 @@ def _failure(blobs: dict[str, BlobObservation], key: str) -> BlobFailure:
     return blob
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def parse_json(data: bytes | None) -> tuple[Any, str | None]:
-    """(value, None) or (None, why not): strict UTF-8 and strict JSON (no NaN, as browsers)."""
+def parse_json(data: bytes | None) -> tuple[Any, JsonProblem | None]:
+    """(value, None) or (None, why not): see okai.strict_json."""
     if data is None:
-        return None, "not available"
-    try:
-        return json.loads(data.decode("utf-8"), parse_constant=_no_constants), None
-    except UnicodeDecodeError:
-        return None, "not UTF-8 text"
-    except ValueError:
-        return None, "not valid JSON"
+        raise ValueError("the rules read only blobs they asked to keep")
+    return parse_json_text(data)
 
 
 def parse_digest(text: str) -> Digest | None:
@@ -183,180 +181,449 @@ def parse_digest(text: str) -> Digest | None:
         return None
 
 
+@dataclass
+class Run:
+    """One evaluation: the inputs, what the checks so far established, the reads needed."""
+
+    inputs: Inputs
+    blobs: dict[str, BlobObservation]
+    need: _Needs
+    facts: Facts = field(default_factory=Facts)
+    statement: BlobRead | None = None
+    """The attestation blob, once its digest is the recorded one."""
+    matches: bool = False
+    """Whether the attestation names the recorded inputs."""
+    manifests: Check | None = None
+
+
 def evaluate(inputs: Inputs) -> Evaluation:
     """Every check's status for what has been observed so far (see the module docstring)."""
-    options = inputs.options
     blobs = dict(inputs.blobs)
-    checks: dict[str, Check] = {}
-    facts = Facts()
-    need = _Needs(blobs)
+    run = Run(inputs, blobs, _Needs(blobs))
+    checks = {check_id: rule(run) for check_id, rule in RULES}
+    return Evaluation(checks, run.facts, run.need.list, verdict(checks, inputs.options))
 
-    # model.digest
-    model_digest: Digest | None = None
-    model = inputs.model
+
+def model_digest(run: Run) -> Check:
+    check_id = "model.digest"
+    model = run.inputs.model
     if model is None:
-        checks["model.digest"] = pending("model.digest", "hashing the model file")
-    elif model.error is not None:
-        checks["model.digest"] = failed(
-            "model.digest", f"cannot read the model file: {model.error}", unavailable=True
-        )
-    elif model.digest is not None:
-        model_digest = model.digest
-        checks["model.digest"] = passed("model.digest", "SHA-256 of the model file, computed here")
-    else:
-        model_digest = parse_digest(model.given or "")
-        checks["model.digest"] = (
-            passed("model.digest", "digest given, not computed from a file")
-            if model_digest is not None
-            else failed("model.digest", "not a SHA-256 digest (want sha256:<64 hex>)")
-        )
-    facts.model_digest = model_digest
-
-    # record.exists
-    record: ModelRecord | None = None
-    chain = inputs.chain
-    check_id = "record.exists"
-    if model_digest is None:
-        checks[check_id] = not_checked(check_id, "no model digest")
-    elif chain is None:
-        checks[check_id] = pending(check_id, "reading the registry")
-    elif isinstance(chain, ChainFailure):
-        checks[check_id] = failed(check_id, chain.error, unavailable=True)
-    elif chain.chain_id != inputs.network.chain_id:
-        checks[check_id] = failed(
+        return pending(check_id, "hashing", "hashing the model file")
+    if model.error is not None:
+        return failed(
             check_id,
-            f"the RPC endpoint is on chain {chain.chain_id}, but {inputs.network.name} is "
-            f"chain {inputs.network.chain_id}",
+            "unreadable",
+            f"cannot read the model file: {model.error}",
             unavailable=True,
         )
-    elif chain.record is None:
-        checks[check_id] = failed(check_id, "the registry holds no record of this model")
-    elif not chain.record.dataset_digests:
-        checks[check_id] = failed(check_id, "the registry answered a malformed record: no datasets")
-    else:
-        record = chain.record
-        checks[check_id] = passed(check_id, "recorded")
-    if record is not None and isinstance(chain, ChainAnswer):
-        facts.record = record
-        facts.image = chain.image
-        facts.witnesses = chain.witnesses
+    if model.digest is not None:
+        run.facts.model_digest = model.digest
+        return passed(check_id, "computed", "SHA-256 of the model file, computed here")
+    run.facts.model_digest = parse_digest(model.given or "")
+    if run.facts.model_digest is None:
+        return failed(check_id, "malformed", "not a SHA-256 digest (want sha256:<64 hex>)")
+    return passed(check_id, "given", "digest given, not computed from a file")
 
-    # attestation.digest
-    statement: BlobRead | None = None
-    check_id = "attestation.digest"
-    if record is None:
-        checks[check_id] = not_checked(check_id, "no record")
-    else:
-        key = record.attestation_blob_id
-        need(
-            Need(
-                key, True, MAX_ATTESTATION_BYTES, "attestation", expected=record.attestation_digest
-            )
+
+def record_exists(run: Run) -> Check:
+    check_id = "record.exists"
+    chain = run.inputs.chain
+    network = run.inputs.network
+    if run.facts.model_digest is None:
+        return not_checked(check_id, "no-model-digest", "no model digest")
+    if chain is None:
+        return pending(check_id, "reading", "reading the registry")
+    if isinstance(chain, ChainFailure):
+        return failed(check_id, "unreachable", chain.error, unavailable=True)
+    if chain.chain_id != network.chain_id:
+        return failed(
+            check_id,
+            "wrong-chain",
+            f"the RPC endpoint is on chain {chain.chain_id}, but {network.name} is "
+            f"chain {network.chain_id}",
+            unavailable=True,
         )
-        state = _state(blobs, key)
+    if chain.record is None:
+        return failed(check_id, "not-recorded", "the registry holds no record of this model")
+    if not chain.record.dataset_digests:
+        return failed(
+            check_id, "malformed-record", "the registry answered a malformed record: no datasets"
+        )
+    run.facts.record = chain.record
+    run.facts.image = chain.image
+    run.facts.witnesses = chain.witnesses
+    return passed(check_id, "recorded", "recorded")
+
+
+def attestation_digest(run: Run) -> Check:
+    check_id = "attestation.digest"
+    record = run.facts.record
+    if record is None:
+        return not_checked(check_id, "no-record", "no record")
+    key = record.attestation_blob_id
+    run.need(
+        Need(key, True, MAX_ATTESTATION_BYTES, "attestation", expected=record.attestation_digest)
+    )
+    state = _state(run.blobs, key)
+    if state == "pending":
+        return pending(check_id, "reading", "reading the attestation from Walrus")
+    if state == "error":
+        failure = _failure(run.blobs, key)
+        return failed(
+            check_id,
+            "unreadable",
+            f"cannot read the attestation blob: {failure.error}",
+            unavailable=failure.unavailable,
+        )
+    blob = _read(run.blobs, key)
+    if blob.digest != record.attestation_digest:
+        return failed(
+            check_id,
+            "mismatch",
+            f"the attestation blob hashes to {blob.digest}, the record says "
+            f"{record.attestation_digest}",
+        )
+    run.statement = blob
+    return passed(check_id, "matches", "its SHA-256 is the recorded attestation digest")
+
+
+def attestation_statement(run: Run) -> Check:
+    check_id = "attestation.statement"
+    if run.statement is None:
+        if run.facts.record is None:
+            return not_checked(check_id, "no-record", "no record")
+        return not_checked(check_id, "no-attestation", "no recorded attestation to read")
+    assert run.facts.model_digest is not None
+    result = read_attested(run.statement.data, run.facts.model_digest)
+    if isinstance(result, Problem):
+        return failed(check_id, result.code, result.text)
+    run.facts.attested = result
+    return passed(
+        check_id, "well-formed", "in-toto Statement v1, SLSA Provenance v1, about this model"
+    )
+
+
+def attestation_matches_record(run: Run) -> Check:
+    check_id = "attestation.matches-record"
+    attested, record = run.facts.attested, run.facts.record
+    if attested is None or record is None:
+        return not_checked(check_id, "no-attestation", "no well-formed recorded attestation")
+    problem = _mismatch(attested, record)
+    if problem is not None:
+        return failed(check_id, problem.code, problem.text)
+    run.matches = True
+    return passed(check_id, "matches", "job, datasets and image are those recorded")
+
+
+def image_registered(run: Run) -> Check:
+    check_id = "image.registered"
+    record, image, attested = run.facts.record, run.facts.image, run.facts.attested
+    if record is None:
+        return not_checked(check_id, "no-record", "no record")
+    if image is not None:
+        run.need(Need(image.manifest_blob_id, True, MAX_MANIFEST_BYTES, "image manifest"))
+        run.facts.image_manifest = _image_manifest(run.blobs, image, record)
+    if record.image_digest == ZERO_DIGEST:
+        return failed(
+            check_id,
+            "unregistered-host",
+            "unregistered host: the model was trained on no registered image",
+        )
+    if image is None:
+        return failed(
+            check_id, "not-registered", f"the image {record.image_digest} is not registered"
+        )
+    if attested is None:
+        return not_checked(
+            check_id,
+            "no-attestation",
+            "needs the recorded, well-formed attestation for the system it ran",
+        )
+    if attested.system_toplevel is None:
+        return failed(
+            check_id, "no-image-ran", "the attestation says the node ran no registered image"
+        )
+    ran = system_toplevel_digest(attested.system_toplevel)
+    if ran != image.system_toplevel:
+        return failed(
+            check_id,
+            "other-system",
+            f"the node ran a system whose toplevel hashes to {ran}, the registered image's is "
+            f"{image.system_toplevel}",
+        )
+    return passed(check_id, "registered", "registered, and the node ran its system")
+
+
+def datasets_manifests(run: Run) -> Check:
+    """Each dataset manifest, read by the locator the attestation gives, hashed canonically."""
+    check_id = "datasets.manifests"
+    record, attested = run.facts.record, run.facts.attested
+    if record is not None and attested is not None:
+        run.facts.datasets = [
+            DatasetFact(d.index, d.kind, d.locator, d.digest) for d in attested.datasets
+        ]
+    blocked = _data_blocked(run, check_id)
+    if blocked is not None:
+        return blocked
+    count = len(run.facts.datasets)
+    result = passed(
+        check_id, "match", f"{count} manifest{'' if count == 1 else 's'} match the record"
+    )
+    for dataset in run.facts.datasets:
+        if dataset.kind != "manifest":
+            continue  # raw data: no manifest, its bytes are its one shard
+        label = f"dataset {dataset.index + 1}"
+        key = dataset.locator
+        run.need(Need(key, True, MAX_MANIFEST_BYTES, f"{label} manifest"))
+        state = _state(run.blobs, key)
         if state == "pending":
-            checks[check_id] = pending(check_id, "reading the attestation from Walrus")
-        elif state == "error":
-            failure = _failure(blobs, key)
-            checks[check_id] = failed(
+            if result.status == PASSED:
+                result = pending(check_id, "reading", "reading dataset manifests")
+            continue
+        if result.status == FAILED:
+            continue
+        if state == "error":
+            failure = _failure(run.blobs, key)
+            result = failed(
                 check_id,
-                f"cannot read the attestation blob: {failure.error}",
+                "unreadable",
+                f"{label}: cannot read its manifest: {failure.error}",
                 unavailable=failure.unavailable,
             )
-        elif _read(blobs, key).digest != record.attestation_digest:
-            checks[check_id] = failed(
-                check_id,
-                f"the attestation blob hashes to {_read(blobs, key).digest}, the record says "
-                f"{record.attestation_digest}",
-            )
-        else:
-            checks[check_id] = passed(check_id, "its SHA-256 is the recorded attestation digest")
-            statement = _read(blobs, key)
-
-    # attestation.statement
-    attested: Attested | None = None
-    check_id = "attestation.statement"
-    if statement is None:
-        checks[check_id] = not_checked(
-            check_id, "no record" if record is None else "no recorded attestation to read"
-        )
-    else:
-        assert model_digest is not None
-        result = read_attested(statement.data, model_digest)
-        if isinstance(result, str):
-            checks[check_id] = failed(check_id, result)
-        else:
-            attested = result
-            checks[check_id] = passed(
-                check_id, "in-toto Statement v1, SLSA Provenance v1, about this model"
-            )
-    facts.attested = attested
-
-    # attestation.matches-record
-    matches = False
-    check_id = "attestation.matches-record"
-    if attested is None or record is None:
-        checks[check_id] = not_checked(check_id, "no well-formed recorded attestation")
-    else:
-        problem = _mismatch(attested, record)
+            continue
+        problem = _manifest_problem(_read(run.blobs, key), dataset)
         if problem is not None:
-            checks[check_id] = failed(check_id, problem)
+            result = failed(check_id, problem.code, f"{label}: {problem.text}")
+    run.manifests = result
+    return result
+
+
+def datasets_shards(run: Run) -> Check:
+    """Every shard (a raw dataset is its one shard) re-downloaded and hashed while streaming."""
+    check_id = "datasets.shards"
+    blocked = _data_blocked(run, check_id)
+    if blocked is not None:
+        return blocked
+    assert run.manifests is not None
+    if run.manifests.status == PENDING:
+        return pending(check_id, "waiting", "waiting for the manifests")
+    if run.manifests.status != PASSED:
+        return not_checked(check_id, "manifests-failed", "the manifests did not check out")
+    result: Check | None = None
+    total = waiting = 0
+    for dataset in run.facts.datasets:
+        label = f"dataset {dataset.index + 1}"
+        key = dataset.locator
+        if dataset.kind == "quiltPatch":
+            key = QUILT_PATCH_KEY + dataset.locator
+        pieces: Iterable[tuple[str, str, int | None, str]]
+        if dataset.manifest is not None:
+            pieces = map(_piece, dataset.manifest.shards)
         else:
-            matches = True
-            checks[check_id] = passed(check_id, "job, datasets and image are those recorded")
+            pieces = [(key, dataset.digest, None, f"({dataset.kind})")]
+        for index, (blob_key, sha256, size, path) in enumerate(pieces):
+            total += 1
+            blob = run.blobs.get(blob_key)
+            if blob is None:
+                waiting += 1
+                run.need(
+                    Need(blob_key, False, size, f"{label} shard {index + 1}", Digest(sha256), size)
+                )
+                continue
+            if result is not None:
+                continue
+            if isinstance(blob, BlobRead) and blob.digest == sha256 and size in (None, blob.size):
+                continue  # the common case, kept short: a manifest may list 100,000 shards
+            where = f"{label}, shard {index + 1} ({path})"
+            if isinstance(blob, BlobFailure):
+                result = failed(
+                    check_id,
+                    "unreadable",
+                    f"{where}: cannot read it: {blob.error}",
+                    unavailable=blob.unavailable,
+                )
+                continue
+            if blob.digest != sha256:
+                result = failed(
+                    check_id,
+                    "mismatch",
+                    f"{where}: its bytes hash to {blob.digest}, the manifest says {sha256}",
+                )
+            elif size is not None and blob.size != size:
+                result = failed(
+                    check_id,
+                    "size-mismatch",
+                    f"{where}: {blob.size} bytes, the manifest says {size}",
+                )
+    if result is not None:
+        return result
+    if waiting:
+        return pending(check_id, "reading", f"{total - waiting} of {total} shards checked")
+    return passed(
+        check_id, "match", f"all {total} shard{'' if total == 1 else 's'} match their manifests"
+    )
 
-    # image.registered
-    checks["image.registered"] = _image_registered(record, facts.image, attested)
-    if record is not None and facts.image is not None:
-        need(
-            Need(facts.image.manifest_blob_id, True, MAX_MANIFEST_BYTES, "image manifest"),
+
+def _piece(shard: DatasetShard) -> tuple[str, str, int | None, str]:
+    return shard.blob_id, shard.sha256, shard.size, shard.path
+
+
+def _data_blocked(run: Run, check_id: str) -> Check | None:
+    """Why the data checks cannot run (not asked for, nothing to locate the data by)."""
+    if not run.inputs.options.deep:
+        return not_checked(
+            check_id, "not-requested", "not requested (Verify data, or okai verify --deep)"
         )
-        facts.image_manifest = _image_manifest(blobs, facts.image, record)
-
-    # datasets.manifests and datasets.shards
-    manifests, shards, facts.datasets = _dataset_checks(
-        options, record, attested, matches, blobs, need
-    )
-    checks["datasets.manifests"] = manifests
-    checks["datasets.shards"] = shards
-
-    checks["image.bytes"] = _image_bytes(
-        options, record, facts.image, facts.image_manifest, blobs, need
-    )
-    checks["reproduce"] = _reproduce(inputs, record, model_digest)
-
-    # witnesses: informational, listed, never failed
-    check_id = "witnesses"
-    if record is None:
-        checks[check_id] = not_checked(check_id, "no record")
-    else:
-        count = len(facts.witnesses)
-        checks[check_id] = passed(
+    if run.facts.record is None:
+        return not_checked(check_id, "no-record", "no record")
+    if not run.matches:
+        return not_checked(
             check_id,
-            "nobody has recorded a reproduction yet"
-            if count == 0
-            else f"{count} account{'' if count == 1 else 's'} recorded a bit-for-bit reproduction",
+            "no-attestation",
+            "needs the recorded attestation, matching the record, to locate the data",
         )
+    return None
 
-    return Evaluation(checks, facts, need.list, verdict(checks, options))
+
+def image_bytes(run: Run) -> Check:
+    check_id = "image.bytes"
+    record, image, manifest = run.facts.record, run.facts.image, run.facts.image_manifest
+    options = run.inputs.options
+    if not (options.deep and options.image):
+        return not_checked(check_id, "not-requested", "not requested (okai verify --deep --image)")
+    if record is None:
+        return not_checked(check_id, "no-record", "no record")
+    if record.image_digest == ZERO_DIGEST or image is None or manifest is None:
+        return not_checked(check_id, "no-image", "no registered image")
+    if manifest.state == "pending":
+        return pending(check_id, "reading-manifest", "reading the image manifest")
+    if manifest.state == "error" or manifest.manifest is None:
+        return failed(
+            check_id,
+            "manifest-unusable",
+            f"cannot use the image manifest: {manifest.error}",
+            unavailable=manifest.unavailable,
+        )
+    if not manifest.consistent:
+        return failed(
+            check_id,
+            "manifest-inconsistent",
+            "the image manifest does not describe the registered image",
+        )
+    quilt_id = manifest.manifest.blob_id
+    if quilt_id is None:
+        return failed(check_id, "no-quilt-id", "the image manifest gives no quilt ID for the image")
+    # okai image publish stores the image as the file `fileName` of a one-file quilt:
+    # the manifest's blob ID is the quilt's, and the image bytes are that file.
+    key = quilt_file_key(quilt_id, manifest.manifest.file_name)
+    size = manifest.manifest.size
+    run.need(Need(key, False, size, "image", record.image_digest, size))
+    state = _state(run.blobs, key)
+    if state == "pending":
+        return pending(check_id, "reading", "downloading the image")
+    if state == "error":
+        failure = _failure(run.blobs, key)
+        return failed(
+            check_id,
+            "unreadable",
+            f"cannot read the image: {failure.error}",
+            unavailable=failure.unavailable,
+        )
+    blob = _read(run.blobs, key)
+    if blob.digest != record.image_digest:
+        return failed(
+            check_id,
+            "mismatch",
+            f"the image bytes hash to {blob.digest}, the registry says {record.image_digest}",
+        )
+    return passed(check_id, "matches", "the image bytes are the registered ones")
 
 
-def read_attested(data: bytes | None, model_digest: Digest) -> Attested | str:
+def reproduce(run: Run) -> Check:
+    check_id = "reproduce"
+    if not run.inputs.options.reproduce:
+        return not_checked(
+            check_id, "not-requested", "not requested (okai verify --reproduce, CLI only)"
+        )
+    if run.facts.record is None:
+        return not_checked(check_id, "no-record", "no record")
+    reproduction = run.inputs.reproduction
+    if reproduction is None:
+        return pending(check_id, "running", "re-training")
+    if reproduction.error is not None:
+        return failed(
+            check_id, "error", f"re-training failed: {reproduction.error}", unavailable=True
+        )
+    if reproduction.digest is None:
+        return not_checked(check_id, "skipped", reproduction.skipped or "not run")
+    if reproduction.digest != run.facts.model_digest:
+        return failed(check_id, "mismatch", f"re-training produced {reproduction.digest}")
+    return passed(check_id, "reproduced", "re-training produced the same bytes")
+
+
+def witnesses(run: Run) -> Check:
+    """Informational: listed, never failed."""
+    check_id = "witnesses"
+    if run.facts.record is None:
+        return not_checked(check_id, "no-record", "no record")
+    count = len(run.facts.witnesses)
+    if count == 0:
+        return passed(check_id, "none", "nobody has recorded a reproduction yet")
+    return passed(
+        check_id,
+        "listed",
+        f"{count} account{'' if count == 1 else 's'} recorded a bit-for-bit reproduction",
+    )
+
+
+RULES: tuple[tuple[str, Callable[[Run], Check]], ...] = (
+    ("model.digest", model_digest),
+    ("record.exists", record_exists),
+    ("attestation.digest", attestation_digest),
+    ("attestation.statement", attestation_statement),
+    ("attestation.matches-record", attestation_matches_record),
+    ("image.registered", image_registered),
+    ("datasets.manifests", datasets_manifests),
+    ("datasets.shards", datasets_shards),
+    ("image.bytes", image_bytes),
+    ("reproduce", reproduce),
+    ("witnesses", witnesses),
+)
+"""One rule per check, in the report's order: the list reads as the specification."""
+assert tuple(check_id for check_id, _ in RULES) == CHECK_IDS
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a document is unusable: the check's reason code and its words."""
+
+    code: str
+    text: str
+
+
+# The driver evaluates once per round of reads, each time with the same bytes: the parsed
+# documents of the last few are kept (a handful of blobs, each under its size cap).
+@lru_cache(maxsize=4)
+def read_attested(data: bytes | None, model_digest: Digest) -> Attested | Problem:
     """What a recorded attestation says about `model_digest`, or why it says nothing usable."""
     value, problem = parse_json(data)
     if problem is not None:
-        return f"the attestation is {problem}"
+        return Problem(problem.code, f"the attestation is {problem.text}")
     try:
         attestation = Attestation.from_data(value, "the attestation")
     except OkaiError as exc:
-        return f"the attestation is malformed: {exc.message}"
+        return Problem("malformed", f"the attestation is malformed: {exc.message}")
     if attestation.model_digest != model_digest:
-        return f"subject: it is about {attestation.model_digest}, not this model"
+        return Problem(
+            "other-model", f"subject: it is about {attestation.model_digest}, not this model"
+        )
     raw_job = attestation.to_json()["predicate"]["buildDefinition"]["externalParameters"]["job"]
     try:
         job_digest = Digest.of_json(raw_job)
     except OkaiError as exc:
-        return f"the attestation is malformed: job: no canonical form ({exc.message})"
+        return Problem(
+            "malformed", f"the attestation is malformed: job: no canonical form ({exc.message})"
+        )
     datasets = []
     for index, (ref, digest) in enumerate(
         zip(attestation.job.datasets, attestation.dataset_digests, strict=True)
@@ -380,50 +647,32 @@ def read_attested(data: bytes | None, model_digest: Digest) -> Attested | str:
     )
 
 
-def _mismatch(attested: Attested, record: ModelRecord) -> str | None:
+def _mismatch(attested: Attested, record: ModelRecord) -> Problem | None:
     if attested.job_digest != record.job_digest:
-        return (
+        return Problem(
+            "job-mismatch",
             f"the attestation's job hashes to {attested.job_digest}, the record says "
-            f"{record.job_digest}"
+            f"{record.job_digest}",
         )
     want = record.dataset_digests
     got = [d.digest for d in attested.datasets]
     if len(got) != len(want):
-        return f"the attestation names {len(got)} datasets, the record {len(want)}"
+        return Problem(
+            "dataset-count", f"the attestation names {len(got)} datasets, the record {len(want)}"
+        )
     for index, (mine, theirs) in enumerate(zip(got, want, strict=True)):
         if mine != theirs:
-            return f"dataset {index + 1}: the attestation names {mine}, the record {theirs}"
+            return Problem(
+                "dataset-mismatch",
+                f"dataset {index + 1}: the attestation names {mine}, the record {theirs}",
+            )
     if attested.image_digest != record.image_digest:
-        return (
-            f"the attestation names image {attested.image_digest}, the record {record.image_digest}"
+        return Problem(
+            "image-mismatch",
+            f"the attestation names image {attested.image_digest}, the record "
+            f"{record.image_digest}",
         )
     return None
-
-
-def _image_registered(
-    record: ModelRecord | None, image: ImageRecord | None, attested: Attested | None
-) -> Check:
-    check_id = "image.registered"
-    if record is None:
-        return not_checked(check_id, "no record")
-    if record.image_digest == ZERO_DIGEST:
-        return failed(check_id, "unregistered host: the model was trained on no registered image")
-    if image is None:
-        return failed(check_id, f"the image {record.image_digest} is not registered")
-    if attested is None:
-        return not_checked(
-            check_id, "needs the recorded, well-formed attestation for the system it ran"
-        )
-    if attested.system_toplevel is None:
-        return failed(check_id, "the attestation says the node ran no registered image")
-    ran = system_toplevel_digest(attested.system_toplevel)
-    if ran != image.system_toplevel:
-        return failed(
-            check_id,
-            f"the node ran a system whose toplevel hashes to {ran}, the registered image's is "
-            f"{image.system_toplevel}",
-        )
-    return passed(check_id, "registered, and the node ran its system")
 
 
 def _image_manifest(
@@ -438,7 +687,7 @@ def _image_manifest(
         return ImageManifestFact("error", failure.error, unavailable=failure.unavailable)
     value, problem = parse_json(_read(blobs, key).data)
     if problem is not None:
-        return ImageManifestFact("error", f"the image manifest is {problem}")
+        return ImageManifestFact("error", f"the image manifest is {problem.text}")
     try:
         manifest = ImageManifest.from_data(value, "the image manifest")
     except OkaiError as exc:
@@ -450,185 +699,27 @@ def _image_manifest(
     return ImageManifestFact("ok", manifest=manifest, consistent=consistent)
 
 
-def _dataset_checks(
-    options: Options,
-    record: ModelRecord | None,
-    attested: Attested | None,
-    matches: bool,
-    blobs: dict[str, BlobObservation],
-    need: Callable[[Need], None],
-) -> tuple[Check, Check, list[DatasetFact]]:
-    datasets: list[DatasetFact] = []
-    if record is not None and attested is not None:
-        datasets = [DatasetFact(d.index, d.kind, d.locator, d.digest) for d in attested.datasets]
-    m_id, s_id = "datasets.manifests", "datasets.shards"
-    if not options.deep:
-        reason = "not requested (Verify data, or okai verify --deep)"
-        return not_checked(m_id, reason), not_checked(s_id, reason), datasets
-    if record is None:
-        return not_checked(m_id, "no record"), not_checked(s_id, "no record"), datasets
-    if not matches or attested is None:
-        reason = "needs the recorded attestation, matching the record, to locate the data"
-        return not_checked(m_id, reason), not_checked(s_id, reason), datasets
-
-    # Manifests: each read by the locator the attestation gives, hashed canonically.
-    count = len(datasets)
-    manifests = passed(m_id, f"{count} manifest{'' if count == 1 else 's'} match the record")
-    for dataset in datasets:
-        if dataset.kind != "manifest":
-            continue  # raw data: no manifest, its bytes are its one shard
-        label = f"dataset {dataset.index + 1}"
-        key = dataset.locator
-        need(Need(key, True, MAX_MANIFEST_BYTES, f"{label} manifest"))
-        state = _state(blobs, key)
-        if state == "pending":
-            if manifests.status == PASSED:
-                manifests = pending(m_id, "reading dataset manifests")
-            continue
-        unavailable = state == "error" and _failure(blobs, key).unavailable
-        problem = (
-            f"cannot read its manifest: {_failure(blobs, key).error}"
-            if state == "error"
-            else _manifest_problem(_read(blobs, key), dataset)
-        )
-        if problem is not None and manifests.status != FAILED:
-            manifests = failed(m_id, f"{label}: {problem}", unavailable=unavailable)
-    if manifests.status != PASSED:
-        shards = (
-            pending(s_id, "waiting for the manifests")
-            if manifests.status == PENDING
-            else not_checked(s_id, "the manifests did not check out")
-        )
-        return manifests, shards, datasets
-
-    # Shards: every one re-downloaded and hashed while streaming.
-    result: Check | None = None
-    total = waiting = 0
-    for dataset in datasets:
-        label = f"dataset {dataset.index + 1}"
-        key = dataset.locator
-        if dataset.kind == "quiltPatch":
-            key = QUILT_PATCH_KEY + dataset.locator
-        pieces: list[tuple[str, str, int | None, str]]
-        if dataset.manifest is not None:
-            pieces = [(s.blob_id, s.sha256, s.size, s.path) for s in dataset.manifest.shards]
-        else:
-            pieces = [(key, dataset.digest, None, f"({dataset.kind})")]
-        for index, (blob_key, sha256, size, path) in enumerate(pieces):
-            total += 1
-            where = f"{label}, shard {index + 1} ({path})"
-            need(Need(blob_key, False, size, f"{label} shard {index + 1}", Digest(sha256), size))
-            state = _state(blobs, blob_key)
-            if state == "pending":
-                waiting += 1
-                continue
-            if result is not None:
-                continue
-            if state == "error":
-                failure = _failure(blobs, blob_key)
-                result = failed(
-                    s_id,
-                    f"{where}: cannot read it: {failure.error}",
-                    unavailable=failure.unavailable,
-                )
-                continue
-            blob = _read(blobs, blob_key)
-            if blob.digest != sha256:
-                result = failed(
-                    s_id, f"{where}: its bytes hash to {blob.digest}, the manifest says {sha256}"
-                )
-            elif size is not None and blob.size != size:
-                result = failed(s_id, f"{where}: {blob.size} bytes, the manifest says {size}")
-    if result is None:
-        result = (
-            pending(s_id, f"{total - waiting} of {total} shards checked")
-            if waiting
-            else passed(s_id, f"all {total} shard{'' if total == 1 else 's'} match their manifests")
-        )
-    return manifests, result, datasets
-
-
-def _manifest_problem(blob: BlobRead, dataset: DatasetFact) -> str | None:
+def _manifest_problem(blob: BlobRead, dataset: DatasetFact) -> Problem | None:
     """Why a dataset manifest's bytes are not the recorded manifest (None: they are)."""
-    value, problem = parse_json(blob.data)
-    if problem is not None:
-        return f"its manifest is {problem}"
-    try:
-        digest = Digest.of_json(value)
-    except OkaiError as exc:
-        return f"its manifest has no canonical form: {exc.message}"
-    if digest != dataset.digest:
-        return f"its manifest hashes to {digest}, the record says {dataset.digest}"
-    try:
-        dataset.manifest = DatasetManifest.from_data(value, "its manifest")
-    except OkaiError as exc:
-        return exc.message
+    result = _read_manifest(blob.data, dataset.digest)
+    if isinstance(result, Problem):
+        return result
+    dataset.manifest = result
     return None
 
 
-def _image_bytes(
-    options: Options,
-    record: ModelRecord | None,
-    image: ImageRecord | None,
-    manifest: ImageManifestFact | None,
-    blobs: dict[str, BlobObservation],
-    need: Callable[[Need], None],
-) -> Check:
-    check_id = "image.bytes"
-    if not (options.deep and options.image):
-        return not_checked(check_id, "not requested (okai verify --deep --image)")
-    if record is None:
-        return not_checked(check_id, "no record")
-    if record.image_digest == ZERO_DIGEST or image is None or manifest is None:
-        return not_checked(check_id, "no registered image")
-    if manifest.state == "pending":
-        return pending(check_id, "reading the image manifest")
-    if manifest.state == "error" or manifest.manifest is None:
-        return failed(
-            check_id,
-            f"cannot use the image manifest: {manifest.error}",
-            unavailable=manifest.unavailable,
-        )
-    if not manifest.consistent:
-        return failed(check_id, "the image manifest does not describe the registered image")
-    quilt_id = manifest.manifest.blob_id
-    if quilt_id is None:
-        return failed(check_id, "the image manifest gives no quilt ID for the image")
-    # okai image publish stores the image as the file `fileName` of a one-file quilt:
-    # the manifest's blob ID is the quilt's, and the image bytes are that file.
-    key = quilt_file_key(quilt_id, manifest.manifest.file_name)
-    size = manifest.manifest.size
-    need(Need(key, False, size, "image", record.image_digest, size))
-    state = _state(blobs, key)
-    if state == "pending":
-        return pending(check_id, "downloading the image")
-    if state == "error":
-        failure = _failure(blobs, key)
-        return failed(
-            check_id, f"cannot read the image: {failure.error}", unavailable=failure.unavailable
-        )
-    blob = _read(blobs, key)
-    if blob.digest != record.image_digest:
-        return failed(
-            check_id,
-            f"the image bytes hash to {blob.digest}, the registry says {record.image_digest}",
-        )
-    return passed(check_id, "the image bytes are the registered ones")
-
-
-def _reproduce(inputs: Inputs, record: ModelRecord | None, model_digest: Digest | None) -> Check:
-    check_id = "reproduce"
-    if not inputs.options.reproduce:
-        return not_checked(check_id, "not requested (okai verify --reproduce, CLI only)")
-    if record is None:
-        return not_checked(check_id, "no record")
-    reproduction = inputs.reproduction
-    if reproduction is None:
-        return pending(check_id, "re-training")
-    if reproduction.error is not None:
-        return failed(check_id, f"re-training failed: {reproduction.error}", unavailable=True)
-    if reproduction.digest is None:
-        return not_checked(check_id, reproduction.skipped or "not run")
-    if reproduction.digest != model_digest:
-        return failed(check_id, f"re-training produced {reproduction.digest}")
-    return passed(check_id, "re-training produced the same bytes")
+@lru_cache(maxsize=8)
+def _read_manifest(data: bytes | None, digest: Digest) -> DatasetManifest | Problem:
+    value, problem = parse_json(data)
+    if problem is not None:
+        return Problem(problem.code, f"its manifest is {problem.text}")
+    try:
+        actual = Digest.of_json(value)
+    except OkaiError as exc:
+        return Problem("no-canonical-form", f"its manifest has no canonical form: {exc.message}")
+    if actual != digest:
+        return Problem("mismatch", f"its manifest hashes to {actual}, the record says {digest}")
+    try:
+        return DatasetManifest.from_data(value, "its manifest")
+    except OkaiError as exc:
+        return Problem("malformed", exc.message)

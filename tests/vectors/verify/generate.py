@@ -314,6 +314,7 @@ def vector(
     chain: dict[str, Any] | None = None,
     blobs: dict[str, bytes | str] | None = None,
     model_digest: str | None = "",
+    codes: dict[str, str] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     default_chain, default_blobs = world.recorded()
@@ -350,6 +351,7 @@ def vector(
             "modelDigest": world.model_digest if model_digest == "" else model_digest,
             "verdict": "verified" if verified else "not verified",
             "checks": statuses,
+            **({"codes": codes} if codes else {}),
         },
     }
 
@@ -653,6 +655,156 @@ def vectors() -> list[dict[str, Any]]:
             {"reproduce": F},
             deep=False,
             reproducedDigest=Digest.of_bytes(b"different"),
+        )
+    )
+
+    # Inputs on which okai verify and the page once disagreed (issue 14), and the verdict
+    # docs/verification.md decides for each: kept here so both suites hold it.
+    def spoiled_statement(spoil: Callable[[dict[str, Any]], None]) -> bytes:
+        statement = w.attestation()
+        spoil(statement)
+        return json.dumps(statement, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def job_of(statement: dict[str, Any]) -> dict[str, Any]:
+        job: dict[str, Any] = statement["predicate"]["buildDefinition"]["externalParameters"]["job"]
+        return job
+
+    statement_cases: dict[str, tuple[str, bytes, str]] = {
+        "job-unknown-field": (
+            "The attested job carries a field okai.job/v1 does not have.",
+            spoiled_statement(lambda s: job_of(s).update(note="ignored by a lenient reader")),
+            "malformed",
+        ),
+        "job-proto-key": (
+            'The attested job carries a "__proto__" key (an unknown field, whatever it holds).',
+            spoiled_statement(lambda s: job_of(s).update({"__proto__": {"deterministic": False}})),
+            "malformed",
+        ),
+        "job-deterministic-string": (
+            'The attested job says "deterministic": "false", a string, not a boolean.',
+            spoiled_statement(lambda s: job_of(s).update(deterministic="false")),
+            "malformed",
+        ),
+        "job-seed-string": (
+            'The attested job says "seed": "7", a string, not a number.',
+            spoiled_statement(lambda s: job_of(s).update(seed="7")),
+            "malformed",
+        ),
+        "duplicate-byproduct": (
+            "The statement lists the metrics byproduct twice.",
+            spoiled_statement(
+                lambda s: s["predicate"]["runDetails"]["byproducts"].append(
+                    copy.deepcopy(s["predicate"]["runDetails"]["byproducts"][0])
+                )
+            ),
+            "malformed",
+        ),
+        "job-big-number": (
+            "The attested job says checkpointEvery 1e16: at or beyond 2**53 no reader agrees on "
+            "its value, so the document is refused.",
+            spoiled_statement(lambda s: job_of(s).update(checkpointEvery=1e16)),
+            "big-number",
+        ),
+        "attestation-duplicate-key": (
+            "The recorded attestation names a key twice in one object (JSON parsers differ on "
+            "which one counts).",
+            b'{"_type":"https://in-toto.io/Statement/v1",' + canonical_json(w.attestation())[1:],
+            "duplicate-key",
+        ),
+        "attestation-too-deep": (
+            "A metric nests 65 arrays deep.",
+            spoiled_statement(
+                lambda s: s["predicate"]["runDetails"]["byproducts"][0]["annotations"].update(
+                    deep=json.loads("[" * 65 + "]" * 65)
+                )
+            ),
+            "too-deep",
+        ),
+        "attestation-time-nanoseconds": (
+            "startedOn has nanoseconds: a time is RFC 3339 with at most microseconds.",
+            spoiled_statement(
+                lambda s: s["predicate"]["runDetails"]["metadata"].update(
+                    startedOn="2026-01-01T12:00:00.123456789Z"
+                )
+            ),
+            "malformed",
+        ),
+    }
+    for name, (what, raw, code) in statement_cases.items():
+        spoiled_chain, spoiled_blobs = w.recorded(raw)
+        add(
+            vector(
+                name,
+                what,
+                w,
+                {**after_attestation, "attestation.statement": F},
+                chain=spoiled_chain,
+                blobs=spoiled_blobs,
+                codes={"attestation.statement": code},
+            )
+        )
+    add(
+        vector(
+            "attestation-not-utf8",
+            "The recorded attestation is not UTF-8 text.",
+            w,
+            {**after_attestation, "attestation.statement": F},
+            chain=w.recorded(b'{"_type":"\xff"}')[0],
+            blobs=w.recorded(b'{"_type":"\xff"}')[1],
+            codes={"attestation.statement": "not-utf8"},
+        )
+    )
+    manifest_cases: dict[str, tuple[str, Callable[[dict[str, Any]], None], str]] = {
+        "manifest-upper-case-digest": (
+            "a shard digest in upper-case hex (a digest in a document has one spelling)",
+            lambda m: m["shards"][0].update(sha256=m["shards"][0]["sha256"].upper()),
+            "malformed",
+        ),
+        "manifest-path-two-spellings": (
+            "the path ./digits.csv, another spelling of digits.csv",
+            lambda m: [x.update(path="./digits.csv") for x in m["files"] + m["shards"]],
+            "malformed",
+        ),
+        "manifest-string-size": (
+            'a shard size of "300", a string',
+            lambda m: m["shards"][0].update(size="300"),
+            "malformed",
+        ),
+    }
+    for name, (what, spoil, code) in manifest_cases.items():
+        add(
+            vector(
+                name,
+                f"Dataset 1's recorded manifest (its digest matches) has {what}: the manifest "
+                "check fails and the shards are not checked.",
+                World(spoil_manifest=spoil),
+                {"datasets.manifests": F, "datasets.shards": N},
+                codes={"datasets.manifests": code, "datasets.shards": "manifests-failed"},
+            )
+        )
+    big = World()
+    big_manifest = json.dumps(big.manifest).replace('"size": 300', '"size": 10000000000000000', 1)
+    big_key = big.manifest_blob
+    add(
+        vector(
+            "manifest-big-number",
+            "Dataset 1's manifest blob holds a shard size of 10000000000000000 (beyond 2**53).",
+            big,
+            {"datasets.manifests": F, "datasets.shards": N},
+            blobs={**big.recorded()[1], big_key: big_manifest.encode()},
+            codes={"datasets.manifests": "big-number"},
+        )
+    )
+    add(
+        vector(
+            "given-digest-exotic-space",
+            "A digest given with a next-line character (U+0085) around it: only ASCII white "
+            "space is trimmed.",
+            w,
+            {"model.digest": F, **nothing},
+            model={"given": "\x85" + w.model_digest},
+            model_digest=None,
+            codes={"model.digest": "malformed", "record.exists": "no-model-digest"},
         )
     )
     hostile_world = World(job_name='<img src=x onerror="window.__pwned=1"> \u202ejob', hostile=True)

@@ -1,0 +1,123 @@
+"""Strict JSON for documents others wrote: one reading that the page (web/src/encoding.js,
+`parseJsonText`) shares exactly, problem for problem.
+
+Python's `json` and JavaScript's `JSON.parse` differ at the edges: duplicate keys (both keep
+the last, other parsers the first), integers beyond 2**53 (exact here, rounded there), and
+nesting (a RecursionError here). So a document is refused, with the first of these problems
+in this order, before any field of it is trusted:
+
+1. `not-utf8`: its bytes are not UTF-8;
+2. `too-deep`: brackets outside strings nest deeper than `MAX_DEPTH`;
+3. `not-json`: not RFC 8259 JSON (NaN and Infinity included);
+4. `duplicate-key`: an object names a key twice (RFC 8259 leaves the meaning open);
+5. `big-number`: a number of magnitude 2**53 or more: every such double is an integer
+   JavaScript cannot tell from its neighbours, and RFC 8785 gives it no exact form.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from itertools import accumulate
+from operator import sub
+from typing import Any
+
+MAX_DEPTH = 64
+"""Deeper nesting is refused: okai documents nest about ten levels."""
+MAX_SAFE_INTEGER = 2**53 - 1
+
+# A string from its quote to the next unescaped one (or the end): brackets inside don't count.
+_STRING = re.compile(r'"[^"\\]*(?:\\[\s\S]?[^"\\]*)*"?')
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+_STEPS = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+
+PROBLEMS = {
+    "not-utf8": "not UTF-8 text",
+    "too-deep": f"nested deeper than {MAX_DEPTH} levels",
+    "not-json": "not valid JSON",
+    "duplicate-key": "JSON with a key named twice in one object",
+    "big-number": "JSON with a number of magnitude 2**53 or more",
+}
+
+
+@dataclass(frozen=True)
+class JsonProblem:
+    """Why bytes are not a usable JSON document: a code of `PROBLEMS` and its words."""
+
+    code: str
+
+    @property
+    def text(self) -> str:
+        return PROBLEMS[self.code]
+
+
+def nesting_depth(text: str) -> int:
+    """How deep `[` and `{` outside strings nest (the page counts the same way), or, for
+    a text with at most `MAX_DEPTH` of them, `MAX_DEPTH`."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return MAX_DEPTH  # an upper bound is enough: never deeper than allowed
+    outside = _STRING.sub("", text).encode("utf-8", "surrogatepass")
+    # Openings as 2, closings as 0, all else dropped: depth after k brackets is (sum) - k.
+    steps = outside.translate(_STEPS, _NOT_BRACKETS)
+    return max(map(sub, accumulate(steps), range(1, len(steps) + 1)), default=0)
+
+
+class _Flags:
+    """What the parser hooks saw: a duplicate key, a number out of range."""
+
+    def __init__(self) -> None:
+        self.duplicate = False
+        self.big = False
+
+    def pairs(self, items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(items)
+        if len(obj) != len(items):  # a key came twice; dict() kept the last
+            self.duplicate = True
+        return obj
+
+    def integer(self, text: str) -> int:
+        if len(text) < 16:  # at most 15 digits: below 2**53
+            return int(text)
+        # Compare lengths before int(): thousands of digits would raise, not refuse.
+        if len(text.lstrip("-")) > 16 or abs(int(text)) > MAX_SAFE_INTEGER:
+            self.big = True
+            return 0
+        return int(text)
+
+    def number(self, text: str) -> float:
+        value = float(text)
+        if not abs(value) < 2**53:  # also inf, from 1e400
+            self.big = True
+            return 0.0
+        return value
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json_text(data: bytes) -> tuple[Any, JsonProblem | None]:
+    """(value, None), or (None, the first problem in the order of the module docstring)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, JsonProblem("not-utf8")
+    if nesting_depth(text) > MAX_DEPTH:
+        return None, JsonProblem("too-deep")
+    flags = _Flags()
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=flags.pairs,
+            parse_int=flags.integer,
+            parse_float=flags.number,
+            parse_constant=_constant,
+        )
+    except ValueError:
+        return None, JsonProblem("not-json")
+    if flags.duplicate:
+        return None, JsonProblem("duplicate-key")
+    if flags.big:
+        return None, JsonProblem("big-number")
+    return value, None
