@@ -13,7 +13,7 @@
       inherit (nixpkgs) lib;
       pkgs = nixpkgs.legacyPackages.${system};
 
-      okai = pkgs.python3Packages.callPackage ./nix/package.nix { };
+      okai = pkgs.callPackage ./nix/package.nix { };
 
       # What the image says about itself (/etc/okai/image.json). A tree with
       # uncommitted changes has no revision: `okai image build` refuses it

@@ -99,8 +99,8 @@ in
 
     package = lib.mkOption {
       type = lib.types.package;
-      default = pkgs.python3Packages.callPackage ./package.nix { };
-      defaultText = lib.literalExpression "pkgs.python3Packages.callPackage ./package.nix { }";
+      default = pkgs.callPackage ./package.nix { };
+      defaultText = lib.literalExpression "pkgs.callPackage ./package.nix { }";
       description = "The okai package whose `okai node run` is the agent.";
     };
 

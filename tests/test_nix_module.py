@@ -65,7 +65,7 @@ let
   pkgs = {
     # The unit gets the script's text instead of a store path to it.
     writeShellScript = name: text: "# stub of ${name}\n" + text;
-    python3Packages.callPackage = throw "the stub never builds the okai package";
+    callPackage = throw "the stub never builds the okai package";
     coreutils = "/stub/coreutils";
   };
   okai = { outPath = "/stub/okai"; meta.mainProgram = "okai"; };
