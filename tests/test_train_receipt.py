@@ -10,6 +10,7 @@ import pytest
 from okai.digest import Digest
 from okai.errors import DocumentError, IntegrityError, UsageError
 from okai.manifest import BlobRef, EntrypointModel, JobSpec, ManifestRef
+from okai.provenance import software
 from okai.train import LocalShardSource, Receipt, digits_job
 from okai.train.entrypoint import training_function
 from okai.train.errors import EntrypointError
@@ -115,7 +116,8 @@ def test_the_measured_parts_make_a_valid_receipt() -> None:
     assert document["datasets"][0] == {
         "ref": "manifest", "manifestBlobId": REF.manifest_blob_id, "sha256": REF.sha256
     }  # fmt: skip
-    assert set(document["libraries"]) == {"python", "torch", "numpy", "okai"}
+    # The software identity that decides the bytes (okai.provenance.software), and okai.
+    assert set(document["libraries"]) == {*software.DECISIVE, "okai"}
     again = Receipt.from_json_bytes(json.dumps(document).encode(), "receipt.json")
     assert again == receipt
     with pytest.raises(DocumentError, match="startedAt"):

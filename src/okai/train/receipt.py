@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import okai
 from okai.digest import Digest
 from okai.errors import DocumentError, UsageError
 from okai.manifest import UNREGISTERED_HOST, BlobRef, JobSpec, ManifestRef, QuiltPatchRef
+from okai.provenance import software
 from okai.provenance.receipt import (
     ReceiptCode,
     ReceiptDataset,
@@ -91,12 +90,8 @@ def okai_source() -> ReceiptCode:
 
 
 def library_versions() -> dict[str, str]:
-    return {
-        "python": platform.python_version(),
-        "torch": metadata.version("torch"),
-        "numpy": metadata.version("numpy"),
-        "okai": okai.__version__,
-    }
+    """The software that decides the model's bytes (`okai.provenance.software`), and okai."""
+    return {**software.measure(), "okai": okai.__version__}
 
 
 def run_image(env: Mapping[str, str] = os.environ) -> ReceiptImage | None:
