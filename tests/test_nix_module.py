@@ -76,6 +76,7 @@ let
     services.okai-node = defaults // { enable = true; package = okai; } // overrides;
     okai.image.identity = defaults // { enable = true; } // overrides;
     networking = networking;
+    systemd.package = "/stub/systemd";
   };
 in clean module.config
 """
@@ -132,12 +133,19 @@ def test_agent_runs_the_fixed_command_as_a_hardened_unit() -> None:
     ]
     service = unit["serviceConfig"]
     assert service["User"] == "okai" and service["StateDirectory"] == "okai"
+    assert service["Type"] == "oneshot" and service["TimeoutStartSec"] == "infinity"
     assert service["RemainAfterExit"] is True and service["Restart"] == "no"
     assert service["CapabilityBoundingSet"] == "" and service["NoNewPrivileges"] is True
     assert service["ProtectSystem"] == "strict" and service["PrivateDevices"] is True
     assert "EnvironmentFile" not in service
     assert "wantedBy" not in unit  # only the path unit starts it
-    assert unit["requires"] == ["okai-node-peers.service"]
+    # The ports are the job's: opened before it, closed when it ends, however it ends.
+    assert "okai-node-peers.service" in unit["wants"] and "okai-node-peers.service" in unit["after"]
+    assert "requires" not in unit  # a stopped peers unit must not stop the finished agent
+    close = "+/stub/systemd/bin/systemctl stop --no-block okai-node-peers.service"
+    assert service["ExecStartPost"] == close and service["ExecStopPost"] == close
+    peers = config["systemd"]["services"]["okai-node-peers"]
+    assert peers["partOf"] == ["okai-node.service"] and peers["before"] == ["okai-node.service"]
 
     path = config["systemd"]["paths"]["okai-node"]
     assert path["pathConfig"] == {
@@ -175,11 +183,33 @@ def test_ports_open_on_cluster_interfaces_only() -> None:
 def test_without_a_peers_file_there_is_no_peer_unit() -> None:
     config = node_config(peersFile=None)
     assert "okai-node-peers" not in config["systemd"]["services"]
-    assert config["systemd"]["services"]["okai-node"]["requires"] == []
+    service = config["systemd"]["services"]["okai-node"]["serviceConfig"]
+    assert not {"ExecStartPre", "ExecStartPost", "ExecStopPost"} & set(service)
     assert "extraCommands" not in config["networking"]["firewall"]
 
 
 # ------------------------------------------------------------ the peers script
+
+
+@pytest.mark.parametrize(("peers_failed", "starts"), [(True, False), (False, True)])
+def test_a_refused_peers_file_keeps_the_job_from_starting(
+    tmp_path: Path, peers_failed: bool, starts: bool
+) -> None:
+    systemctl = tmp_path / "systemctl"
+    log = tmp_path / "systemctl.log"
+    # FAKE systemctl: `is-failed` answers as told, and every call is logged.
+    systemctl.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexit {0 if peers_failed else 1}\n')
+    systemctl.chmod(0o755)
+    script = node_config()["systemd"]["services"]["okai-node"]["serviceConfig"]["ExecStartPre"]
+    check = tmp_path / "check.sh"
+    check.write_text(script.replace("/stub/systemd/bin/systemctl", str(systemctl)))
+    result = subprocess.run(
+        ["/bin/bash", str(check)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert (result.returncode == 0) is starts
+    assert log.read_text() == "is-failed --quiet okai-node-peers.service\n"
+    if not starts:
+        assert "refused the peers file" in result.stderr
 
 
 @pytest.fixture
