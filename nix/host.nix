@@ -98,12 +98,10 @@ in
     };
   };
 
-  services.okai-node = {
-    enable = true;
-    # Where `okai cluster up` writes the publisher's JWT over SSH (root-only, tmpfs);
-    # the same path as okai.compute.node.files.SECRETS_FILE.
-    environmentFile = "/run/okai/secrets.env";
-  };
+  # Secrets: `okai cluster up` writes them over SSH to systemd's credential
+  # store, /run/credstore/okai-node.secrets (root-only, tmpfs), which the
+  # agent imports as a credential (the module's default, secretsFile = null).
+  services.okai-node.enable = true;
   okai.image.identity.enable = true;
 
   # Small: no docs (also set by minimal.nix), no fonts config, no channel.

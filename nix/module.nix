@@ -197,20 +197,25 @@ in
       description = ''
         Extra environment of the agent. These values land in the Nix store,
         which anyone on the machine can read: no secrets here, use
-        `environmentFile`.
+        `secretsFile`.
       '';
     };
 
-    environmentFile = lib.mkOption {
+    secretsFile = lib.mkOption {
       type = lib.types.nullOr lib.types.str;
       default = null;
-      example = "/run/keys/okai-node.env";
+      example = "/run/secrets/okai-node.env";
       description = ''
-        Path (outside the Nix store) of a file of `NAME=value` lines with
-        the agent's secrets, such as OKAI_WALRUS_JWT, read by systemd each
-        time it starts the agent, and skipped while it does not exist: a job
-        that needs no secret runs without it. A string, not a Nix path, so
-        that it is never copied into the store.
+        The agent's secrets, such as OKAI_WALRUS_JWT, as a file of
+        `NAME=value` lines, handed to the agent as the systemd credential
+        `okai-node.secrets` (only the agent's unit can read it; the agent
+        puts the variables in its environment). Null (the default) imports
+        the credential from systemd's credential store when it is there,
+        `/run/credstore/okai-node.secrets`, where `okai cluster up` writes
+        it; a job that needs no secret runs without it. A path here is
+        loaded instead (LoadCredential=), and the agent does not start
+        without it. A string, not a Nix path, so that it is never copied
+        into the store.
       '';
     };
   };
@@ -312,7 +317,9 @@ in
             ];
             # torchrun restarts failed workers itself; systemd must not re-run a job.
             Restart = "no";
-            EnvironmentFile = lib.mkIf (cfg.environmentFile != null) "-${cfg.environmentFile}";
+            # Secrets as a credential: readable by this unit only, never its environment block.
+            ImportCredential = lib.mkIf (cfg.secretsFile == null) "okai-node.secrets";
+            LoadCredential = lib.mkIf (cfg.secretsFile != null) "okai-node.secrets:${cfg.secretsFile}";
             User = "okai";
             Group = "okai";
             StateDirectory = "okai";

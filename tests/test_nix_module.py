@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from conftest import REPO
-from okai.compute.node.files import SECRETS_FILE
+from okai.compute.node.files import SECRETS_CREDENTIAL, SECRETS_FILE
 from okai.manifest import JobSpec
 
 STUB = r"""
@@ -156,15 +156,23 @@ def test_agent_runs_the_fixed_command_as_a_hardened_unit() -> None:
     assert config["boot"]["kernel"]["sysctl"]["net.ipv4.ip_local_port_range"] == "32768 60999"
 
 
-def test_secrets_stay_out_of_the_store() -> None:
-    unit = node_config(environmentFile="/run/keys/okai.env")["systemd"]["services"]["okai-node"]
-    # Read when present ("-"): a node whose job needs no secret starts without the file.
-    assert unit["serviceConfig"]["EnvironmentFile"] == "-/run/keys/okai.env"
+def test_secrets_are_a_credential_of_the_agent_only() -> None:
+    service = node_config()["systemd"]["services"]["okai-node"]["serviceConfig"]
+    # By default from systemd's credential store, where `okai cluster up` writes them;
+    # optional there: a node whose job needs no secret starts without it.
+    assert Path("/run/credstore") / SECRETS_CREDENTIAL == SECRETS_FILE
+    assert service["ImportCredential"] == SECRETS_CREDENTIAL
+    assert not {"LoadCredential", "EnvironmentFile"} & set(service)
+    given = node_config(secretsFile="/run/secrets/okai.env")["systemd"]["services"]["okai-node"]
+    assert given["serviceConfig"]["LoadCredential"] == f"{SECRETS_CREDENTIAL}:/run/secrets/okai.env"
+    assert "ImportCredential" not in given["serviceConfig"]
 
 
-def test_the_image_reads_the_secrets_file_okai_cluster_up_writes() -> None:
+def test_the_image_takes_secrets_from_the_credential_store() -> None:
     host = (REPO / "nix" / "host.nix").read_text()
-    assert f'environmentFile = "{SECRETS_FILE}";' in host
+    assert "services.okai-node.enable = true;" in host
+    code = [line.split("#")[0] for line in host.splitlines()]
+    assert not any("secretsFile" in line or "environmentFile" in line for line in code)
 
 
 def test_ports_open_on_cluster_interfaces_only() -> None:

@@ -28,9 +28,10 @@ from okai.compute.node import (
     read_status,
 )
 from okai.compute.node import logs as node_logs
+from okai.compute.node.files import SECRETS_CREDENTIAL, environment_file, load_secrets
 from okai.compute.node.host import check_identity, read_identity
 from okai.compute.node.status import NodeStatus, write_status
-from okai.errors import DocumentError
+from okai.errors import DocumentError, UsageError
 from okai.manifest import ManifestRef
 from okai.train import digits_job
 
@@ -281,3 +282,35 @@ def test_a_second_agent_on_the_same_node_is_refused(okai_home: Path) -> None:
     assert done.returncode == 2
     assert "another node agent is running" in done.stderr
     assert read_status(state_dir).state == NodeState.IDLE, "the running agent's status is untouched"
+
+
+# ------------------------------------------------------------ secrets credential
+
+
+def test_the_secrets_credential_reaches_the_environment(tmp_path: Path) -> None:
+    (tmp_path / SECRETS_CREDENTIAL).write_bytes(
+        environment_file({"OKAI_WALRUS_JWT": "a.b.c", "OTHER": "x"}) + b"\n# note\n"
+    )
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path), "OTHER": "before"}
+    assert load_secrets(env) == ["OKAI_WALRUS_JWT", "OTHER"]
+    assert env["OKAI_WALRUS_JWT"] == "a.b.c" and env["OTHER"] == "x"
+
+
+def test_no_credential_means_no_secrets(tmp_path: Path) -> None:
+    env: dict[str, str] = {}
+    assert load_secrets(env) == [] and env == {}  # not run by systemd
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path)}
+    assert load_secrets(env) == []  # ImportCredential found none: a job without secrets
+    assert set(env) == {"CREDENTIALS_DIRECTORY"}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"NOT A LINE", b"lower=case", b"OKAI_WALRUS_JWT=", b"=value", b"1ST=x", b"LD_PRELOAD x"],
+)
+def test_a_malformed_credential_is_refused_without_quoting_it(tmp_path: Path, line: bytes) -> None:
+    (tmp_path / SECRETS_CREDENTIAL).write_bytes(b"GOOD=secret-value\n" + line + b"\n")
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path)}
+    with pytest.raises(UsageError, match="line 2: not a NAME=value line") as caught:
+        load_secrets(env)
+    assert "secret-value" not in str(caught.value) and "GOOD" not in env

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from okai.compute.node.files import AGENT_LOG, RUNS_DIR, ClusterFile
+from okai.compute.node.files import AGENT_LOG, RUNS_DIR, ClusterFile, load_secrets
 from okai.compute.node.host import check_identity, read_identity
 from okai.compute.node.status import (
     ErrorInfo,
@@ -132,6 +132,8 @@ class Agent:
             raise UsageError(
                 f"nodeRank {cluster.node_rank} is not below the cluster's {cluster.nodes} nodes"
             )
+        if names := load_secrets(os.environ):
+            self.log(f"secrets from the credential: {', '.join(names)}")
         identity = read_identity(self.options.image_file)
         self.status.host = identity.host
         self.status.image = identity.image
