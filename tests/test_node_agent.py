@@ -139,6 +139,18 @@ def test_an_image_matching_the_expectation_passes(tmp_path: Path) -> None:
     assert identity.image is not None and identity.image["systemToplevel"] == TOPLEVEL
 
 
+def test_an_image_without_a_flake_revision_matches_on_its_toplevel(tmp_path: Path) -> None:
+    """Images carry no flake revision (nix/identity.nix): the manifest's is not compared."""
+    path = tmp_path / "image.json"
+    path.write_text(json.dumps({"nixpkgsRevision": NIXPKGS, "systemToplevel": TOPLEVEL}))
+    cluster = ClusterFile.from_data({**vm_test_cluster(), "image": expectation()}, "c")
+    check_identity(cluster, read_identity(path))
+    # One that states a revision must state the expected one.
+    path.write_text(json.dumps({**expectation(), "flakeRevision": "0" * 40}))
+    with pytest.raises(ImageMismatch, match="flake revision"):
+        check_identity(cluster, read_identity(path))
+
+
 def test_another_system_is_refused(tmp_path: Path) -> None:
     identity = read_identity(identity_file(tmp_path, OTHER_TOPLEVEL))
     cluster = ClusterFile.from_data({**vm_test_cluster(), "image": expectation()}, "c")

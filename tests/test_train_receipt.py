@@ -17,6 +17,7 @@ from okai.train.errors import EntrypointError
 from okai.train.receipt import (
     IMAGE_DIGEST_ENV,
     IMAGE_FILE_ENV,
+    IMAGE_FLAKE_REVISION_ENV,
     UNREGISTERED_HOST,
     dataset_records,
     host_identity,
@@ -70,6 +71,23 @@ def test_the_image_digest_the_agent_passes_completes_the_identity(tmp_path: Path
     assert run_image(absent) is None
     with pytest.raises(UsageError):
         run_image({IMAGE_FILE_ENV: str(image_file), IMAGE_DIGEST_ENV: "sha256:nope"})
+
+
+def test_the_flake_revision_comes_from_the_manifest_the_agent_matched(tmp_path: Path) -> None:
+    """Images no longer carry it (a commit, not content): the agent passes the manifest's."""
+    image_file = tmp_path / "image.json"
+    image_file.write_text(
+        json.dumps({"schema": "okai.image-identity/v1", "systemToplevel": TOPLEVEL})
+    )
+    given = {IMAGE_FILE_ENV: str(image_file), IMAGE_FLAKE_REVISION_ENV: "e" * 40}
+    image = run_image(given)
+    assert image is not None and image.flake_revision == "e" * 40 and image.sha256 is None
+    assert run_image({IMAGE_FILE_ENV: str(image_file)}).flake_revision is None  # type: ignore[union-attr]
+    with pytest.raises(UsageError, match="malformed"):
+        run_image({**given, IMAGE_FLAKE_REVISION_ENV: "x" * 500})
+    # An image that does state one keeps its own.
+    image_file.write_text(json.dumps({"systemToplevel": TOPLEVEL, "flakeRevision": "f" * 40}))
+    assert run_image(given).flake_revision == "f" * 40  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(

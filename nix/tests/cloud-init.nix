@@ -81,7 +81,6 @@ in
         toplevel = node.succeed("readlink -f /run/current-system").strip()
         assert found == {
             "schema": "okai.image-identity/v1",
-            "flakeRevision": "${identity.flakeRevision}",
             "nixpkgsRevision": "${identity.nixpkgsRevision}",
             "systemToplevel": toplevel,
         }, found
