@@ -25,6 +25,7 @@ import pytest
 
 from conftest import REPO
 from okai.compute.node.files import SECRETS_CREDENTIAL, SECRETS_FILE
+from okai.image import VARIANTS
 from okai.manifest import JobSpec
 
 STUB = r"""
@@ -390,3 +391,62 @@ def test_vm_test_fixtures_are_what_okai_reads() -> None:
     ]
     assert json.loads(files[1]["content"]) == fixtures["job"]
     assert files[0]["content"] == "192.168.1.1\n"
+
+
+# ------------------------------------------------------------ the host configuration
+
+HOST = r"""
+let
+  override = priority: content: { __override = priority; inherit content; };
+  lib = {
+    mkDefault = override 1000;
+    mkOverride = override;
+    genAttrs = names: f: builtins.listToAttrs (map (name: { inherit name; value = f name; }) names);
+  };
+in import HOST_PATH { inherit lib; modulesPath = "/stub/modules"; }
+"""
+
+
+def host_config() -> Any:
+    nix = shutil.which("nix-instantiate")
+    assert nix is not None, "nix-instantiate is missing: install nix-bin (`make setup` does)"
+    expression = HOST.replace("HOST_PATH", str(REPO / "nix" / "host.nix"))
+    result = subprocess.run(
+        [nix, "--eval", "--strict", "--json", "--expr", expression],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_configuration_boots_without_an_image_variant() -> None:
+    """What `nix flake check`, nixos-rebuild and the VM tests evaluate: NixOS asserts a root
+    filesystem and a GRUB disk. Defaults, below the priority disk-image.nix sets them at
+    (mkImageMediaOverride for fileSystems, mkDefault = 1000 for the GRUB disk)."""
+    host = host_config()
+    root = host["fileSystems"]["/"]
+    assert root["__override"] >= 1000
+    assert root["content"] == {
+        "device": "/dev/disk/by-label/nixos",  # the label make-disk-image gives the root
+        "fsType": "ext4",
+        "autoResize": True,
+    }
+    devices = host["boot"]["loader"]["grub"]["devices"]
+    assert devices == {"__override": 1100, "content": ["/dev/vda"]}
+    # The boot loader stays on: systemd-boot replaces GRUB in the -efi variants only.
+    assert "enable" not in host["boot"]["loader"]["grub"]
+
+
+def test_every_variant_okai_builds_gets_a_stable_file_name() -> None:
+    modules = host_config()["image"]["modules"]
+    assert modules == {name: {"image": {"baseName": f"okai-node-{name}"}} for name in VARIANTS}
+
+
+def test_the_host_name_comes_from_the_metadata_with_a_non_empty_default() -> None:
+    host = host_config()
+    # Empty, so NixOS leaves /etc/hostname to cloud-init; systemd falls back to os-release.
+    assert host["networking"]["hostName"] == {"__override": 1000, "content": ""}
+    assert host["system"]["nixos"]["extraOSReleaseArgs"] == {"DEFAULT_HOSTNAME": "okai-node"}
