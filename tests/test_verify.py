@@ -338,16 +338,16 @@ def test_reproduce_first_says_whether_the_software_is_the_recorded_one(
     stack: Stack, inputs: Inputs, tmp_path: Path
 ) -> None:
     here = software.measure()
-    same = recorded(stack, tmp_path / "same", inputs, values=[11.0], libraries=here)
+    same = recorded(stack, tmp_path / "same", inputs, values=[21.0], libraries=here)
     said = Said()
-    verify(stack, same, Options(reproduce=True), reproducer=Retrainer([11.0]), progress=said)
+    verify(stack, same, Options(reproduce=True), reproducer=Retrainer([21.0]), progress=said)
     assert said.lines[0] == "same software: bitwise equality expected"
     assert said.lines[1].startswith("re-training job")
 
     elsewhere = {**here, "torch": "2.9.0", "numpy.blas": "openblas 0.3.20"}
-    other = recorded(stack, tmp_path / "other", inputs, values=[12.0], libraries=elsewhere)
+    other = recorded(stack, tmp_path / "other", inputs, values=[22.0], libraries=elsewhere)
     said = Said()
-    verify(stack, other, Options(reproduce=True), reproducer=Retrainer([12.0]), progress=said)
+    verify(stack, other, Options(reproduce=True), reproducer=Retrainer([22.0]), progress=said)
     assert said.lines[0] == (
         "different software, so the model bytes may differ: "
         f"torch: recorded 2.9.0, here {here['torch']}; "
