@@ -17,10 +17,14 @@ WEB_SRC   := $(shell find web/src web/public -type f 2>/dev/null) web/index.html
 
 setup: $(PY_STAMP) $(NPM_STAMP) $(SYS_STAMP) $(WEB_PAGE)
 
-$(PY_STAMP): pyproject.toml
+# The runtime packages are exactly requirements.lock (the image installs the same
+# files, docs/image.md); the dev tools come after and must not move them.
+$(PY_STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python scripts/python-lock.py check
 	touch $@
 
 $(NPM_STAMP): package.json package-lock.json

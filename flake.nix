@@ -13,13 +13,13 @@
       inherit (nixpkgs) lib;
       pkgs = nixpkgs.legacyPackages.${system};
 
-      okai = pkgs.python3Packages.callPackage ./nix/package.nix { };
+      okai = pkgs.callPackage ./nix/package.nix { };
 
-      # What the image says about itself (/etc/okai/image.json). A tree with
-      # uncommitted changes has no revision: `okai image build` refuses it
-      # unless --allow-dirty, and computes the same string as here.
+      # What the image says about itself (/etc/okai/image.json): the nixpkgs
+      # revision, and at boot its own toplevel. Not this flake's revision,
+      # which names a commit rather than content (nix/identity.nix):
+      # `okai image build` records it in the image manifest instead.
       identity = {
-        flakeRevision = self.rev or self.dirtyRev or "dirty-${self.narHash}";
         nixpkgsRevision = nixpkgs.rev;
       };
 

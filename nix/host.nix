@@ -44,6 +44,20 @@ in
     terminal_output --append serial
   '';
 
+  # What the configuration itself boots from, so that evaluating it (`nix
+  # flake check`, `nixos-rebuild`, the VM tests) meets NixOS's assertions:
+  # the same root and boot disk the image variants lay out. disk-image.nix
+  # overrides both (fileSystems with mkImageMediaOverride, GRUB devices with
+  # mkDefault, and systemd-boot instead of GRUB on -efi variants); the VM
+  # test framework overrides them with its own disks.
+  fileSystems."/" = lib.mkDefault {
+    device = "/dev/disk/by-label/nixos";
+    fsType = "ext4";
+    autoResize = true;
+  };
+  # Below mkDefault (1000), so disk-image.nix's own choice wins in the variants.
+  boot.loader.grub.devices = lib.mkOverride 1100 [ "/dev/vda" ];
+
   # The root partition and filesystem grow to whatever disk the VM gets
   # (disk-image.nix also sets fileSystems."/".autoResize); cloud-init's
   # growpart and resizefs modules do the same later if this did not.
@@ -54,7 +68,12 @@ in
   # taking precedence over the catch-all).
   networking.useNetworkd = true;
   networking.useDHCP = lib.mkDefault true;
-  networking.hostName = lib.mkDefault ""; # cloud-init sets it from the metadata
+  # The host name comes from the metadata: cloud-init writes /etc/hostname,
+  # which NixOS leaves alone only while networking.hostName is empty. Until
+  # then, or on a cloud that gives none, systemd falls back to os-release's
+  # DEFAULT_HOSTNAME, so the machine is never nameless ("localhost").
+  networking.hostName = lib.mkDefault "";
+  system.nixos.extraOSReleaseArgs.DEFAULT_HOSTNAME = "okai-node";
 
   services.cloud-init = {
     enable = true;
@@ -79,12 +98,10 @@ in
     };
   };
 
-  services.okai-node = {
-    enable = true;
-    # Where `okai cluster up` writes the publisher's JWT over SSH (root-only, tmpfs);
-    # the same path as okai.compute.node.files.SECRETS_FILE.
-    environmentFile = "/run/okai/secrets.env";
-  };
+  # Secrets: `okai cluster up` writes them over SSH to systemd's credential
+  # store, /run/credstore/okai-node.secrets (root-only, tmpfs), which the
+  # agent imports as a credential (the module's default, secretsFile = null).
+  services.okai-node.enable = true;
   okai.image.identity.enable = true;
 
   # Small: no docs (also set by minimal.nix), no fonts config, no channel.

@@ -1,13 +1,20 @@
 # The image identity file /etc/okai/image.json:
-#   {"schema": "okai.image-identity/v1", "flakeRevision", "nixpkgsRevision", "systemToplevel"}
+#   {"schema": "okai.image-identity/v1", "nixpkgsRevision", "systemToplevel"}
+#
+# No flake revision: a revision names a commit, not content, so baking it in
+# would give every commit (a docs change, an uncommitted edit) another
+# system and another image. The image manifest of `okai image build`
+# records the revision beside the toplevel, and the node agent passes it on
+# from there to the run's receipt.
 #
 # The system toplevel cannot name its own store path (a file inside it would
-# have to contain its own hash), so the two revisions are fixed at build time
+# have to contain its own hash), so the nixpkgs revision is fixed at build time
 # and the toplevel is read at boot: a oneshot unit resolves
 # /run/current-system, which is the toplevel actually running, and writes
 # /run/okai/image.json. /etc/okai/image.json is a link to it, the way
-# resolved.nix links /etc/resolv.conf into /run. After a `nixos-rebuild
-# switch` the unit's definition changes with the revisions, so it runs again.
+# resolved.nix links /etc/resolv.conf into /run. Images are booted, not
+# switched: after a `nixos-rebuild switch` on the same nixpkgs, run
+# `systemctl restart okai-image-identity` to name the new toplevel.
 {
   config,
   lib,
@@ -27,8 +34,8 @@ let
       echo "okai-image-identity: /run/current-system is not a store path: $toplevel" >&2
       exit 1
     fi
-    printf '{\n  "schema": "okai.image-identity/v1",\n  "flakeRevision": "%s",\n  "nixpkgsRevision": "%s",\n  "systemToplevel": "%s"\n}\n' \
-      ${lib.escapeShellArg cfg.flakeRevision} ${lib.escapeShellArg cfg.nixpkgsRevision} "$toplevel" \
+    printf '{\n  "schema": "okai.image-identity/v1",\n  "nixpkgsRevision": "%s",\n  "systemToplevel": "%s"\n}\n' \
+      ${lib.escapeShellArg cfg.nixpkgsRevision} "$toplevel" \
       > ${runtimeFile}.tmp
     ${pkgs.coreutils}/bin/mv ${runtimeFile}.tmp ${runtimeFile}
   '';
@@ -36,16 +43,6 @@ in
 {
   options.okai.image.identity = {
     enable = lib.mkEnableOption "the image identity file /etc/okai/image.json, read by okai for run receipts";
-
-    flakeRevision = lib.mkOption {
-      type = lib.types.strMatching "[0-9a-f]{40}(-dirty)?|dirty-[A-Za-z0-9+/=-]+";
-      example = "3c1cacc11c9292ed498f01f798cf790f02ea5062";
-      description = ''
-        Git revision of the okai flake the image was built from (`self.rev`),
-        `<rev>-dirty` for a tree with uncommitted changes, or `dirty-<narHash>`
-        for a flake outside git. Set by flake.nix.
-      '';
-    };
 
     nixpkgsRevision = lib.mkOption {
       type = lib.types.strMatching "[0-9a-f]{40}";

@@ -15,7 +15,8 @@
 # usable together:
 #   - `peersFile`: at job start a root oneshot reads the members' addresses
 #     (one per line) and accepts the rendezvous port and the ephemeral range
-#     from exactly those sources, in the iptables chain `okai-peers`. This
+#     from exactly those sources, in the iptables chain `okai-peers`, until
+#     the job ends. This
 #     works on any network, including public addresses, because the members
 #     are only known when the job is.
 #   - `clusterInterfaces`: interfaces that carry nothing but cluster traffic
@@ -92,6 +93,20 @@ let
   '';
 
   usePeersFile = cfg.peersFile != null && fw.enable;
+
+  # The ports are the job's, not the machine's: the agent's unit refuses to
+  # run after a refused peers file, and closes the ports when its job ends,
+  # however it ends (ExecStartPost after success, ExecStopPost after failure
+  # or a stop). Only a stop, never `Requires=`: stopping a required unit
+  # would stop the agent's finished unit too, and its path unit would then
+  # start the job again.
+  peersRefused = pkgs.writeShellScript "okai-node-peers-refused" ''
+    if ${config.systemd.package}/bin/systemctl is-failed --quiet okai-node-peers.service; then
+      echo "okai-node: okai-node-peers.service refused the peers file; not starting the job" >&2
+      exit 1
+    fi
+  '';
+  closePeersUnit = "+${config.systemd.package}/bin/systemctl stop --no-block okai-node-peers.service";
 in
 {
   options.services.okai-node = {
@@ -99,8 +114,8 @@ in
 
     package = lib.mkOption {
       type = lib.types.package;
-      default = pkgs.python3Packages.callPackage ./package.nix { };
-      defaultText = lib.literalExpression "pkgs.python3Packages.callPackage ./package.nix { }";
+      default = pkgs.callPackage ./package.nix { };
+      defaultText = lib.literalExpression "pkgs.callPackage ./package.nix { }";
       description = "The okai package whose `okai node run` is the agent.";
     };
 
@@ -160,7 +175,8 @@ in
         File listing the addresses of the job's members, one per line (`#`
         starts a comment). When the job starts, the rendezvous port and
         `peerPorts` are accepted from exactly these sources (iptables chain
-        `okai-peers`); when the agent stops, the rules are removed. Deliver it
+        `okai-peers`); when the job ends (or fails, or the agent is stopped)
+        the rules are removed. A file that is refused stops the job. Deliver it
         before cluster.json. Null turns this off. Needs the iptables firewall
         backend (the NixOS default).
       '';
@@ -181,20 +197,25 @@ in
       description = ''
         Extra environment of the agent. These values land in the Nix store,
         which anyone on the machine can read: no secrets here, use
-        `environmentFile`.
+        `secretsFile`.
       '';
     };
 
-    environmentFile = lib.mkOption {
+    secretsFile = lib.mkOption {
       type = lib.types.nullOr lib.types.str;
       default = null;
-      example = "/run/keys/okai-node.env";
+      example = "/run/secrets/okai-node.env";
       description = ''
-        Path (outside the Nix store) of a file of `NAME=value` lines with
-        the agent's secrets, such as OKAI_WALRUS_JWT, read by systemd each
-        time it starts the agent, and skipped while it does not exist: a job
-        that needs no secret runs without it. A string, not a Nix path, so
-        that it is never copied into the store.
+        The agent's secrets, such as OKAI_WALRUS_JWT, as a file of
+        `NAME=value` lines, handed to the agent as the systemd credential
+        `okai-node.secrets` (only the agent's unit can read it; the agent
+        puts the variables in its environment). Null (the default) imports
+        the credential from systemd's credential store when it is there,
+        `/run/credstore/okai-node.secrets`, where `okai cluster up` writes
+        it; a job that needs no secret runs without it. A path here is
+        loaded instead (LoadCredential=), and the agent does not start
+        without it. A string, not a Nix path, so that it is never copied
+        into the store.
       '';
     };
   };
@@ -254,13 +275,13 @@ in
         systemd.services.okai-node = {
           description = "okai node agent (runs the job in ${jobDir})";
           # Started by okai-node.path, not at boot.
-          wants = [ "network-online.target" ];
+          wants = [ "network-online.target" ] ++ lib.optional usePeersFile "okai-node-peers.service";
           after = [
             "network-online.target"
             "cloud-final.service" # let cloud-init finish what it delivers
             "okai-image-identity.service"
-          ];
-          requires = lib.optional usePeersFile "okai-node-peers.service";
+          ]
+          ++ lib.optional usePeersFile "okai-node-peers.service";
           environment = {
             HOME = stateDir;
             XDG_CACHE_HOME = "/var/cache/okai";
@@ -276,8 +297,13 @@ in
             StartLimitBurst = 3;
           };
           serviceConfig = {
-            Type = "exec";
+            # oneshot: ExecStartPost runs when the job has ended, not when it starts.
+            Type = "oneshot";
             RemainAfterExit = true;
+            TimeoutStartSec = "infinity"; # a training run takes as long as it takes
+            ExecStartPre = lib.mkIf usePeersFile peersRefused;
+            ExecStartPost = lib.mkIf usePeersFile closePeersUnit;
+            ExecStopPost = lib.mkIf usePeersFile closePeersUnit;
             ExecStart = lib.escapeShellArgs [
               (lib.getExe cfg.package)
               "node"
@@ -291,7 +317,9 @@ in
             ];
             # torchrun restarts failed workers itself; systemd must not re-run a job.
             Restart = "no";
-            EnvironmentFile = lib.mkIf (cfg.environmentFile != null) "-${cfg.environmentFile}";
+            # Secrets as a credential: readable by this unit only, never its environment block.
+            ImportCredential = lib.mkIf (cfg.secretsFile == null) "okai-node.secrets";
+            LoadCredential = lib.mkIf (cfg.secretsFile != null) "okai-node.secrets:${cfg.secretsFile}";
             User = "okai";
             Group = "okai";
             StateDirectory = "okai";

@@ -316,10 +316,12 @@ def write_run(
     run_id: str = "digits-20260101-120000",
     host: str | None = TOPLEVEL,
     job: JobSpec | None = None,
+    libraries: dict[str, str] | None = None,
 ) -> Receipt:
     """A finished run directory as training leaves it: model, job and receipt.
 
-    `host` is the toplevel the node ran (None: an unregistered host, no image).
+    `host` is the toplevel the node ran (None: an unregistered host, no image);
+    `libraries` the software identity (default: another machine's).
     """
     directory.mkdir(parents=True, exist_ok=True)
     model = safetensors_bytes(values or [0.25, -1.5, 3.0, 0.125])
@@ -361,7 +363,7 @@ def write_run(
                 "description": "okai 0.1.0 builtin model 'mlp'",
             },
             **({"image": image} if image is not None else {"host": "unregistered host"}),
-            "libraries": {"python": "3.12.3", "torch": "2.13.0", "okai": "0.1.0"},
+            "libraries": libraries or {"python": "3.12.3", "torch": "2.13.0", "okai": "0.1.0"},
             "worldSize": 2,
             "nodes": 1,
             "startedAt": started.isoformat(),

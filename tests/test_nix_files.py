@@ -7,6 +7,7 @@ the image are the VM tests in nix/tests/, run with a current Nix and KVM.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -95,12 +96,15 @@ def test_flake_pins_stable_nixpkgs_without_nixos_generators() -> None:
         assert "nixosGenerate" not in code_of(relative), relative
 
 
-def test_torch_comes_from_source() -> None:
+def test_torch_is_the_locked_cpu_wheel_not_nixpkgs_builds() -> None:
     for relative in sorted(EXPECTED):
         code = code_of(relative)
-        assert "torch-bin" not in code, relative
+        assert "torch-bin" not in code, relative  # unfree, drags CUDA libraries
         assert "allowUnfree" not in code, relative
-    assert re.search(r"\btorch\b", code_of("nix/package.nix"))
+        assert "python3Packages" not in code, relative  # nixpkgs' own (other) versions
+    torch = json.loads((REPO / "nix" / "python-packages.json").read_text())["packages"]["torch"]
+    assert torch["url"].startswith("https://download.pytorch.org/whl/cpu/torch-2.13.0%2Bcpu-")
+    assert re.fullmatch(r"[0-9a-f]{64}", torch["sha256"])
 
 
 def test_flake_exposes_every_variant_okai_builds() -> None:

@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 
 from conftest import REPO
-from okai.compute.node.files import SECRETS_FILE
+from okai.compute.node.files import SECRETS_CREDENTIAL, SECRETS_FILE
+from okai.image import VARIANTS
 from okai.manifest import JobSpec
 
 STUB = r"""
@@ -65,7 +66,7 @@ let
   pkgs = {
     # The unit gets the script's text instead of a store path to it.
     writeShellScript = name: text: "# stub of ${name}\n" + text;
-    python3Packages.callPackage = throw "the stub never builds the okai package";
+    callPackage = throw "the stub never builds the okai package";
     coreutils = "/stub/coreutils";
   };
   okai = { outPath = "/stub/okai"; meta.mainProgram = "okai"; };
@@ -76,6 +77,7 @@ let
     services.okai-node = defaults // { enable = true; package = okai; } // overrides;
     okai.image.identity = defaults // { enable = true; } // overrides;
     networking = networking;
+    systemd.package = "/stub/systemd";
   };
 in clean module.config
 """
@@ -132,12 +134,19 @@ def test_agent_runs_the_fixed_command_as_a_hardened_unit() -> None:
     ]
     service = unit["serviceConfig"]
     assert service["User"] == "okai" and service["StateDirectory"] == "okai"
+    assert service["Type"] == "oneshot" and service["TimeoutStartSec"] == "infinity"
     assert service["RemainAfterExit"] is True and service["Restart"] == "no"
     assert service["CapabilityBoundingSet"] == "" and service["NoNewPrivileges"] is True
     assert service["ProtectSystem"] == "strict" and service["PrivateDevices"] is True
     assert "EnvironmentFile" not in service
     assert "wantedBy" not in unit  # only the path unit starts it
-    assert unit["requires"] == ["okai-node-peers.service"]
+    # The ports are the job's: opened before it, closed when it ends, however it ends.
+    assert "okai-node-peers.service" in unit["wants"] and "okai-node-peers.service" in unit["after"]
+    assert "requires" not in unit  # a stopped peers unit must not stop the finished agent
+    close = "+/stub/systemd/bin/systemctl stop --no-block okai-node-peers.service"
+    assert service["ExecStartPost"] == close and service["ExecStopPost"] == close
+    peers = config["systemd"]["services"]["okai-node-peers"]
+    assert peers["partOf"] == ["okai-node.service"] and peers["before"] == ["okai-node.service"]
 
     path = config["systemd"]["paths"]["okai-node"]
     assert path["pathConfig"] == {
@@ -148,15 +157,23 @@ def test_agent_runs_the_fixed_command_as_a_hardened_unit() -> None:
     assert config["boot"]["kernel"]["sysctl"]["net.ipv4.ip_local_port_range"] == "32768 60999"
 
 
-def test_secrets_stay_out_of_the_store() -> None:
-    unit = node_config(environmentFile="/run/keys/okai.env")["systemd"]["services"]["okai-node"]
-    # Read when present ("-"): a node whose job needs no secret starts without the file.
-    assert unit["serviceConfig"]["EnvironmentFile"] == "-/run/keys/okai.env"
+def test_secrets_are_a_credential_of_the_agent_only() -> None:
+    service = node_config()["systemd"]["services"]["okai-node"]["serviceConfig"]
+    # By default from systemd's credential store, where `okai cluster up` writes them;
+    # optional there: a node whose job needs no secret starts without it.
+    assert Path("/run/credstore") / SECRETS_CREDENTIAL == SECRETS_FILE
+    assert service["ImportCredential"] == SECRETS_CREDENTIAL
+    assert not {"LoadCredential", "EnvironmentFile"} & set(service)
+    given = node_config(secretsFile="/run/secrets/okai.env")["systemd"]["services"]["okai-node"]
+    assert given["serviceConfig"]["LoadCredential"] == f"{SECRETS_CREDENTIAL}:/run/secrets/okai.env"
+    assert "ImportCredential" not in given["serviceConfig"]
 
 
-def test_the_image_reads_the_secrets_file_okai_cluster_up_writes() -> None:
+def test_the_image_takes_secrets_from_the_credential_store() -> None:
     host = (REPO / "nix" / "host.nix").read_text()
-    assert f'environmentFile = "{SECRETS_FILE}";' in host
+    assert "services.okai-node.enable = true;" in host
+    code = [line.split("#")[0] for line in host.splitlines()]
+    assert not any("secretsFile" in line or "environmentFile" in line for line in code)
 
 
 def test_ports_open_on_cluster_interfaces_only() -> None:
@@ -175,11 +192,33 @@ def test_ports_open_on_cluster_interfaces_only() -> None:
 def test_without_a_peers_file_there_is_no_peer_unit() -> None:
     config = node_config(peersFile=None)
     assert "okai-node-peers" not in config["systemd"]["services"]
-    assert config["systemd"]["services"]["okai-node"]["requires"] == []
+    service = config["systemd"]["services"]["okai-node"]["serviceConfig"]
+    assert not {"ExecStartPre", "ExecStartPost", "ExecStopPost"} & set(service)
     assert "extraCommands" not in config["networking"]["firewall"]
 
 
 # ------------------------------------------------------------ the peers script
+
+
+@pytest.mark.parametrize(("peers_failed", "starts"), [(True, False), (False, True)])
+def test_a_refused_peers_file_keeps_the_job_from_starting(
+    tmp_path: Path, peers_failed: bool, starts: bool
+) -> None:
+    systemctl = tmp_path / "systemctl"
+    log = tmp_path / "systemctl.log"
+    # FAKE systemctl: `is-failed` answers as told, and every call is logged.
+    systemctl.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexit {0 if peers_failed else 1}\n')
+    systemctl.chmod(0o755)
+    script = node_config()["systemd"]["services"]["okai-node"]["serviceConfig"]["ExecStartPre"]
+    check = tmp_path / "check.sh"
+    check.write_text(script.replace("/stub/systemd/bin/systemctl", str(systemctl)))
+    result = subprocess.run(
+        ["/bin/bash", str(check)], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert (result.returncode == 0) is starts
+    assert log.read_text() == "is-failed --quiet okai-node-peers.service\n"
+    if not starts:
+        assert "refused the peers file" in result.stderr
 
 
 @pytest.fixture
@@ -289,19 +328,18 @@ def test_ipv6_peers_are_refused_when_ipv6_is_off(tmp_path: Path, fake_iptables: 
 
 
 def test_identity_file_is_a_link_into_run_written_at_boot() -> None:
-    flake = "0123456789abcdef0123456789abcdef01234567"
     nixpkgs = "5c623338d0c62d15a11b12e46ee8b04a48482c2f"
-    config = nix_eval(
-        "nix/identity.nix", {"flakeRevision": flake, "nixpkgsRevision": nixpkgs}, NETWORKING
-    )
+    config = nix_eval("nix/identity.nix", {"nixpkgsRevision": nixpkgs}, NETWORKING)
     assert config["environment"]["etc"]["okai/image.json"]["source"] == "/run/okai/image.json"
     unit = config["systemd"]["services"]["okai-image-identity"]
     assert unit["before"] == ["okai-node.service"]
     assert unit["serviceConfig"]["RuntimeDirectory"] == "okai"
     script = unit["serviceConfig"]["ExecStart"]
     assert "readlink -f /run/current-system" in script
-    assert f"'{flake}' '{nixpkgs}'" in script
+    assert f"'{nixpkgs}' \"$toplevel\"" in script
     assert '"schema": "okai.image-identity/v1"' in script
+    # Content, not a commit: the flake's revision would change the system at every commit.
+    assert "flakeRevision" not in script
 
 
 # ------------------------------------------------------------ VM test fixtures
@@ -353,3 +391,62 @@ def test_vm_test_fixtures_are_what_okai_reads() -> None:
     ]
     assert json.loads(files[1]["content"]) == fixtures["job"]
     assert files[0]["content"] == "192.168.1.1\n"
+
+
+# ------------------------------------------------------------ the host configuration
+
+HOST = r"""
+let
+  override = priority: content: { __override = priority; inherit content; };
+  lib = {
+    mkDefault = override 1000;
+    mkOverride = override;
+    genAttrs = names: f: builtins.listToAttrs (map (name: { inherit name; value = f name; }) names);
+  };
+in import HOST_PATH { inherit lib; modulesPath = "/stub/modules"; }
+"""
+
+
+def host_config() -> Any:
+    nix = shutil.which("nix-instantiate")
+    assert nix is not None, "nix-instantiate is missing: install nix-bin (`make setup` does)"
+    expression = HOST.replace("HOST_PATH", str(REPO / "nix" / "host.nix"))
+    result = subprocess.run(
+        [nix, "--eval", "--strict", "--json", "--expr", expression],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_configuration_boots_without_an_image_variant() -> None:
+    """What `nix flake check`, nixos-rebuild and the VM tests evaluate: NixOS asserts a root
+    filesystem and a GRUB disk. Defaults, below the priority disk-image.nix sets them at
+    (mkImageMediaOverride for fileSystems, mkDefault = 1000 for the GRUB disk)."""
+    host = host_config()
+    root = host["fileSystems"]["/"]
+    assert root["__override"] >= 1000
+    assert root["content"] == {
+        "device": "/dev/disk/by-label/nixos",  # the label make-disk-image gives the root
+        "fsType": "ext4",
+        "autoResize": True,
+    }
+    devices = host["boot"]["loader"]["grub"]["devices"]
+    assert devices == {"__override": 1100, "content": ["/dev/vda"]}
+    # The boot loader stays on: systemd-boot replaces GRUB in the -efi variants only.
+    assert "enable" not in host["boot"]["loader"]["grub"]
+
+
+def test_every_variant_okai_builds_gets_a_stable_file_name() -> None:
+    modules = host_config()["image"]["modules"]
+    assert modules == {name: {"image": {"baseName": f"okai-node-{name}"}} for name in VARIANTS}
+
+
+def test_the_host_name_comes_from_the_metadata_with_a_non_empty_default() -> None:
+    host = host_config()
+    # Empty, so NixOS leaves /etc/hostname to cloud-init; systemd falls back to os-release.
+    assert host["networking"]["hostName"] == {"__override": 1000, "content": ""}
+    assert host["system"]["nixos"]["extraOSReleaseArgs"] == {"DEFAULT_HOSTNAME": "okai-node"}

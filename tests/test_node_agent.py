@@ -28,9 +28,10 @@ from okai.compute.node import (
     read_status,
 )
 from okai.compute.node import logs as node_logs
+from okai.compute.node.files import SECRETS_CREDENTIAL, environment_file, load_secrets
 from okai.compute.node.host import check_identity, read_identity
 from okai.compute.node.status import NodeStatus, write_status
-from okai.errors import DocumentError
+from okai.errors import DocumentError, UsageError
 from okai.manifest import ManifestRef
 from okai.train import digits_job
 
@@ -136,6 +137,18 @@ def test_an_image_matching_the_expectation_passes(tmp_path: Path) -> None:
     check_identity(cluster, identity)
     assert identity.host == "okai image"
     assert identity.image is not None and identity.image["systemToplevel"] == TOPLEVEL
+
+
+def test_an_image_without_a_flake_revision_matches_on_its_toplevel(tmp_path: Path) -> None:
+    """Images carry no flake revision (nix/identity.nix): the manifest's is not compared."""
+    path = tmp_path / "image.json"
+    path.write_text(json.dumps({"nixpkgsRevision": NIXPKGS, "systemToplevel": TOPLEVEL}))
+    cluster = ClusterFile.from_data({**vm_test_cluster(), "image": expectation()}, "c")
+    check_identity(cluster, read_identity(path))
+    # One that states a revision must state the expected one.
+    path.write_text(json.dumps({**expectation(), "flakeRevision": "0" * 40}))
+    with pytest.raises(ImageMismatch, match="flake revision"):
+        check_identity(cluster, read_identity(path))
 
 
 def test_another_system_is_refused(tmp_path: Path) -> None:
@@ -281,3 +294,35 @@ def test_a_second_agent_on_the_same_node_is_refused(okai_home: Path) -> None:
     assert done.returncode == 2
     assert "another node agent is running" in done.stderr
     assert read_status(state_dir).state == NodeState.IDLE, "the running agent's status is untouched"
+
+
+# ------------------------------------------------------------ secrets credential
+
+
+def test_the_secrets_credential_reaches_the_environment(tmp_path: Path) -> None:
+    (tmp_path / SECRETS_CREDENTIAL).write_bytes(
+        environment_file({"OKAI_WALRUS_JWT": "a.b.c", "OTHER": "x"}) + b"\n# note\n"
+    )
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path), "OTHER": "before"}
+    assert load_secrets(env) == ["OKAI_WALRUS_JWT", "OTHER"]
+    assert env["OKAI_WALRUS_JWT"] == "a.b.c" and env["OTHER"] == "x"
+
+
+def test_no_credential_means_no_secrets(tmp_path: Path) -> None:
+    env: dict[str, str] = {}
+    assert load_secrets(env) == [] and env == {}  # not run by systemd
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path)}
+    assert load_secrets(env) == []  # ImportCredential found none: a job without secrets
+    assert set(env) == {"CREDENTIALS_DIRECTORY"}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"NOT A LINE", b"lower=case", b"OKAI_WALRUS_JWT=", b"=value", b"1ST=x", b"LD_PRELOAD x"],
+)
+def test_a_malformed_credential_is_refused_without_quoting_it(tmp_path: Path, line: bytes) -> None:
+    (tmp_path / SECRETS_CREDENTIAL).write_bytes(b"GOOD=secret-value\n" + line + b"\n")
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path)}
+    with pytest.raises(UsageError, match="line 2: not a NAME=value line") as caught:
+        load_secrets(env)
+    assert "secret-value" not in str(caught.value) and "GOOD" not in env

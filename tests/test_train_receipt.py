@@ -10,12 +10,14 @@ import pytest
 from okai.digest import Digest
 from okai.errors import DocumentError, IntegrityError, UsageError
 from okai.manifest import BlobRef, EntrypointModel, JobSpec, ManifestRef
+from okai.provenance import software
 from okai.train import LocalShardSource, Receipt, digits_job
 from okai.train.entrypoint import training_function
 from okai.train.errors import EntrypointError
 from okai.train.receipt import (
     IMAGE_DIGEST_ENV,
     IMAGE_FILE_ENV,
+    IMAGE_FLAKE_REVISION_ENV,
     UNREGISTERED_HOST,
     dataset_records,
     host_identity,
@@ -71,6 +73,23 @@ def test_the_image_digest_the_agent_passes_completes_the_identity(tmp_path: Path
         run_image({IMAGE_FILE_ENV: str(image_file), IMAGE_DIGEST_ENV: "sha256:nope"})
 
 
+def test_the_flake_revision_comes_from_the_manifest_the_agent_matched(tmp_path: Path) -> None:
+    """Images no longer carry it (a commit, not content): the agent passes the manifest's."""
+    image_file = tmp_path / "image.json"
+    image_file.write_text(
+        json.dumps({"schema": "okai.image-identity/v1", "systemToplevel": TOPLEVEL})
+    )
+    given = {IMAGE_FILE_ENV: str(image_file), IMAGE_FLAKE_REVISION_ENV: "e" * 40}
+    image = run_image(given)
+    assert image is not None and image.flake_revision == "e" * 40 and image.sha256 is None
+    assert run_image({IMAGE_FILE_ENV: str(image_file)}).flake_revision is None  # type: ignore[union-attr]
+    with pytest.raises(UsageError, match="malformed"):
+        run_image({**given, IMAGE_FLAKE_REVISION_ENV: "x" * 500})
+    # An image that does state one keeps its own.
+    image_file.write_text(json.dumps({"systemToplevel": TOPLEVEL, "flakeRevision": "f" * 40}))
+    assert run_image(given).flake_revision == "f" * 40  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [("{not json", "not valid JSON"), ("[1]", "expected a JSON object"), ("{}", "missing")],
@@ -115,7 +134,8 @@ def test_the_measured_parts_make_a_valid_receipt() -> None:
     assert document["datasets"][0] == {
         "ref": "manifest", "manifestBlobId": REF.manifest_blob_id, "sha256": REF.sha256
     }  # fmt: skip
-    assert set(document["libraries"]) == {"python", "torch", "numpy", "okai"}
+    # The software identity that decides the bytes (okai.provenance.software), and okai.
+    assert set(document["libraries"]) == {*software.DECISIVE, "okai"}
     again = Receipt.from_json_bytes(json.dumps(document).encode(), "receipt.json")
     assert again == receipt
     with pytest.raises(DocumentError, match="startedAt"):

@@ -6,6 +6,7 @@ corrupting reads, records written by hand) and must be caught and named by check
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from okai.config import Network
 from okai.digest import Digest
 from okai.errors import ExitCode, UsageError
 from okai.manifest import JobSpec
+from okai.provenance import software
 from okai.provenance.record import load_run, record_run
 from okai.verify import CHECK_IDS, ModelTarget, Options, VerifyReport, verify_model
 from provenance_support import (
@@ -317,6 +319,42 @@ def test_the_submitter_cannot_witness_and_is_told_before_retraining(
 
     assert refused.value.exit_code == ExitCode.USAGE_ERROR
     assert retrainer.jobs == []
+
+
+class Said:
+    """Keeps what the verification tells the user."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def transfer(self, description: str, total: int | None) -> AbstractContextManager[object]:
+        return nullcontext(lambda n: None)
+
+    def info(self, message: str) -> None:
+        self.lines.append(message)
+
+
+def test_reproduce_first_says_whether_the_software_is_the_recorded_one(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    here = software.measure()
+    same = recorded(stack, tmp_path / "same", inputs, values=[21.0], libraries=here)
+    said = Said()
+    verify(stack, same, Options(reproduce=True), reproducer=Retrainer([21.0]), progress=said)
+    assert said.lines[0] == "same software: bitwise equality expected"
+    assert said.lines[1].startswith("re-training job")
+
+    elsewhere = {**here, "torch": "2.9.0", "numpy.blas": "openblas 0.3.20"}
+    other = recorded(stack, tmp_path / "other", inputs, values=[22.0], libraries=elsewhere)
+    said = Said()
+    verify(stack, other, Options(reproduce=True), reproducer=Retrainer([22.0]), progress=said)
+    assert said.lines[0] == (
+        "different software, so the model bytes may differ: "
+        f"torch: recorded 2.9.0, here {here['torch']}; "
+        f"numpy.blas: recorded openblas 0.3.20, here {here['numpy.blas']}"
+    )
+    # The run names its image's okai revision: the next line says how to get that software.
+    assert "image's software" in said.lines[1]
 
 
 def test_a_reproduction_with_other_bytes_fails_and_is_not_witnessed(

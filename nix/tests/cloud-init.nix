@@ -81,26 +81,36 @@ in
         toplevel = node.succeed("readlink -f /run/current-system").strip()
         assert found == {
             "schema": "okai.image-identity/v1",
-            "flakeRevision": "${identity.flakeRevision}",
             "nixpkgsRevision": "${identity.nixpkgsRevision}",
             "systemToplevel": toplevel,
         }, found
 
     with subtest("the job files started the agent"):
         node.wait_until_succeeds(
-            "test \"$(systemctl show -P ActiveEnterTimestampMonotonic okai-node.service)\" != 0",
+            "test \"$(systemctl show -P ExecMainStartTimestampMonotonic okai-node.service)\" != 0",
             timeout=300,
         )
         assert node.succeed("systemctl show -P User okai-node.service").strip() == "okai"
         json.loads(node.succeed("okai node status --json"))
 
+    with subtest("the job's cluster ports close when the job ends"):
+        # The placeholder dataset does not exist: the job fails, and its ports close.
+        node.wait_until_succeeds(
+            "test \"$(systemctl show -P ExecMainExitTimestampMonotonic okai-node.service)\" != 0",
+            timeout=300,
+        )
+        node.wait_until_fails("systemctl is-active okai-node-peers.service")
+        assert node.succeed("iptables -S okai-peers").strip() == "-N okai-peers"
+
     with subtest("cluster ports are open to the listed peer only"):
-        node.wait_until_succeeds("systemctl is-active okai-node-peers.service")
+        node.succeed("systemctl start okai-node-peers.service")
         rules = node.succeed("iptables -S okai-peers")
         assert "-s ${peer}/32 -p tcp -m tcp --dport ${toString fx.rendezvousPort}" in rules, rules
         assert rules.count("-j nixos-fw-accept") == 2, rules
         general = node.succeed("iptables -S nixos-fw")
         assert "${toString fx.rendezvousPort}" not in general, general
+        node.succeed("systemctl stop okai-node-peers.service")
+        assert node.succeed("iptables -S okai-peers").strip() == "-N okai-peers"
 
     with subtest("SSH takes the key from the metadata, and no password"):
         node.wait_for_unit("sshd.service")

@@ -207,8 +207,11 @@ in
                   "test \"$(systemctl show -P ExecMainExitTimestampMonotonic okai-node.service)\" != 0",
                   timeout=1800,
               )
+              machine.wait_until_succeeds("systemctl is-active okai-node.service", timeout=60)
               result = machine.succeed("systemctl show -P Result okai-node.service").strip()
               assert result == "success", f"{machine.name}: okai-node.service ended with {result}"
+              # The job's ports closed with the job.
+              machine.wait_until_succeeds("test \"$(iptables -S okai-peers)\" = '-N okai-peers'")
               json.loads(machine.succeed("okai node status --json"))
           model = node0.succeed("find /var/lib/okai -name '*.safetensors' -print -quit").strip()
           assert model, "rank 0 wrote no model"

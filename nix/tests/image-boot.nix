@@ -24,7 +24,7 @@ let
     say() { echo "OKAI-CHECK $*" > /dev/ttyS0; }
     started=0
     for _ in $(seq 1 300); do
-      started=$(systemctl show -P ActiveEnterTimestampMonotonic okai-node.service)
+      started=$(systemctl show -P ExecMainStartTimestampMonotonic okai-node.service)
       [ "$started" != 0 ] && break
       sleep 1
     done

@@ -9,7 +9,7 @@ folder. Its behaviour comes from the environment:
     FAKE_NIX_VERSION    version `nix --version` reports (default 2.24.9)
     FAKE_NIX_FAIL       `build` to make the build fail
     FAKE_NIX_DIRTY      `1` for a flake with uncommitted changes
-    FAKE_NIX_PATH_INFO  what `path-info` prints instead of a store path
+    FAKE_NIX_EVAL       what `eval --raw` prints instead of a store path
     FAKE_NIX_EXTRA      `1` to put a second image file into the build output
 """
 
@@ -62,11 +62,12 @@ def main(argv: list[str]) -> int:
         return 0
     if args[:1] == ["build"]:
         return build(args[1:], env)
-    if args[:1] == ["path-info"]:
-        installable = args[1]
+    if args[:2] == ["eval", "--raw"]:
+        # Evaluation names a store path whether or not it is in the store.
+        installable = args[2].removesuffix(".outPath")
         variant = installable.split("#", 1)[1].split(".", 1)[0]
         default = f"/nix/store/{store_hash(installable)}-nixos-system-okai-node-{variant}-25.11"
-        print(env.get("FAKE_NIX_PATH_INFO", default))
+        print(env.get("FAKE_NIX_EVAL", default), end="")
         return 0
     print(f"fake nix: unsupported command {argv}", file=sys.stderr)
     return 2

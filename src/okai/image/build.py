@@ -2,7 +2,7 @@
 
 The manifest (`okai.image/v1`) records what the build says the image is:
 the file's size and SHA-256 (hashed while streaming, whatever the size), the
-system toplevel store path from `nix path-info`, the nixpkgs revision from
+system toplevel store path (evaluated, so a substituted image needs no local toplevel), the nixpkgs revision from
 `flake.lock`, and the flake's own revision from `nix flake metadata`. A flake
 with uncommitted changes has no revision anyone could rebuild from, so it is
 refused unless the caller allows it explicitly.
@@ -109,7 +109,7 @@ def build_image(
     out_dir.mkdir(parents=True, exist_ok=True)
     build_output = nix.build(f"{flake}#{chosen.name}", out_dir / "result")
     image_file = find_image_file(build_output, chosen)
-    toplevel = nix.path_info(f"{flake}#{chosen.name}.{TOPLEVEL_ATTR}")
+    toplevel = nix.store_path(f"{flake}#{chosen.name}.{TOPLEVEL_ATTR}")
     nixpkgs_revision = locked_revision(flake_dir / "flake.lock")
 
     size = image_file.stat().st_size

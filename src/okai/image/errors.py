@@ -3,7 +3,7 @@
 OperationalError
 ├── NixMissingError      no `nix` on PATH
 ├── NixTooOldError       a `nix` older than the flake needs
-└── NixCommandError      a Nix command failed (build, evaluation, path-info)
+└── NixCommandError      a Nix command failed (build, evaluation)
 UsageError
 ├── DirtyFlakeError      the flake has uncommitted changes: no revision to rebuild from
 ├── ImageUrlError        a URL Fluence could not boot from, or that serves other bytes

@@ -118,15 +118,20 @@ class Nix:
                 f"nix build {installable} printed no output path: {output[:200]!r}"
             ) from exc
 
-    def path_info(self, installable: str) -> str:
-        """The store path of `installable`, which must already be in the store."""
+    def store_path(self, installable: str) -> str:
+        """The output path of the derivation `installable`, by evaluation.
+
+        Not `nix path-info`: that asks the store, and a toplevel is absent from it
+        when the image itself came from a binary cache (only the image is fetched).
+        """
+        attribute = f"{installable}.outPath"
         output = self._run(
-            [*EXPERIMENTAL, "path-info", installable], what=f"nix path-info {installable}"
+            [*EXPERIMENTAL, "eval", "--raw", attribute], what=f"nix eval {attribute}"
         )
-        path = output.strip().splitlines()[0] if output.strip() else ""
+        path = output.strip()
         if not STORE_PATH.match(path):
             raise NixCommandError(
-                f"nix path-info {installable} did not print a store path: {path[:200]!r}"
+                f"nix eval {attribute} did not print a store path: {path[:200]!r}"
             )
         return path
 

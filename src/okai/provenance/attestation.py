@@ -428,6 +428,18 @@ class Attestation:
         return self.image_digest or ZERO_DIGEST
 
     @property
+    def flake_revision(self) -> str | None:
+        """The okai flake revision the image was built from, when the run names an image."""
+        image = self._dependencies.get("image")
+        revision = (image.annotations or {}).get("flakeRevision") if image else None
+        return revision if isinstance(revision, str) else None
+
+    @property
+    def libraries(self) -> dict[str, str]:
+        """The software identity measured on the node (`okai.provenance.software`)."""
+        return dict(self.statement.predicate.build_definition.internal_parameters.libraries)
+
+    @property
     def code_digest(self) -> Digest:
         code = self._dependencies["code"].sha256()
         assert code is not None

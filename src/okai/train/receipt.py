@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import okai
 from okai.digest import Digest
 from okai.errors import DocumentError, UsageError
 from okai.manifest import UNREGISTERED_HOST, BlobRef, JobSpec, ManifestRef, QuiltPatchRef
+from okai.provenance import software
 from okai.provenance.receipt import (
     ReceiptCode,
     ReceiptDataset,
@@ -37,6 +36,10 @@ IMAGE_FILE_ENV = "OKAI_IMAGE_IDENTITY"
 IMAGE_DIGEST_ENV = "OKAI_IMAGE_SHA256"
 """The image file's digest, which no image can hold itself: the node agent passes the one
 the cluster names once it has matched the running system to that image (see `run_image`)."""
+IMAGE_FLAKE_REVISION_ENV = "OKAI_IMAGE_FLAKE_REVISION"
+"""The okai revision the image was built from, which images do not carry (it names a
+commit, not content): the node agent passes the one in the image manifest the cluster
+names, alongside the digest."""
 
 __all__ = [
     "UNREGISTERED_HOST",
@@ -91,26 +94,34 @@ def okai_source() -> ReceiptCode:
 
 
 def library_versions() -> dict[str, str]:
-    return {
-        "python": platform.python_version(),
-        "torch": metadata.version("torch"),
-        "numpy": metadata.version("numpy"),
-        "okai": okai.__version__,
-    }
+    """The software that decides the model's bytes (`okai.provenance.software`), and okai."""
+    return {**software.measure(), "okai": okai.__version__}
 
 
 def run_image(env: Mapping[str, str] = os.environ) -> ReceiptImage | None:
     """The image of this run, for the receipt: the identity the node reads from itself,
-    with the image digest its agent passed (`IMAGE_DIGEST_ENV`) when the file has none.
+    with the image digest and flake revision its agent passed (`IMAGE_DIGEST_ENV`,
+    `IMAGE_FLAKE_REVISION_ENV`) when the file has none.
 
     The digest is a claim the verifier checks: the registry maps it to a system toplevel,
     which must equal the one measured here (`image.registered`).
     """
     image = host_identity(Path(env.get(IMAGE_FILE_ENV) or IMAGE_FILE))
+    if image is None:
+        return None
+    update: dict[str, str] = {}
     digest = env.get(IMAGE_DIGEST_ENV)
-    if image is None or image.sha256 is not None or not digest:
+    if image.sha256 is None and digest:
+        update["sha256"] = str(Digest.parse(digest))
+    revision = env.get(IMAGE_FLAKE_REVISION_ENV)
+    if image.flake_revision is None and revision:
+        update["flake_revision"] = revision
+    if not update:
         return image
-    return image.model_copy(update={"sha256": str(Digest.parse(digest))})
+    try:  # validated again, so a malformed value is refused like one from the file
+        return ReceiptImage.model_validate({**image.model_dump(), **update})
+    except ValueError as exc:
+        raise UsageError(f"the image named by the node agent is malformed: {exc}") from exc
 
 
 def host_identity(

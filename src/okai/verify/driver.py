@@ -23,6 +23,7 @@ from okai.chain.errors import ChainError, ModelNotRecorded, WitnessIsSubmitter, 
 from okai.chain.records import Transaction
 from okai.digest import CHUNK_SIZE, Digest
 from okai.errors import IntegrityError, OkaiError, UsageError
+from okai.provenance.software import before_reproduction
 from okai.verify.checks import PASSED, Options
 from okai.verify.observations import (
     QUILT_PATCH_KEY,
@@ -125,7 +126,7 @@ def verify_model(
         _check_may_witness(registry, chain.record.submitter, chain.record.model_digest)
     inputs, evaluation = _read_blobs(Inputs(options, network, model, chain), walrus, ui)
     if options.reproduce:
-        reproduction = _reproduce(evaluation, reproducer, workdir, ui)
+        reproduction = _reproduce(evaluation, reproducer, workdir, ui, network.name)
         inputs = replace(inputs, reproduction=reproduction)
         evaluation = evaluate(inputs)
     outcome = None
@@ -306,7 +307,11 @@ def _check_quilt_file(
 
 
 def _reproduce(
-    evaluation: Evaluation, reproducer: Reproducer | None, workdir: Path | None, ui: Progress
+    evaluation: Evaluation,
+    reproducer: Reproducer | None,
+    workdir: Path | None,
+    ui: Progress,
+    network: str,
 ) -> Reproduction:
     attested = evaluation.facts.attested
     if attested is None or evaluation.checks["attestation.matches-record"].status != PASSED:
@@ -317,6 +322,10 @@ def _reproduce(
             "cannot reproduce it bit for bit"
         )
     assert reproducer is not None
+    recorded = attested.attestation
+    digest = str(evaluation.facts.model_digest)
+    for line in before_reproduction(recorded.libraries, recorded.flake_revision, digest, network):
+        ui.info(line)
     ui.info(f"re-training job {attested.job.name!r} to compare the model bytes")
     try:
         if workdir is not None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from okai.compute.node.files import AGENT_LOG, RUNS_DIR, ClusterFile
+from okai.compute.node.files import AGENT_LOG, RUNS_DIR, ClusterFile, load_secrets
 from okai.compute.node.host import check_identity, read_identity
 from okai.compute.node.status import (
     ErrorInfo,
@@ -47,7 +47,12 @@ from okai.digest import Digest
 from okai.errors import IntegrityError, OkaiError, OperationalError, UsageError
 from okai.manifest import JobSpec
 from okai.train import LaunchOptions, Progress, Receipt, Rendezvous, SourceSpec, launch, load_job
-from okai.train.receipt import IMAGE_DIGEST_ENV, IMAGE_FILE, IMAGE_FILE_ENV
+from okai.train.receipt import (
+    IMAGE_DIGEST_ENV,
+    IMAGE_FILE,
+    IMAGE_FILE_ENV,
+    IMAGE_FLAKE_REVISION_ENV,
+)
 from okai.train.rundir import PROVIDER_ENV, RECEIPT_FILE
 
 LOCK_FILE = "agent.lock"
@@ -132,6 +137,8 @@ class Agent:
             raise UsageError(
                 f"nodeRank {cluster.node_rank} is not below the cluster's {cluster.nodes} nodes"
             )
+        if names := load_secrets(os.environ):
+            self.log(f"secrets from the credential: {', '.join(names)}")
         identity = read_identity(self.options.image_file)
         self.status.host = identity.host
         self.status.image = identity.image
@@ -195,11 +202,13 @@ class Agent:
 
     def _image_env(self, cluster: ClusterFile) -> dict[str, str]:
         """What rank 0's worker needs to name the image in the receipt: the identity file this
-        agent checked, and the image digest of the cluster's expectation, which `_check`
-        matched against the running system (an image cannot carry its own digest)."""
+        agent checked, and the image digest and flake revision of the cluster's expectation,
+        which `_check` matched against the running system (an image carries neither)."""
         env = {IMAGE_FILE_ENV: str(self.options.image_file)}
         if cluster.image is not None and cluster.image.sha256 is not None:
             env[IMAGE_DIGEST_ENV] = str(cluster.image.sha256)
+        if cluster.image is not None and cluster.image.flake_revision is not None:
+            env[IMAGE_FLAKE_REVISION_ENV] = cluster.image.flake_revision
         return env
 
     def _finish(self, outputs: Outputs | None) -> None:

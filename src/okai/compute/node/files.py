@@ -19,7 +19,8 @@ The cluster file says where this node stands in the cluster::
 
 Secrets (the Walrus publisher's JWT) never travel in these files or in user
 data: `okai cluster up` writes them to `SECRETS_FILE` over SSH before
-`cluster.json`, and systemd hands them to the agent as its environment.
+`cluster.json`, systemd hands them to the agent as a credential, and the agent
+puts them in its environment (`load_secrets`), which its workers inherit.
 
 `rendezvous.host` is the address of the node with `nodeRank` 0, which hosts
 torchrun's rendezvous store. `rendezvous.id` is also the run ID: every
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Annotated, ClassVar
 
@@ -48,10 +49,13 @@ JOB_FILE = "job.json"
 CLUSTER_FILE = "cluster.json"
 DELIVERY_ORDER = (PEERS_FILE, JOB_FILE, CLUSTER_FILE)
 """The order files are written in: cluster.json last, because it starts the agent."""
-SECRETS_FILE = Path("/run/okai/secrets.env")
-"""The image's `services.okai-node.environmentFile`: root-only, on tmpfs, read by systemd
-when it starts the agent, so the secrets okai delivers over SSH reach the agent's
-environment without touching the disk or the Nix store."""
+SECRETS_CREDENTIAL = "okai-node.secrets"
+"""The systemd credential holding the agent's secrets as `NAME=value` lines."""
+SECRETS_FILE = Path("/run/credstore") / SECRETS_CREDENTIAL
+"""Where `okai cluster up` writes the secrets over SSH: systemd's system credential store
+(root-only, tmpfs). The agent's unit imports it (ImportCredential=), so only that service
+reads it, under $CREDENTIALS_DIRECTORY; never the disk, the Nix store or a folder
+another unit owns."""
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 RUNS_DIR = "runs"
 STATUS_FILE = "status.json"
@@ -80,6 +84,32 @@ def environment_file(values: Mapping[str, str]) -> bytes:
             )
         lines.append(f"{name}={value}\n")
     return "".join(lines).encode()
+
+
+def load_secrets(env: MutableMapping[str, str]) -> list[str]:
+    """Add the secrets credential's variables to `env`; their names (none without one)."""
+    directory = env.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return []
+    path = Path(directory) / SECRETS_CREDENTIAL
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise UsageError(f"cannot read the secrets credential {path}: {exc.strerror}") from exc
+    values = {}
+    for number, raw in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, equals, value = line.partition("=")
+        # The message never quotes a value: these are secrets.
+        if not equals or not _ENV_NAME.match(name) or not value:
+            raise UsageError(f"{path}, line {number}: not a NAME=value line")
+        values[name] = value
+    env.update(values)
+    return sorted(values)
 
 
 def _host(value: str) -> str:
