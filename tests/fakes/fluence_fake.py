@@ -16,7 +16,9 @@ A real HTTP server on 127.0.0.1 (threaded, free port) that:
   `removed` (`billable()`, `accrued_usd()`);
 - can be told to fail: `inject(Fault(...))` (any status/code, before or after
   committing, or dropping the connection), `fail_vm(name)`, `balance`,
-  `unknown_key_status`, `restart_required_on_bind`, page base and size.
+  `unknown_key_status`, `restart_required_on_bind`, page base and size;
+- calls `on_answered` hooks with each request once its answer is sent, so a
+  test can act (signal a client process) exactly after the Nth create.
 """
 
 from __future__ import annotations
@@ -274,6 +276,8 @@ class FluenceFake:
         self.failing_vms: set[str] = set()
         self.violations: list[str] = []
         self.log: list[Logged] = []
+        self.on_answered: list[Callable[[Logged], None]] = []
+        """Called (in the server's thread) with each request once its answer is sent."""
         self.lock = threading.RLock()
         self.entities: dict[str, Entity] = {}
         self.user_data: dict[str, str] = {}
@@ -533,6 +537,9 @@ class FluenceFake:
         h.send_header("Content-Length", str(len(payload)))
         h.end_headers()
         h.wfile.write(payload)
+        h.wfile.flush()
+        for hook in list(self.on_answered):
+            hook(entry)
         return None
 
     def _check_request(
