@@ -61,15 +61,18 @@ def writes(fake: FluenceFake) -> list[Logged]:
     return [e for e in fake.log if e.method != "GET" and e.path != "/v1/prices/cost"]
 
 
-def fluence_env(fake: FluenceFake) -> dict[str, str]:
-    return {**os.environ, "OKAI_FLUENCE_URL": fake.url, "OKAI_FLUENCE_API_KEY": fake.api_key}
+def fluence_env(fake: FluenceFake, key: str | None = None) -> dict[str, str]:
+    return {**os.environ, "OKAI_FLUENCE_URL": fake.url, "OKAI_FLUENCE_API_KEY": key or fake.api_key}
 
 
-def run_down(fake: FluenceFake, name: str) -> subprocess.CompletedProcess[str]:
+def run_down(
+    fake: FluenceFake, name: str, key: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """`okai cluster down NAME`, the command the user is told to run."""
     command = [sys.executable, "-m", "okai", "cluster", "down", name]
+    env = fluence_env(fake, key)
     return subprocess.run(
-        command, env=fluence_env(fake), capture_output=True, text=True, timeout=120, check=False
+        command, env=env, capture_output=True, text=True, timeout=120, check=False
     )
 
 
@@ -223,6 +226,11 @@ def test_a_killed_up_leaves_a_record_that_down_finishes(stack: Stack, fake: Flue
     code, _ = finish(process)
     assert sent and code == -signal.SIGKILL
     assert fake.billable()
+    # With a key Fluence rejects, `down` says which variable to fix and deletes nothing.
+    before = len(writes(fake))
+    refused = run_down(fake, "killed", key="a-revoked-key")
+    assert refused.returncode == 2 and "OKAI_FLUENCE_API_KEY" in refused.stderr
+    assert len(writes(fake)) == before
     down = run_down(fake, "killed")
     assert down.returncode == 0, down.stderr
     assert fake.billable() == []
