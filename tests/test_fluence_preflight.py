@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -132,6 +134,37 @@ def test_an_image_url_on_a_private_host_is_refused_whatever_the_nodes_reach() ->
         preflight.check_reachable(
             endpoints, "http://10.0.0.9/i.qcow2", publish=True, nodes_reach=True
         )
+
+
+class ImageServer(BaseHTTPRequestHandler):
+    """Serves `/okai.qcow2` (its first byte, as asked) and refuses everything else."""
+
+    def do_GET(self) -> None:
+        found = self.path.split("?")[0] == "/okai.qcow2"
+        self.send_response(206 if found else 404)
+        self.send_header("Content-Length", "1" if found else "0")
+        self.end_headers()
+        if found:
+            self.wfile.write(b"Q")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_the_image_url_is_asked_for_its_first_byte() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ImageServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert preflight.check_image(f"{base}/okai.qcow2?X-Amz-Signature=abc") is None
+        with pytest.raises(preflight.PreflightError, match="answers 404") as caught:
+            preflight.check_image(f"{base}/typo.qcow2?X-Amz-Signature=abc")
+        assert "X-Amz" not in str(caught.value), "a signature is never printed"
+    finally:
+        server.shutdown()
+        server.server_close()
+    unreachable = preflight.check_image("https://aggregator.example/okai.qcow2")
+    assert unreachable is not None and "could not check" in unreachable
 
 
 # --- the data, read from the nodes' aggregators ----------------------------------------------

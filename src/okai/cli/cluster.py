@@ -162,6 +162,8 @@ def up_command(
     preflight.check_reachable(
         request.walrus, image_url, publish=request.publish, nodes_reach=nodes_reach_endpoints
     )
+    if image_url is not None and (warning := preflight.check_image(image_url)):
+        cli.info(f"warning: {warning}")
     with FluenceClient.from_settings(settings) as client, interrupt.handling_signals():
         fluence = FluenceBackend(
             FluenceProvider(client, report=cli.info),

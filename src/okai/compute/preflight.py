@@ -8,7 +8,9 @@
    network's Walrus endpoints, and Fluence downloads the image: on a rented VM a loopback,
    private or link-local address (or a name resolving only to such addresses) is not this
    machine's. Those are refused unless the user says the nodes can reach them;
-3. `check_data`: every dataset manifest, raw blob and entry point of the job is read from
+3. `check_image`: the image URL is asked for its first byte; a definite refusal (4xx) is
+   refused here, an answer that does not come (no route from this machine, 5xx) is a warning;
+4. `check_data`: every dataset manifest, raw blob and entry point of the job is read from
    the aggregators the nodes will use and checked against its SHA-256; every shard a
    manifest lists is checked present, and hashed too while the shards add up to at most
    `HASH_SHARDS_UP_TO` bytes (beyond that a full check would download the dataset here).
@@ -28,6 +30,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from okai.compute.fluence.client import redact_url
+from okai.compute.fluence.spec import validate_image_url
 from okai.compute.node.files import WalrusEndpoints
 from okai.digest import Digest
 from okai.errors import OkaiError, UsageError
@@ -99,6 +102,31 @@ def check_reachable(
             "OKAI_WALRUS_AGGREGATORS and OKAI_WALRUS_PUBLISHER to public ones; if the nodes "
             f"can reach these (a tunnel, a VPN), say so with {REACH_OPTION}",
         )
+
+
+def check_image(url: str, timeout_s: float = 15.0) -> str | None:
+    """Refuse an image URL whose server refuses it; a warning if it cannot be asked from here."""
+    import httpx
+
+    validate_image_url(url)
+    shown = redact_url(url)
+    try:
+        with (
+            httpx.Client(timeout=timeout_s, follow_redirects=True) as client,
+            client.stream("GET", url, headers={"Range": "bytes=0-0"}) as response,
+        ):
+            status = response.status_code  # the body is never read: it may be gigabytes
+    except httpx.HTTPError as exc:
+        return f"could not check the image URL {shown} from here ({type(exc).__name__})"
+    if status < 400:
+        return None
+    if status >= 500:
+        return f"the image URL {shown} answered {status}; Fluence may fail to download it"
+    raise PreflightError(
+        f"the image URL {shown} answers {status}: Fluence could not download it; "
+        "nothing was created",
+        hint="Fluence needs a public URL without credentials: `okai image publish` prints one",
+    )
 
 
 # --- data -----------------------------------------------------------------------------------
