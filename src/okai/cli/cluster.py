@@ -338,6 +338,8 @@ def _show(console: Console, data: dict[str, object]) -> None:
     console.print(
         Text(f"cluster {data['name']} ({data['provider']}): {data['status']}"), highlight=False
     )
+    if data.get("error"):  # why `up` stopped, or what a teardown left
+        console.print(Text(f"reason: {data['error']}"), highlight=False)
     run = data.get("run")
     if isinstance(run, dict):
         console.print(Text(f"run {run.get('runId')}: {run.get('state')}"), highlight=False)
