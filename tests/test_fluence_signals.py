@@ -87,9 +87,15 @@ def start_up(stack: Stack, fake: FluenceFake, name: str, *extra: str) -> subproc
 
 
 def signal_when(
-    fake: FluenceFake, process: subprocess.Popen[str], sig: int, when: Callable[[Logged], bool]
+    fake: FluenceFake,
+    process: subprocess.Popen[str],
+    sig: int,
+    when: Callable[[Logged], bool],
+    *,
+    in_flight: bool = False,
 ) -> list[Logged]:
-    """Send `sig` to `process` once, right after the fake answers a request `when` accepts."""
+    """Send `sig` to `process` once, right after the fake answers a request `when` accepts
+    (with `in_flight`, as that request arrives: the process is waiting for its answer)."""
     sent: list[Logged] = []
 
     def hook(entry: Logged) -> None:
@@ -97,7 +103,7 @@ def signal_when(
             sent.append(entry)
             process.send_signal(sig)
 
-    fake.on_answered.append(hook)
+    (fake.on_received if in_flight else fake.on_answered).append(hook)
     return sent
 
 
@@ -199,8 +205,12 @@ def test_a_second_signal_stops_the_rollback_and_prints_the_command_that_finishes
 ) -> None:
     process = start_up(stack, fake, "twice")
     first = signal_when(fake, process, signal.SIGTERM, after_write(fake, 7))
-    second = signal_when(
-        fake, process, signal.SIGINT, lambda e: e.method == "POST" and e.path.endswith("/terminate")
+    second = signal_when(  # while the rollback's first call is in flight
+        fake,
+        process,
+        signal.SIGINT,
+        lambda e: e.method == "POST" and e.path.endswith("/terminate"),
+        in_flight=True,
     )
     code, stderr = finish(process)
     assert first and second
