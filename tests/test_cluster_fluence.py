@@ -146,7 +146,8 @@ def test_the_dry_run_prints_the_exact_requests_and_creates_nothing(
     monkeypatch.setenv("OKAI_FLUENCE_URL", fake.url)
     monkeypatch.setenv("OKAI_FLUENCE_API_KEY", fake.api_key)
     args = ["cluster", "up", str(stack.job_file("dry")), "--provider", "fluence", "--dry-run",
-            "--image-url", IMAGE_URL, "--ssh-key", str(key_pair(stack.home)), "--name", "dry"]  # fmt: skip
+            "--image-url", IMAGE_URL, "--ssh-key", str(key_pair(stack.home)), "--name", "dry",
+            "--nodes-reach-endpoints"]  # fmt: skip
     human = run_okai(*args)
     assert human.returncode == 0, human.stderr
     text = human.stdout
@@ -170,7 +171,8 @@ def test_without_yes_and_no_terminal_nothing_is_created(
     monkeypatch.setenv("OKAI_FLUENCE_URL", fake.url)
     monkeypatch.setenv("OKAI_FLUENCE_API_KEY", fake.api_key)
     base = ["cluster", "up", str(stack.job_file("consent")), "--provider", "fluence",
-            "--image-url", IMAGE_URL, "--ssh-key", str(key_pair(stack.home)), "--name", "consent"]  # fmt: skip
+            "--image-url", IMAGE_URL, "--ssh-key", str(key_pair(stack.home)), "--name", "consent",
+            "--nodes-reach-endpoints"]  # fmt: skip
     refused = run_okai(*base)
     assert refused.returncode == 2 and "--yes" in refused.stderr
     too_dear = run_okai(*base, "--yes", "--max-usd", "0.01")

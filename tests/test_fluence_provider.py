@@ -26,6 +26,7 @@ from fakes.fluence_fake import Fault, FluenceFake, Logged
 from fakes.fluence_support import FAST_POLL, checked_fake, client_for, ssh_public_key
 from okai.compute.cloudinit import UserDataTooLarge, WriteFile, cloud_config_schema
 from okai.compute.fluence import (
+    BalanceTooLow,
     CostLimitExceeded,
     FluenceAuthError,
     FluenceClusterSpec,
@@ -33,12 +34,14 @@ from okai.compute.fluence import (
     FluenceRequestError,
     FluenceUnavailable,
     InsufficientBalance,
+    MissingScopes,
     NodeContext,
+    NodeRequirements,
     PlannedRequest,
     VmFailed,
 )
 from okai.compute.state import ClusterState, ClusterStatus, state_path
-from okai.errors import OperationalError, UsageError
+from okai.errors import ExitCode, OperationalError, UsageError
 
 IMAGE = "https://aggregator.example/v1/blobs/by-quilt-id/q1/okai-image.qcow2"
 
@@ -251,9 +254,61 @@ def test_insufficient_balance_is_caught_before_creating(
     fake: FluenceFake, provider: FluenceProvider
 ) -> None:
     fake.balance = Decimal("0.05")
-    with pytest.raises(InsufficientBalance, match="top up"):
+    # The plan (a dry run) still shows everything, saying the balance is short...
+    plan = provider.plan(make_spec())
+    assert plan.balance_short is not None and "0.05 USD" in plan.balance_short
+    assert "BALANCE TOO LOW" in plan.describe() and plan.to_json()["balanceShort"]
+    assert any(r.path == "/v2/vms" for r in plan.requests)
+    # ... and `up` refuses it, exit 2, before any write.
+    with pytest.raises(BalanceTooLow, match="nothing was created") as caught:
         provider.up(make_spec())
+    assert caught.value.exit_code == ExitCode.USAGE_ERROR and "top up" in str(caught.value)
     assert_nothing_created(fake)
+
+
+def test_a_key_without_write_scopes_is_refused_before_any_write(
+    fake: FluenceFake, provider: FluenceProvider
+) -> None:
+    fake.keys[fake.api_key] -= {"vms:write", "public_ip:write"}
+    for attempt in (provider.plan, provider.up):
+        with pytest.raises(MissingScopes, match="vms:write") as caught:
+            attempt(make_spec())
+        assert caught.value.exit_code == ExitCode.USAGE_ERROR
+        assert "OKAI_FLUENCE_API_KEY" in str(caught.value)
+    assert_nothing_created(fake)
+    assert fake.of_kind("public_ip") == [] and fake.of_kind("security_group") == []
+
+
+def test_a_presigned_image_url_is_sent_but_never_shown_or_stored(
+    fake: FluenceFake, provider: FluenceProvider
+) -> None:
+    signature = "X-Amz-Signature=0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    signed = f"{IMAGE}?X-Amz-Credential=AKIA123&{signature}"
+    spec = make_spec(image_url=signed)
+    plan = provider.plan(spec)
+    shown = plan.render_requests(fake.url) + json.dumps(plan.to_json()) + plan.describe()
+    assert "X-Amz" not in shown and f"{IMAGE}?<redacted>" in shown
+    fake.fail_vm("job42-r1")  # the failure's hint names the image URL too
+    with pytest.raises(VmFailed) as caught:
+        provider.up(spec)
+    assert "X-Amz" not in str(caught.value) and IMAGE in str(caught.value)
+    sent = {e.body["bootDisk"]["osImage"] for e in posts(fake, "/v2/vms")}
+    assert sent == {signed}, "Fluence gets the URL as it is"
+    stored = state_path("job42").read_text()
+    assert "X-Amz" not in stored and f"{IMAGE}?<redacted>" in stored
+    assert fake.billable() == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [({"vcpu": 0}, "1 vCPU, not 0"), ({"ram_gb": -4}, "1 GB of RAM, not -4")],
+)
+def test_impossible_node_sizes_are_refused_before_any_request(
+    fake: FluenceFake, provider: FluenceProvider, changes: dict[str, int], message: str
+) -> None:
+    with pytest.raises(UsageError, match=message):
+        provider.plan(make_spec(requirements=NodeRequirements(**changes)))
+    assert fake.log == []
 
 
 def test_user_data_too_large_is_refused_before_creating(
@@ -467,12 +522,51 @@ def test_a_failed_rollback_says_how_to_finish_it(
     fake.inject(Fault("POST", r"/v2/vms/[^/]+/terminate", times=100))
     with pytest.raises(VmFailed) as caught:
         provider.up(make_spec())
-    assert "run `okai cluster down job42`" in str(caught.value)
+    hint = caught.value.hint or ""
+    assert "run `okai cluster down job42` to remove them" in hint
+    # Said once: the teardown's own hint is not nested inside the rollback's note.
+    assert hint.count("okai cluster down") == 1 and "hint:" not in hint, hint
     state = ClusterState.load("job42")
     assert state.status == ClusterStatus.FAILED
     assert {r.name for r in state.live_resources("vm")} == {"job42-r0", "job42-r1"}
     fake.faults.clear()
     provider.down(state)
+    assert fake.billable() == []
+
+
+def test_down_with_a_rejected_key_names_the_variable_and_sends_no_delete(
+    fake: FluenceFake, provider: FluenceProvider
+) -> None:
+    state = provider.up(make_spec())
+    before = len(fake.mutations())
+    with (
+        client_for(fake, key="a-revoked-key") as revoked,
+        pytest.raises(FluenceAuthError) as caught,
+    ):
+        FluenceProvider(revoked, poll=FAST_POLL).down(ClusterState.load("job42"))
+    assert caught.value.exit_code == ExitCode.USAGE_ERROR
+    assert "OKAI_FLUENCE_API_KEY" in str(caught.value)
+    assert len(fake.mutations()) == before, "no terminate or delete was sent"
+    assert len(fake.billable()) == 6
+    provider.down(state)
+    assert fake.billable() == []
+
+
+def test_a_key_revoked_during_teardown_stops_it_at_once_and_records_what_is_left(
+    fake: FluenceFake, provider: FluenceProvider
+) -> None:
+    state = provider.up(make_spec())
+    fake.inject(Fault("POST", r"/v2/vms/[^/]+/terminate", status=401, code="unauthorized"))
+    with pytest.raises(FluenceAuthError) as caught:
+        provider.down(state)
+    assert "okai cluster down job42" in str(caught.value)
+    terminates = [e for e in fake.mutations() if e.path.endswith("/terminate")]
+    assert len(terminates) == 1, "the next calls would be refused the same way"
+    left = ClusterState.load("job42")
+    error = left.error or ""
+    assert left.status == ClusterStatus.FAILED and "still recorded:" in error
+    assert "vm job42-r0" in error and "rejected the API key" in error
+    provider.down(left)
     assert fake.billable() == []
 
 

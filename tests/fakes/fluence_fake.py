@@ -16,7 +16,10 @@ A real HTTP server on 127.0.0.1 (threaded, free port) that:
   `removed` (`billable()`, `accrued_usd()`);
 - can be told to fail: `inject(Fault(...))` (any status/code, before or after
   committing, or dropping the connection), `fail_vm(name)`, `balance`,
-  `unknown_key_status`, `restart_required_on_bind`, page base and size.
+  `unknown_key_status`, `restart_required_on_bind`, page base and size;
+- calls `on_received` hooks with each request as it arrives (before it is
+  answered) and `on_answered` hooks once its answer is sent, so a test can act
+  (signal a client process) while a call is in flight or right after the Nth create.
 """
 
 from __future__ import annotations
@@ -274,6 +277,10 @@ class FluenceFake:
         self.failing_vms: set[str] = set()
         self.violations: list[str] = []
         self.log: list[Logged] = []
+        self.on_received: list[Callable[[Logged], None]] = []
+        """Called (in the server's thread) with each request before it is answered."""
+        self.on_answered: list[Callable[[Logged], None]] = []
+        """Called (in the server's thread) with each request once its answer is sent."""
         self.lock = threading.RLock()
         self.entities: dict[str, Entity] = {}
         self.user_data: dict[str, str] = {}
@@ -467,6 +474,8 @@ class FluenceFake:
         entry = Logged(h.command, path, query, None, {k: v for k, v in h.headers.items()})
         with self.lock:
             self.log.append(entry)
+        for hook in list(self.on_received):
+            hook(entry)
         found = spec().find(h.command, path)
         if found is None:
             self.violations.append(f"{h.command} {path}: no such operation in the spec")
@@ -533,6 +542,9 @@ class FluenceFake:
         h.send_header("Content-Length", str(len(payload)))
         h.end_headers()
         h.wfile.write(payload)
+        h.wfile.flush()
+        for hook in list(self.on_answered):
+            hook(entry)
         return None
 
     def _check_request(

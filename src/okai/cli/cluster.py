@@ -17,10 +17,11 @@ from rich.text import Text
 
 from okai.cli.output import CliState, state
 from okai.compute import cluster as clusters
+from okai.compute import interrupt, preflight
 from okai.compute.cluster import Backend, ClusterProgress, ClusterRequest, Events
 from okai.compute.state import ClusterState, ClusterStatus, list_states
 from okai.errors import UsageError
-from okai.train import load_job
+from okai.train.job import load_checked_job
 
 app = typer.Typer(
     name="cluster",
@@ -85,8 +86,28 @@ def up_command(
     hours: Annotated[
         float, typer.Option("--hours", help="Fluence: expected duration, for the estimate.")
     ] = 1.0,
-    vcpu: Annotated[int, typer.Option("--vcpu", help="Fluence: vCPUs per node, at least.")] = 2,
-    ram_gb: Annotated[int, typer.Option("--ram-gb", help="Fluence: GB of RAM per node.")] = 4,
+    vcpu: Annotated[
+        int, typer.Option("--vcpu", min=1, help="Fluence: vCPUs per node, at least.")
+    ] = 2,
+    ram_gb: Annotated[
+        int, typer.Option("--ram-gb", min=1, help="Fluence: GB of RAM per node, at least.")
+    ] = 4,
+    node_wait: Annotated[
+        float | None,
+        typer.Option(
+            "--node-wait",
+            min=1,
+            help="How long new nodes may take to answer, in s (Fluence 600, local 30).",
+        ),
+    ] = None,
+    nodes_reach_endpoints: Annotated[
+        bool,
+        typer.Option(
+            preflight.REACH_OPTION,
+            help="Fluence: the nodes can reach the network's loopback or private Walrus "
+            "endpoints (a tunnel, a VPN); do not refuse them.",
+        ),
+    ] = False,
     timeout: Annotated[
         float | None, typer.Option("--timeout", help="Give up on the job after this many s.")
     ] = None,
@@ -97,10 +118,15 @@ def up_command(
         int, typer.Option("--max-restarts", min=0, help="torchrun's worker restarts per node.")
     ] = 3,
 ) -> None:
-    """Bring up a cluster, run JOB on it, and leave the run in runs/<run-id>/."""
+    """Bring up a cluster, run JOB on it, and leave the run in runs/<run-id>/.
+
+    Before anything is created, the pre-flight checks the job as `okai train`
+    does and, on Fluence, the endpoints, the data, the key, offers and balance
+    (docs/clusters.md). SIGINT, SIGTERM and SIGHUP roll the cluster back.
+    """
     cli = state(ctx)
     settings = cli.settings
-    spec = clusters.cluster_job(load_job(job), nodes, procs_per_node)
+    spec = clusters.cluster_job(load_checked_job(job), nodes, procs_per_node)
     cluster_name = name or clusters.default_name(spec)
     request = ClusterRequest(
         name=cluster_name,
@@ -111,6 +137,7 @@ def up_command(
         runs_root=runs_dir,
         timeout_s=timeout,
         max_restarts=max_restarts,
+        node_wait_s=node_wait,
     )
     events = Events(report=cli.info)
     if provider == ProviderName.LOCAL:
@@ -123,7 +150,8 @@ def up_command(
                 lambda c: c.print_json(data=clusters.local_plan(request)),
             )
             return
-        _run(cli, request, backend, events)
+        with interrupt.handling_signals():
+            _run(cli, request, backend, events)
         return
 
     from okai.compute.fluence import FluenceClient, NodeRequirements
@@ -131,7 +159,12 @@ def up_command(
     from okai.compute.fluence_backend import FluenceBackend
 
     limit = _usd(max_usd)
-    with FluenceClient.from_settings(settings) as client:
+    preflight.check_reachable(
+        request.walrus, image_url, publish=request.publish, nodes_reach=nodes_reach_endpoints
+    )
+    if image_url is not None and (warning := preflight.check_image(image_url)):
+        cli.info(f"warning: {warning}")
+    with FluenceClient.from_settings(settings) as client, interrupt.handling_signals():
         fluence = FluenceBackend(
             FluenceProvider(client, report=cli.info),
             ssh_key=ssh_key,
@@ -142,19 +175,23 @@ def up_command(
             ssh_cidr=ssh_cidr,
         )
         plan = fluence.plan(request)
+        assert request.walrus is not None  # check_reachable refused a request without one
+        data = preflight.check_data(request.job, request.walrus, cli.info)
         if dry_run:
-            data = plan.to_json()
 
             def show(console: Console) -> None:
                 console.print(plan.describe(), highlight=False, markup=False)
+                console.print(data, highlight=False, markup=False)
                 console.print()
                 console.print(
                     plan.render_requests(client.config.base_url), highlight=False, markup=False
                 )
 
-            cli.emit(data, show)
+            cli.emit({**plan.to_json(), "dataCheck": data}, show)
             return
+        plan.refuse_short_balance()
         cli.info(plan.describe())
+        cli.info(data)
         if not yes:
             if not sys.stdin.isatty():
                 raise UsageError(
@@ -164,6 +201,24 @@ def up_command(
             if not typer.confirm(f"Create {request.nodes} VM(s) at about this cost?"):
                 raise typer.Abort()
         _run(cli, request, fluence, events)
+
+
+def _interrupted(name: str, stopped: KeyboardInterrupt) -> interrupt.ClusterInterrupted:
+    """What the user must know after a signal: whether anything is still billed, and the fix."""
+    why = str(stopped) if isinstance(stopped, interrupt.Interrupted) else "interrupted"
+    made = ClusterState.made_here(name)
+    if made is None:
+        return interrupt.ClusterInterrupted(f"{why}; nothing was created")
+    left = made.live_resources()
+    if not left:
+        return interrupt.ClusterInterrupted(
+            f"{why}; cluster {name} was rolled back: nothing of it is billed"
+        )
+    names = ", ".join(f"{r.kind} {r.name}" for r in left)
+    return interrupt.ClusterInterrupted(
+        f"{why}; cluster {name} still has {len(left)} resource(s) that may be billed: {names}",
+        hint=f"run `okai cluster down {name}` to remove them",
+    )
 
 
 def _usd(text: str | None) -> Decimal | None:
@@ -179,9 +234,12 @@ def _usd(text: str | None) -> Decimal | None:
 
 
 def _run(cli: CliState, request: ClusterRequest, backend: Backend, events: Events) -> None:
-    with _progress_bar(cli) as show:
-        events.progress = show
-        outcome = clusters.up(request, backend, cli.settings, events)
+    try:
+        with _progress_bar(cli) as show:
+            events.progress = show
+            outcome = clusters.up(request, backend, cli.settings, events)
+    except KeyboardInterrupt as stopped:
+        raise _interrupted(request.name, stopped) from None
     data = outcome.to_json()
 
     def human(console: Console) -> None:
@@ -280,6 +338,8 @@ def _show(console: Console, data: dict[str, object]) -> None:
     console.print(
         Text(f"cluster {data['name']} ({data['provider']}): {data['status']}"), highlight=False
     )
+    if data.get("error"):  # why `up` stopped, or what a teardown left
+        console.print(Text(f"reason: {data['error']}"), highlight=False)
     run = data.get("run")
     if isinstance(run, dict):
         console.print(Text(f"run {run.get('runId')}: {run.get('state')}"), highlight=False)
@@ -326,7 +386,8 @@ def down_command(ctx: typer.Context, name: Name = None) -> None:
     """Remove everything the cluster made (processes, VMs, disks, addresses)."""
     cli = state(ctx)
     cluster = _pick(name)
-    with _backend(cli, cluster) as backend:
+    # A signal stops the teardown between two calls; what is left stays recorded.
+    with _backend(cli, cluster) as backend, interrupt.handling_signals(), interrupt.rolling_back():
         clusters.down(cluster, backend)
     data = {
         "name": cluster.name,

@@ -21,9 +21,10 @@ for all of them:
    Walrus, the files that came over the channel are checked against the same
    digests.
 
-Any failure or Ctrl-C before the job has started running rolls back every
-resource made; so does Ctrl-C while waiting. A job that fails leaves the
-cluster up for `okai cluster logs`, until `okai cluster down`.
+Any failure or signal (Ctrl-C, SIGTERM, SIGHUP: `okai.compute.interrupt`)
+before the job has ended rolls back every resource made, and the state file
+records why the cluster stopped. A job that fails leaves the cluster up for
+`okai cluster logs`, until `okai cluster down`.
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ class ClusterRequest:
     node_restarts: int = 2
     """How often an agent that died is started again, per node."""
     join_timeout: int = 600
+    node_wait_s: float | None = None
+    """How long new nodes may take to answer on their channel (None: the backend's default)."""
     timeout_s: float | None = None
     """Longest the job may take once delivered; None waits as long as it runs."""
     poll_s: float = 1.0
@@ -187,6 +190,14 @@ class Events:
 
     report: Callable[[str], None] = lambda message: None
     progress: Callable[[ClusterProgress], None] = lambda update: None
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Time as the waits see it; tests pass a fake one to wait without sleeping."""
+
+    now: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
 
 
 # --- job and names ----------------------------------------------------------------------------
@@ -270,21 +281,27 @@ def up(
     backend: Backend,
     settings: Settings,
     events: Events | None = None,
+    clock: Clock | None = None,
 ) -> RunOutcome:
     """Create the cluster, run the job on it, fetch the run directory.
 
-    Rolls everything back on failure or Ctrl-C, except when the job itself
+    Rolls everything back on failure or a signal, except when the job itself
     failed on a node (`JobFailed`): that cluster stays for its logs.
     """
     events = events or Events()
-    state = backend.create(request)
+    state: ClusterState | None = None
     try:
-        return run_job(state, request, backend, settings, events)
+        state = backend.create(request)  # rolls back what it made if it fails
+        return run_job(state, request, backend, settings, events, clock or Clock())
     except BaseException as exc:
+        # A signal right after the create finished, before it handed the state back.
+        made = state or ClusterState.made_here(request.name)
+        if made is None or (state is None and made.status != ClusterStatus.UP):
+            raise
         # Once the job has ended (failed, or finished and being fetched), the nodes hold
         # what the user needs to look into it: keep them until `down`.
-        if (state.details.get("run") or {}).get("state") not in KEPT_RUN_STATES:
-            roll_back(state.name, exc, lambda: backend.destroy(state), events.report)
+        if (made.details.get("run") or {}).get("state") not in KEPT_RUN_STATES:
+            roll_back(made, exc, lambda: backend.destroy(made), events.report)
         raise
 
 
@@ -294,10 +311,12 @@ def run_job(
     backend: Backend,
     settings: Settings,
     events: Events,
+    clock: Clock | None = None,
 ) -> RunOutcome:
     """Deliver the job to the nodes of `state`, wait for it, fetch the run."""
     channels = backend.channels(state)
-    infos = _wait_reachable(channels, backend.ready_timeout_s, events)
+    wait_s = request.node_wait_s if request.node_wait_s is not None else backend.ready_timeout_s
+    infos = _wait_reachable(channels, wait_s, events, clock or Clock())
     run_id = new_run_id(request.job)
     rendezvous = RendezvousSpec(
         host=str(infos[0]["address"]), port=backend.rendezvous_port(state), id=run_id
@@ -378,10 +397,10 @@ def _record_run(cluster: ClusterState, **values: Any) -> None:
 
 
 def _wait_reachable(
-    channels: list[NodeChannel], timeout_s: float, events: Events
+    channels: list[NodeChannel], timeout_s: float, events: Events, clock: Clock
 ) -> list[dict[str, Any]]:
-    """Each node's `okai node info`, retried while nodes finish booting."""
-    deadline = time.monotonic() + timeout_s
+    """Each node's `okai node info`, retried while nodes finish booting (`timeout_s` at most)."""
+    started = clock.now()
     infos: dict[int, dict[str, Any]] = {}
     while True:
         last: ChannelError | None = None
@@ -394,15 +413,22 @@ def _wait_reachable(
                 last = exc
         if len(infos) == len(channels):
             return [infos[channel.rank] for channel in channels]
-        if time.monotonic() > deadline:
+        elapsed = clock.now() - started
+        missing = len(channels) - len(infos)
+        if elapsed > timeout_s:
             assert last is not None
             raise NodeUnreachable(
-                f"{len(channels) - len(infos)} node(s) did not answer within {timeout_s:.0f} s: "
-                f"{last.message}",
-                hint=last.hint,
+                f"{missing} node(s) did not answer within {timeout_s:.0f} s: {last.message}",
+                hint="the cluster is removed, so nothing of it stays billed; nodes that boot "
+                f"slowly need a longer --node-wait (it was {timeout_s:.0f} s), and a node that "
+                "never answers runs an image without the okai agent, or refuses your SSH key",
             )
-        events.report(f"waiting for {len(channels) - len(infos)} node(s) to answer")
-        time.sleep(min(5.0, max(0.2, timeout_s / 60)))
+        events.report(
+            f"waiting for {missing} of {len(channels)} node(s) to answer: "
+            f"{elapsed:.0f} s elapsed, {max(0.0, timeout_s - elapsed):.0f} s left of "
+            f"{timeout_s:.0f} s"
+        )
+        clock.sleep(min(5.0, max(0.2, timeout_s / 60)))
 
 
 def _checked_info(channel: NodeChannel, info: dict[str, Any]) -> dict[str, Any]:

@@ -59,6 +59,7 @@ class FluenceBackend:
 
     provider = "fluence"
     ready_timeout_s = 600.0
+    """How long launched VMs may take to answer over SSH (`--node-wait` overrides it)."""
 
     def __init__(
         self,
@@ -75,7 +76,8 @@ class FluenceBackend:
         rendezvous_port: int = DEFAULT_RENDEZVOUS_PORT,
     ) -> None:
         self.fluence = provider
-        self.ssh_key = ssh_key
+        # Absolute: `status` and `logs` may run from another folder.
+        self.ssh_key = None if ssh_key is None else ssh_key.expanduser().absolute()
         self.image_url = image_url
         self.requirements = requirements or NodeRequirements()
         self.hours = hours
@@ -117,11 +119,8 @@ class FluenceBackend:
         return self.approved
 
     def create(self, request: ClusterRequest) -> ClusterState:
-        state = self.fluence.up(self.spec(request), self.approved)
-        if self.ssh_key is not None:
-            state.details["sshKey"] = str(self.ssh_key)
-            state.save()
-        return state
+        details = {} if self.ssh_key is None else {"sshKey": str(self.ssh_key)}
+        return self.fluence.up(self.spec(request), self.approved, details=details)
 
     def channels(self, state: ClusterState) -> list[NodeChannel]:
         return [self.channel(state, node) for node in sorted(state.nodes, key=lambda n: n.rank)]

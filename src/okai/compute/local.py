@@ -27,8 +27,9 @@ from okai.compute.channel import LocalChannel, NodeChannel
 from okai.compute.cluster import ClusterRequest
 from okai.compute.marks import TOKEN_ENV, stop_marked
 from okai.compute.node.host import ADDRESS_ENV
+from okai.compute.rollback import failure_reason
 from okai.compute.state import ClusterState, ClusterStatus, NodeRecord, clusters_dir
-from okai.errors import OkaiError, OperationalError
+from okai.errors import OperationalError
 from okai.processes import Launched
 from okai.train.receipt import IMAGE_FILE
 
@@ -90,9 +91,7 @@ class LocalBackend:
             state.set_status(ClusterStatus.UP)
             self._report(f"made {request.nodes} local node(s) in {folder}")
         except BaseException as exc:
-            state.set_status(
-                ClusterStatus.FAILED, exc.message if isinstance(exc, OkaiError) else repr(exc)
-            )
+            state.set_status(ClusterStatus.FAILED, failure_reason(exc))
             self.destroy(state)
             raise
         return state
@@ -127,7 +126,7 @@ class LocalBackend:
         """Stop every process of the cluster's nodes, remove their folders; safe to repeat."""
         if state.provider != PROVIDER:
             raise OperationalError(f"cluster {state.name} runs on {state.provider!r}, not locally")
-        state.set_status(ClusterStatus.STOPPING)
+        state.set_status(ClusterStatus.STOPPING, error=state.error)  # keeps why `up` failed
         for node in state.nodes:
             stopped = stop_marked(str(node.attrs.get("token", "")))
             if stopped:
@@ -143,7 +142,7 @@ class LocalBackend:
         folder = state.details.get("folder")
         if folder:
             shutil.rmtree(folder, ignore_errors=True)
-        state.set_status(ClusterStatus.STOPPED)
+        state.set_status(ClusterStatus.STOPPED, error=state.error)
 
 
 def free_port() -> int:

@@ -4,29 +4,45 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from okai.compute import interrupt
+from okai.compute.state import ClusterState, ClusterStatus
 from okai.errors import OkaiError
 
 
 def failure_reason(exc: BaseException) -> str:
     """What went wrong, in a few words: an okai error's message, else the exception's type."""
-    return exc.message if isinstance(exc, OkaiError) else type(exc).__name__
+    if isinstance(exc, OkaiError):
+        return exc.message
+    if isinstance(exc, interrupt.Interrupted):
+        return str(exc)
+    return type(exc).__name__
+
+
+def down_command(name: str) -> str:
+    return f"okai cluster down {name}"
 
 
 def roll_back(
-    name: str, exc: BaseException, undo: Callable[[], object], report: Callable[[str], None]
+    state: ClusterState,
+    exc: BaseException,
+    undo: Callable[[], object],
+    report: Callable[[str], None],
 ) -> None:
-    """Run `undo` for cluster `name` after `exc`; if that fails too, say on `exc` how to finish.
+    """Record why `state` stopped, run `undo`; if that fails too, say on `exc` how to finish.
 
-    `exc` is re-raised by the caller, so the note (and, on an okai error, the hint) is
-    what the user sees about the resources left behind.
+    Signals during `undo` stop it between two calls (`okai.compute.interrupt`).
+    `exc` is re-raised by the caller, so the note (and, on an okai error, the
+    hint) is what the user sees about the resources left behind.
     """
-    report(f"rolling back cluster {name}: {failure_reason(exc)}")
+    state.set_status(ClusterStatus.FAILED, error=failure_reason(exc))
+    report(f"rolling back cluster {state.name}: {failure_reason(exc)}")
     try:
-        undo()
+        with interrupt.rolling_back():
+            undo()
     except BaseException as cleanup:
         note = (
-            f"rolling back left resources behind ({cleanup}); "
-            f"run `okai cluster down {name}` to remove them"
+            f"rolling back left resources behind ({failure_reason(cleanup)}); "
+            f"run `{down_command(state.name)}` to remove them"
         )
         if isinstance(exc, OkaiError):
             exc.hint = note if exc.hint is None else f"{exc.hint}\n{note}"

@@ -135,7 +135,17 @@ class ClusterState(_Record):
         state = cls(name=name, provider=provider, details=details or {})
         state._path = path
         state.save()
+        _MADE_HERE[path] = state
         return state
+
+    @classmethod
+    def made_here(cls, name: str) -> ClusterState | None:
+        """The state this process created for `name`, if it did (never another's cluster).
+
+        How `up` finds a cluster whose create finished but was interrupted before
+        it could hand the state back.
+        """
+        return _MADE_HERE.get(state_path(name))
 
     @classmethod
     def load(cls, name: str, root: Path | None = None) -> Self:
@@ -229,6 +239,9 @@ class ClusterState(_Record):
     def set_nodes(self, nodes: list[NodeRecord]) -> None:
         self.nodes = nodes
         self.save()
+
+
+_MADE_HERE: dict[Path, ClusterState] = {}
 
 
 def clusters_dir(root: Path | None = None) -> Path:

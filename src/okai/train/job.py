@@ -36,6 +36,7 @@ from pydantic_core import ErrorDetails
 
 from okai.errors import DocumentError
 from okai.manifest import JobSpec, check_schema
+from okai.train.builtins import check_job
 
 FREE_FORM = frozenset({"hyperparameters"})
 """Tables whose keys belong to the user and are not renamed."""
@@ -55,6 +56,17 @@ def load_job(path: str | Path) -> JobSpec:
     except OSError as exc:
         raise DocumentError(path, None, f"cannot read: {exc.strerror or exc}") from exc
     return job_from_toml(text, path)
+
+
+def load_checked_job(path: str | Path) -> JobSpec:
+    """A job file as `okai train` accepts it: read, validated, and trainable (`check_job`).
+
+    The one check of a job before it runs; `okai cluster up` calls it too, before
+    renting anything.
+    """
+    job = load_job(path)
+    check_job(job, path)
+    return job
 
 
 def job_from_toml(text: str, source: str | Path) -> JobSpec:

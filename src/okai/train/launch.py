@@ -43,7 +43,7 @@ from okai.provenance.receipt import Receipt
 from okai.train.builtins import check_job
 from okai.train.data import SourceSpec, check_source
 from okai.train.errors import EntrypointError, TrainingFailed
-from okai.train.job import load_job
+from okai.train.job import load_checked_job
 from okai.train.receipt import utc_now
 from okai.train.rundir import (
     ERRORS_DIR,
@@ -134,7 +134,7 @@ def train(
     progress: Callable[[Progress], None] | None = None,
 ) -> RunResult:
     """Load a job file, check it, and run it (see `launch`)."""
-    job = load_job(job_file)
+    job = load_checked_job(job_file)
     return launch(job, options, source_name=job_file, progress=progress)
 
 

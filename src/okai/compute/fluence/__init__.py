@@ -29,6 +29,7 @@ from okai.compute.fluence.client import (
 from okai.compute.fluence.cost import CostEstimate, CostLine, estimate_cost
 from okai.compute.fluence.discovery import NodeRequirements, Offer, find_offers
 from okai.compute.fluence.errors import (
+    BalanceTooLow,
     CostLimitExceeded,
     FluenceAuthError,
     FluenceConflict,
@@ -38,6 +39,7 @@ from okai.compute.fluence.errors import (
     FluenceTimeout,
     FluenceUnavailable,
     InsufficientBalance,
+    MissingScopes,
     NoOfferError,
     ResourceFailed,
     VmFailed,
@@ -55,6 +57,7 @@ from okai.compute.fluence.wait import PollConfig
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "BalanceTooLow",
     "CostEstimate",
     "CostLimitExceeded",
     "CostLine",
@@ -72,6 +75,7 @@ __all__ = [
     "FluenceUnavailable",
     "InsufficientBalance",
     "Member",
+    "MissingScopes",
     "NoOfferError",
     "NodeContext",
     "NodeFiles",

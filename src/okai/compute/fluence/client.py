@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from pydantic import SecretStr
@@ -72,9 +73,40 @@ class FluenceConfig:
         return cls(base_url=url.rstrip("/")) if url else cls()
 
 
+REDACTED = "<redacted>"
+SECRET_URL_FIELDS = frozenset({"osImage"})
+"""Body fields holding a URL whose query may be a signature (a presigned image URL)."""
+
+
+def redact_url(url: str) -> str:
+    """`url` as okai prints and stores it: a query string (a presigned URL's signature) hidden."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    return urlunsplit(parts._replace(query=REDACTED, fragment=""))
+
+
+def _shown(value: Any) -> Any:
+    """A request body as printed: URL fields redacted."""
+    if isinstance(value, dict):
+        return {
+            key: redact_url(item)
+            if key in SECRET_URL_FIELDS and isinstance(item, str)
+            else _shown(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_shown(item) for item in value]
+    return value
+
+
 @dataclass(frozen=True)
 class PlannedRequest:
-    """One API request as it will be (or was) sent; credentials are never part of it."""
+    """One API request as it will be (or was) sent; credentials are never part of it.
+
+    `body` is what is sent; `to_json` and `render` (what is printed) redact
+    the query of URLs that may carry a signature.
+    """
 
     method: str
     path: str
@@ -87,7 +119,7 @@ class PlannedRequest:
         if self.params:
             data["params"] = [list(pair) for pair in self.params]
         if self.body is not None:
-            data["body"] = self.body
+            data["body"] = _shown(self.body)
         if self.purpose:
             data["purpose"] = self.purpose
         return data
@@ -101,7 +133,7 @@ class PlannedRequest:
         if self.body is not None:
             lines.append("Content-Type: application/json")
             lines.append("")
-            lines.append(json.dumps(self.body, indent=2, ensure_ascii=False))
+            lines.append(json.dumps(_shown(self.body), indent=2, ensure_ascii=False))
         return "\n".join(lines)
 
 

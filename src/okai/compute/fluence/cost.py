@@ -14,7 +14,7 @@ from typing import Any
 
 from okai.compute.fluence.client import FluenceClient
 from okai.compute.fluence.discovery import ADDRESS_TYPE, BOOT_STORAGE_TYPE, Offer
-from okai.compute.fluence.errors import CostLimitExceeded, InsufficientBalance
+from okai.compute.fluence.errors import CostLimitExceeded
 from okai.compute.fluence.models import Balance, CostResult
 
 BALANCE_HOURS = 6
@@ -152,19 +152,21 @@ def estimate_cost(
     return CostEstimate(nodes=nodes, hours=hours, lines=lines, server_total=server_total)
 
 
-def check_balance(client: FluenceClient, estimate: CostEstimate) -> Decimal:
-    """The account balance; raises `InsufficientBalance` if it cannot start the cluster.
+def read_balance(client: FluenceClient) -> Decimal:
+    """The account balance in USD (`GET /v2/users/balances`)."""
+    entries = Balance.decode_all(list(client.get("/v2/users/balances") or []), "balances")
+    return sum((entry.balance for entry in entries), Decimal(0))
+
+
+def balance_shortfall(balance: Decimal, estimate: CostEstimate) -> str | None:
+    """Why `balance` cannot start the cluster, or None if it can.
 
     Fluence also counts the resources already running, so passing this check
     does not guarantee the create; failing it guarantees a refusal.
     """
-    entries = Balance.decode_all(list(client.get("/v2/users/balances") or []), "balances")
-    balance = sum((entry.balance for entry in entries), Decimal(0))
-    if balance < estimate.balance_needed:
-        raise InsufficientBalance(
-            f"the Fluence balance is {balance} USD; creating {estimate.nodes} node(s) needs at "
-            f"least {_cents(estimate.balance_needed)} USD ({BALANCE_HOURS} h of their cost)",
-            code="insufficient_balance",
-            hint="top up in the Fluence Console (Billing), or ask for fewer or smaller nodes",
-        )
-    return balance
+    if balance >= estimate.balance_needed:
+        return None
+    return (
+        f"the Fluence balance is {balance} USD; creating {estimate.nodes} node(s) needs at "
+        f"least {_cents(estimate.balance_needed)} USD ({BALANCE_HOURS} h of their cost)"
+    )

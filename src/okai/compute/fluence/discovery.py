@@ -24,6 +24,7 @@ from okai.compute.fluence.models import (
     VmConfiguration,
     VmPrice,
 )
+from okai.errors import UsageError
 
 BOOT_STORAGE_TYPE = "NVME"
 """The only storage type a create accepts (`NewStorageType`)."""
@@ -51,6 +52,16 @@ class NodeRequirements:
     """Fluence cluster id or name."""
     configuration: str | None = None
     """An exact configuration slug, e.g. `cpu-regular-4vcpu-8gb`."""
+
+    def validate(self) -> None:
+        """Refuse sizes no VM has (0 vCPU, negative RAM), before any request."""
+        for label, value in (
+            ("vCPU", self.vcpu),
+            ("GB of RAM", self.ram_gb),
+            ("GB of disk", self.disk_gb),
+        ):
+            if value < 1:
+                raise UsageError(f"a node needs at least 1 {label}, not {value}")
 
     def describe(self) -> str:
         parts = [f">= {self.vcpu} vCPU", f">= {self.ram_gb} GB RAM", f"{self.disk_gb} GB disk"]

@@ -11,7 +11,8 @@
     │   └── VmFailed                             a VM ended `failed` (bad image URL or user data)
     └── FluenceTimeout         OperationalError  a resource did not reach its status in time
 
-Plus, raised before anything is created: `CostLimitExceeded` and `NoOfferError` (UsageError).
+Plus, raised by the pre-flight, before anything is created (all UsageError, exit 2):
+`CostLimitExceeded`, `NoOfferError`, `BalanceTooLow`, `MissingScopes`.
 Messages carry the server's text (its `error` field) but never the API key.
 """
 
@@ -96,3 +97,11 @@ class CostLimitExceeded(UsageError):
 
 class NoOfferError(UsageError):
     """No cluster sells what the requirements ask for."""
+
+
+class BalanceTooLow(UsageError):
+    """The balance cannot start the cluster (Fluence's 6-hour rule); nothing was created."""
+
+
+class MissingScopes(FluenceAuthError):
+    """The API key lacks scopes `up` or `down` need (a ConfigError: exit 2)."""

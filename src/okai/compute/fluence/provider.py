@@ -22,12 +22,20 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from okai.compute import interrupt
 from okai.compute.cloudinit import SecretInUserData, WriteFile, build_user_data
 from okai.compute.fluence import requests as rq
-from okai.compute.fluence.client import FluenceClient, PlannedRequest
-from okai.compute.fluence.cost import check_balance, estimate_cost
+from okai.compute.fluence.client import FluenceClient, PlannedRequest, redact_url
+from okai.compute.fluence.cost import balance_shortfall, estimate_cost, read_balance
 from okai.compute.fluence.discovery import Offer, find_offers
-from okai.compute.fluence.errors import FluenceError, FluenceUnavailable, ResourceFailed, VmFailed
+from okai.compute.fluence.errors import (
+    FluenceAuthError,
+    FluenceError,
+    FluenceUnavailable,
+    MissingScopes,
+    ResourceFailed,
+    VmFailed,
+)
 from okai.compute.fluence.models import (
     VM_WAIT_STATUSES,
     NetworkInterface,
@@ -50,7 +58,7 @@ from okai.compute.fluence.wait import (
     PollConfig,
     Waiter,
 )
-from okai.compute.rollback import failure_reason, roll_back
+from okai.compute.rollback import roll_back
 from okai.compute.ssh import PublicKey
 from okai.compute.state import ClusterState, ClusterStatus, NodeRecord, ResourceRecord
 from okai.errors import UsageError
@@ -87,8 +95,11 @@ class FluenceProvider:
     def plan(self, spec: FluenceClusterSpec, offer: Offer | None = None) -> FluencePlan:
         """Discovery, cost estimate and the exact requests `up` will send; creates nothing.
 
-        Raises `CostLimitExceeded` above `spec.max_usd`, `InsufficientBalance` if
-        the balance cannot start the cluster, `NoOfferError` if nothing fits.
+        The Fluence part of the pre-flight: raises `MissingScopes` if the key
+        cannot create or remove everything, `CostLimitExceeded` above
+        `spec.max_usd`, `NoOfferError` if nothing fits. A balance too low to
+        start the cluster is recorded in the plan (`balance_short`), so a dry
+        run still shows it; `up` refuses it (`FluencePlan.refuse_short_balance`).
         """
         spec.validate()
         service = ServiceStatus.decode(self.client.get("/v1/service/status"), "service status")
@@ -96,7 +107,7 @@ class FluenceProvider:
             raise FluenceUnavailable(
                 "Fluence is in maintenance mode; nothing was created", hint="try again later"
             )
-        warnings = list(self._scope_warnings())
+        warnings = self._check_scopes()
         if service.version != SPEC_VERSION:
             warnings.append(
                 f"the API reports version {service.version}; okai was written against {SPEC_VERSION}"
@@ -105,7 +116,7 @@ class FluenceProvider:
             offer = find_offers(self.client, spec.requirements, spec.nodes)[0]
         estimate = estimate_cost(offer, spec.nodes, spec.hours, self.client)
         estimate.check_limit(spec.max_usd)
-        balance = check_balance(self.client, estimate)
+        balance = read_balance(self.client)
         key = PublicKey.parse(spec.ssh_public_key)
         existing = self._find_ssh_key(key)
         requests, size = self._planned_requests(spec, offer, key, existing)
@@ -119,20 +130,26 @@ class FluenceProvider:
             ssh_key_id=None if existing is None else existing.id,
             service_version=service.version,
             warnings=tuple(warnings),
+            balance_short=balance_shortfall(balance, estimate),
         )
 
-    def _scope_warnings(self) -> list[str]:
+    def _check_scopes(self) -> list[str]:
+        """Refuse a key that lacks a scope `up` or `down` needs; warnings if unreadable."""
         try:
             me = self.client.get("/v1/users/me")
         except FluenceError as exc:
-            if exc.status == 401:
+            if isinstance(exc, FluenceAuthError) and exc.status == 401:
                 raise  # a bad key: say so now, not after discovery
             return [f"could not read the key's permissions: {exc.message}"]
         granted = set(me.get("permissions") or []) if isinstance(me, dict) else set()
         missing = [names[0] for names in NEEDED_SCOPES if not granted.intersection(names)]
-        if not missing:
-            return []
-        return [f"the API key may lack the scopes {', '.join(missing)}"]
+        if missing:
+            raise MissingScopes(
+                f"the Fluence API key lacks the scopes {', '.join(missing)}; nothing was created",
+                hint="set OKAI_FLUENCE_API_KEY to a full-access key from the Fluence Console "
+                "(Settings → API Keys); docs/fluence.md lists the scopes okai needs",
+            )
+        return []
 
     def _planned_requests(
         self, spec: FluenceClusterSpec, offer: Offer, key: PublicKey, existing: SshKey | None
@@ -202,13 +219,20 @@ class FluenceProvider:
 
     # --- up ------------------------------------------------------------------------------------
 
-    def up(self, spec: FluenceClusterSpec, plan: FluencePlan | None = None) -> ClusterState:
+    def up(
+        self,
+        spec: FluenceClusterSpec,
+        plan: FluencePlan | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> ClusterState:
         """Create the cluster and wait until every node runs; roll back on any failure.
 
         Pass the `plan` the user approved to create exactly that offer; the limit
-        and balance are checked again. Returns the state with its nodes' addresses.
+        and balance are checked again. `details` go into the state file too.
+        Returns the state with its nodes' addresses.
         """
         plan = self.plan(spec, plan.offer if plan is not None else None)
+        plan.refuse_short_balance()
         self._refuse_taken_names(spec)
         offer = plan.offer
         state = ClusterState.create(
@@ -217,23 +241,20 @@ class FluenceProvider:
             details={
                 "baseUrl": self.client.config.base_url,
                 "clusterId": offer.cluster.id,
-                "imageUrl": spec.image_url,
+                "imageUrl": redact_url(spec.image_url),
                 "offer": offer.to_json(),
                 "estimate": plan.estimate.to_json(),
+                **(details or {}),
             },
         )
         try:
             nodes = self._create(state, spec, offer)
+            state.set_nodes(nodes)
+            state.set_status(ClusterStatus.UP)
         except BaseException as exc:
-            self._roll_back(state, exc)
+            roll_back(state, exc, lambda: self.down(state), self._report)
             raise
-        state.set_nodes(nodes)
-        state.set_status(ClusterStatus.UP)
         return state
-
-    def _roll_back(self, state: ClusterState, exc: BaseException) -> None:
-        state.set_status(ClusterStatus.FAILED, error=failure_reason(exc))
-        roll_back(state.name, exc, lambda: self.down(state), self._report)
 
     def _create(
         self, state: ClusterState, spec: FluenceClusterSpec, offer: Offer
@@ -327,25 +348,30 @@ class FluenceProvider:
     def _create_one(
         self, state: ClusterState, kind: str, request: PlannedRequest
     ) -> dict[str, Any]:
-        """Send one create; on an ambiguous failure look the name up before one more try."""
+        """Send one create; on an ambiguous failure look the name up before one more try.
+
+        Shielded: a signal waits until the answer's id is recorded.
+        """
         name = str(request.body["name"])
-        record = state.intend(kind, name)
         self._report(f"creating {request.purpose}")
-        answer = self._send_create(record, request, lambda: self.waiter.by_name(kind, name))
-        state.created(record, str(answer["id"]))
+        with interrupt.shielded():
+            record = state.intend(kind, name)
+            answer = self._send_create(record, request, lambda: self.waiter.by_name(kind, name))
+            state.created(record, str(answer["id"]))
         return answer
 
     def _create_vm(self, state: ClusterState, request: PlannedRequest) -> str:
         name = str(request.body["name"])
         boot_name = str(request.body["bootDisk"]["name"])
-        vm_record = state.intend(VM, name)
-        boot_record = state.intend(STORAGE, boot_name)
         self._report(f"creating {request.purpose}")
-        answer = self._send_create(vm_record, request, lambda: self.waiter.by_name(VM, name))
-        vm = Vm.decode(answer, "the VM create")
-        state.created(vm_record, vm.id)
-        if vm.boot_disk is not None:
-            state.created(boot_record, vm.boot_disk)
+        with interrupt.shielded():
+            vm_record = state.intend(VM, name)
+            boot_record = state.intend(STORAGE, boot_name)
+            answer = self._send_create(vm_record, request, lambda: self.waiter.by_name(VM, name))
+            vm = Vm.decode(answer, "the VM create")
+            state.created(vm_record, vm.id)
+            if vm.boot_disk is not None:
+                state.created(boot_record, vm.boot_disk)
         return vm.id
 
     def _send_create(
@@ -394,18 +420,19 @@ class FluenceProvider:
             state.save()
             return existing.id
         request = rq.create_ssh_key(rq.ssh_key_name(key.fingerprint), key.openssh)
-        record = state.intend(SSH_KEY, str(request.body["name"]))
-        record.keep = True
-        state.save()
 
         def find() -> dict[str, Any] | None:
             found = self._find_ssh_key(key)
             return None if found is None else {"id": found.id}
 
-        answer = self._send_create(record, request, find)
-        state.created(record, str(answer["id"]))
-        state.details["sshKeyId"] = answer["id"]
-        state.save()
+        with interrupt.shielded():
+            record = state.intend(SSH_KEY, str(request.body["name"]))
+            record.keep = True
+            state.save()
+            answer = self._send_create(record, request, find)
+            state.created(record, str(answer["id"]))
+            state.details["sshKeyId"] = answer["id"]
+            state.save()
         return str(answer["id"])
 
     def _wait_public_ips(self, ids: list[str]) -> dict[str, PublicIp]:
@@ -453,7 +480,7 @@ class FluenceProvider:
                     raise VmFailed(
                         f"VM {vm.name} ended {vm.status.value} instead of launched",
                         code=vm.status.value,
-                        hint=f"check that {image_url} is publicly downloadable and a cloud image "
+                        hint=f"check that {redact_url(image_url)} is publicly downloadable and a cloud image "
                         "with cloud-init, and that the user data is valid",
                     )
             done = all(
@@ -522,6 +549,9 @@ class FluenceProvider:
         removed; the state file then still lists it for the next `down`.
         """
         self._check_owner(state)
+        if state.live_resources():
+            # A rejected key would be refused for every delete: find out with one call.
+            self.client.get("/v1/users/me")
         Teardown(self.client, self.waiter, state, self._report).run()
 
     def _check_owner(self, state: ClusterState) -> None:

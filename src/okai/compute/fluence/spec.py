@@ -11,9 +11,10 @@ from urllib.parse import urlsplit
 
 from okai.compute.cloudinit import WriteFile
 from okai.compute.fluence import requests as rq
-from okai.compute.fluence.client import PlannedRequest
+from okai.compute.fluence.client import PlannedRequest, redact_url
 from okai.compute.fluence.cost import CostEstimate
 from okai.compute.fluence.discovery import NodeRequirements, Offer
+from okai.compute.fluence.errors import BalanceTooLow
 from okai.compute.ssh import PublicKey
 from okai.errors import UsageError
 
@@ -87,6 +88,7 @@ class FluenceClusterSpec:
             raise UsageError(f"a Fluence cluster has 1 to {MAX_NODES} nodes, not {self.nodes}")
         if not self.hours > 0:
             raise UsageError(f"the duration must be positive, not {self.hours} h")
+        self.requirements.validate()
         validate_image_url(self.image_url)
         PublicKey.parse(self.ssh_public_key)
         try:
@@ -101,12 +103,13 @@ def validate_image_url(url: str) -> None:
     """A public http(s) URL without credentials whose path ends with an accepted suffix."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise UsageError(f"the image URL must be an http(s) URL: {url[:200]!r}")
+        raise UsageError(f"the image URL must be an http(s) URL: {redact_url(url)[:200]!r}")
     if parts.username or parts.password:
         raise UsageError("the image URL must not carry credentials: Fluence needs a public URL")
     if not parts.path.lower().endswith(IMAGE_SUFFIXES):
         raise UsageError(
-            f"the image URL must end with one of {', '.join(IMAGE_SUFFIXES)}: {url[:200]!r}",
+            f"the image URL must end with one of {', '.join(IMAGE_SUFFIXES)}: "
+            f"{redact_url(url)[:200]!r}",
             hint="Fluence picks the image format from the file name; publish the image under a "
             "name such as okai-image.qcow2 (e.g. a Walrus quilt URL .../by-quilt-id/<id>/okai-image.qcow2)",
         )
@@ -127,16 +130,26 @@ class FluencePlan:
     """The registered key that will be reused, or `None` if `up` registers it."""
     service_version: str
     warnings: tuple[str, ...] = ()
+    balance_short: str | None = None
+    """Why the balance cannot start the cluster, if it cannot (`up` refuses; a dry run shows it)."""
+
+    def refuse_short_balance(self) -> None:
+        if self.balance_short is not None:
+            raise BalanceTooLow(
+                f"{self.balance_short}; nothing was created",
+                hint="top up in the Fluence Console (Billing), or ask for fewer or smaller nodes",
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {
             "cluster": self.spec.name,
             "nodes": self.spec.nodes,
-            "imageUrl": self.spec.image_url,
+            "imageUrl": redact_url(self.spec.image_url),
             "offer": self.offer.to_json(),
             "estimate": self.estimate.to_json(),
             "maxUsd": None if self.spec.max_usd is None else str(self.spec.max_usd),
             "balanceUsd": str(self.balance),
+            "balanceShort": self.balance_short,
             "userDataBytes": self.user_data_bytes,
             "sshKeyId": self.ssh_key_id,
             "serviceVersion": self.service_version,
@@ -151,6 +164,11 @@ class FluencePlan:
             self.estimate.describe(),
             f"balance {self.balance} USD; user data {self.user_data_bytes} bytes per node at most",
             *(f"warning: {w}" for w in self.warnings),
+            *(
+                [f"BALANCE TOO LOW: {self.balance_short}: `up` would refuse to create this"]
+                if self.balance_short
+                else []
+            ),
         ]
         return "\n".join(lines)
 

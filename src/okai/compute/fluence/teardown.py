@@ -6,15 +6,26 @@ looking their unique names up, (2) terminates the VMs and waits until they are
 `terminated`, (3) deletes the public IPs, disks and the security group and
 waits until each is `removed`. Not found counts as done, so it is safe to
 repeat, and it works from the state file alone after a crash.
+
+Between two calls it stops if a signal asked it to (`interrupt.checkpoint`),
+and a rejected API key stops it at the first call: in both cases the state
+file is marked `failed` with what is left, and the error names the command
+that finishes the job.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from okai.compute import interrupt
 from okai.compute.fluence import requests as rq
 from okai.compute.fluence.client import FluenceClient
-from okai.compute.fluence.errors import FluenceConflict, FluenceError, FluenceNotFound
+from okai.compute.fluence.errors import (
+    FluenceAuthError,
+    FluenceConflict,
+    FluenceError,
+    FluenceNotFound,
+)
 from okai.compute.fluence.models import ResourceStatus, VmStatus
 from okai.compute.fluence.wait import COLLECTIONS, PUBLIC_IP, SECURITY_GROUP, STORAGE, VM, Waiter
 from okai.compute.state import ClusterState, ClusterStatus, ResourceRecord
@@ -39,27 +50,43 @@ class Teardown:
 
     def run(self) -> None:
         state = self.state
-        state.set_status(ClusterStatus.STOPPING, error=state.error)
-        self._resolve_intents()
-        self._terminate_vms()
-        for kind in (PUBLIC_IP, STORAGE, SECURITY_GROUP):
-            self._delete_all(kind)
+        why = state.error  # why `up` failed, if it did: kept in the record
+        state.set_status(ClusterStatus.STOPPING, error=why)
+        try:
+            self._resolve_intents()
+            self._terminate_vms()
+            for kind in (PUBLIC_IP, STORAGE, SECURITY_GROUP):
+                self._delete_all(kind)
+        except (interrupt.TeardownStopped, FluenceAuthError) as stopped:
+            self._record_left(why, stopped.message)
+            finish = f"`okai cluster down {state.name}` removes what is left"
+            stopped.hint = finish if stopped.hint is None else f"{stopped.hint}; then {finish}"
+            raise
         left = state.live_resources()
         if left or self.problems:
-            names = ", ".join(f"{r.kind} {r.name}" for r in left) or "none"
-            error = f"teardown of {state.name} is incomplete; still recorded: {names}"
-            if self.problems:
-                error += f" ({'; '.join(self.problems[:5])})"
-            state.set_status(ClusterStatus.FAILED, error=error)
+            error = self._record_left(why, "; ".join(self.problems[:5]))
             raise OperationalError(error, hint=f"run `okai cluster down {state.name}` again")
-        state.set_status(ClusterStatus.STOPPED, error=state.error)  # keeps why `up` failed
+        state.set_status(ClusterStatus.STOPPED, error=why)
         self.report(f"cluster {state.name} removed; nothing of it is billed any more")
+
+    def _record_left(self, why: str | None, problem: str) -> str:
+        """Mark the cluster `failed`, saying what may still be billed, why, and why it stopped."""
+        state = self.state
+        names = ", ".join(f"{r.kind} {r.name}" for r in state.live_resources()) or "none"
+        error = f"teardown of {state.name} is incomplete; still recorded: {names}"
+        if problem:
+            error += f" ({problem})"
+        if why:
+            error += f"; the cluster stopped because: {why}"
+        state.set_status(ClusterStatus.FAILED, error=error)
+        return error
 
     def _resolve_intents(self) -> None:
         """Give recorded intents their ids (by unique name), or mark them never created."""
         for record in self.state.live_resources():
             if record.id is not None:
                 continue
+            interrupt.checkpoint()
             found = self.waiter.by_name(record.kind, record.name)
             if found is None:
                 self.state.removed(record)
@@ -72,6 +99,7 @@ class Teardown:
         for record in state.live_resources(VM):
             if record.id is None:
                 continue
+            interrupt.checkpoint()
             self.report(f"terminating VM {record.name}")
             try:
                 self.client.send(rq.terminate_vm(record.id), retry=True)
@@ -79,6 +107,8 @@ class Teardown:
                 state.removed(record)
             except FluenceConflict:
                 pass  # e.g. already terminating: the wait below tells
+            except FluenceAuthError:
+                raise  # the same key would be refused for every other call
             except FluenceError as exc:
                 refused.add(record.name)
                 self.problems.append(f"terminate {record.name}: {exc.message}")
@@ -115,10 +145,13 @@ class Teardown:
             for resource_id, record in list(pending.items()):
                 if resource_id in requested:
                     continue
+                interrupt.checkpoint()
                 try:
                     self.report(f"deleting {label} {record.name}")
                     self.client.delete(f"{path}/{resource_id}")
                     requested.add(resource_id)
+                except FluenceAuthError:
+                    raise
                 except FluenceNotFound:
                     state.removed(record)
                     del pending[resource_id]
@@ -140,5 +173,7 @@ class Teardown:
     def _wait(self, what: str, check: Callable[[], bool | None]) -> None:
         try:
             self.waiter.until(what, self.waiter.poll.teardown_s, check)
+        except FluenceAuthError:
+            raise
         except FluenceError as exc:
             self.problems.append(exc.message)

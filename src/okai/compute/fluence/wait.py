@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from okai.compute import interrupt
 from okai.compute.fluence.client import FluenceClient, Params, indexed, repeated
 from okai.compute.fluence.errors import FluenceTimeout
 from okai.compute.fluence.models import Dto, PublicIp, SecurityGroup, Storage, Vm
@@ -78,6 +79,7 @@ class Waiter:
                     f"{what} did not happen within {timeout_s:g} s",
                     hint="Fluence may be slow or out of capacity",
                 )
+            interrupt.checkpoint()  # a teardown asked to stop does not wait any longer
             self._sleep(self.poll.interval_s)
 
     def by_ids(self, kind: str, ids: Sequence[str]) -> list[Any]:
