@@ -106,6 +106,8 @@ class ImageManifestFact:
     consistent: bool = False
     """Whether it describes the registered image (digest and system toplevel)."""
     unavailable: bool = False
+    forged: bool = False
+    """The bytes served are not the manifest whose SHA-256 the image claim holds."""
 
 
 @dataclass
@@ -309,9 +311,17 @@ def evaluate(inputs: Inputs) -> Evaluation:
     checks["image.registered"] = _image_registered(record, facts.image, attested)
     if record is not None and facts.image is not None:
         need(
-            Need(facts.image.manifest_blob_id, True, MAX_MANIFEST_BYTES, "image manifest"),
+            Need(
+                facts.image.manifest_blob_id,
+                True,
+                MAX_MANIFEST_BYTES,
+                "image manifest",
+                expected=facts.image.manifest_sha256,
+            ),
         )
         facts.image_manifest = _image_manifest(blobs, facts.image, record)
+        if facts.image_manifest.forged:  # wrong bytes for the claim: nothing of them is shown
+            checks["image.registered"] = failed("image.registered", str(facts.image_manifest.error))
 
     # datasets.manifests and datasets.shards
     manifests, shards, facts.datasets = _dataset_checks(
@@ -436,7 +446,16 @@ def _image_manifest(
     if state == "error":
         failure = _failure(blobs, key)
         return ImageManifestFact("error", failure.error, unavailable=failure.unavailable)
-    value, problem = parse_json(_read(blobs, key).data)
+    blob = _read(blobs, key)
+    if blob.digest != image.manifest_sha256:
+        served = "" if blob.source is None else f" served by {blob.source}"
+        return ImageManifestFact(
+            "error",
+            f"the image manifest{served} hashes to {blob.digest}, but the image claim of "
+            f"{image.registrant} says {image.manifest_sha256}",
+            forged=True,
+        )
+    value, problem = parse_json(blob.data)
     if problem is not None:
         return ImageManifestFact("error", f"the image manifest is {problem}")
     try:
