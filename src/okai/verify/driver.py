@@ -21,7 +21,7 @@ from typing import Protocol
 
 from okai.chain.client import RegistryClient
 from okai.chain.errors import ChainError, ModelNotRecorded, WitnessIsSubmitter, WrongChainError
-from okai.chain.records import Transaction
+from okai.chain.records import ImageRecord, Transaction
 from okai.digest import CHUNK_SIZE, Digest
 from okai.errors import IntegrityError, OkaiError, UsageError
 from okai.verify.checks import PASSED, Options, failed
@@ -134,12 +134,26 @@ def verify_model(
     model = _model_input(target, ui)
     digest = evaluate(Inputs(options, network, model)).facts.model_digest
     chain = None if digest is None else read_claims(registry, digest, policy)
-    claims: list[Claim] = [(None, ClaimContext((), 0))] if chain is None else chain.claims
+    claims: list[Claim] = [(None, ClaimContext((), 0), ())] if chain is None else chain.claims
     problem = None if chain is None else chain.code_problem
     judged = [
-        _judge(answer, context, problem, registry, walrus, policy, options, network, model,
-               reproducer, witness, workdir, ui)
-        for answer, context in claims
+        _judge(
+            answer,
+            context,
+            images,
+            problem,
+            registry,
+            walrus,
+            policy,
+            options,
+            network,
+            model,
+            reproducer,
+            witness,
+            workdir,
+            ui,
+        )
+        for answer, context, images in claims
     ]
     return VerifyReport(target.describe(), network, options, judged, policy, origin)
 
@@ -147,6 +161,7 @@ def verify_model(
 def _judge(
     answer: ChainAnswer | ChainFailure | None,
     context: ClaimContext,
+    images: tuple[ImageRecord, ...],
     code_problem: str | None,
     registry: RegistryClient,
     walrus: WalrusClient,
@@ -163,6 +178,18 @@ def _judge(
     if witness and isinstance(answer, ChainAnswer) and answer.record is not None:
         _check_may_witness(registry, answer.record.submitter, answer.record.model_digest)
     inputs, evaluation = _read_blobs(Inputs(options, network, model, answer), walrus, ui)
+    if isinstance(answer, ChainAnswer) and answer.image is not None:
+        # Several image claims (trusted publishers, or anyone's when unpinned): judge the
+        # first whose system is the one the node ran, so no squatter decides which counts.
+        for image in images:
+            if evaluation.checks["image.registered"].status == PASSED:
+                break
+            if image == answer.image:
+                continue
+            inputs, evaluation = _read_blobs(
+                Inputs(options, network, model, replace(answer, image=image)), walrus, ui
+            )
+            context = replace(context, image_publishers=(image.registrant,))
     if options.reproduce:
         reproduction = _reproduce(evaluation, reproducer, workdir, ui)
         inputs = replace(inputs, reproduction=reproduction)
@@ -218,8 +245,9 @@ def _model_input(target: ModelTarget, ui: Progress) -> ModelInput:
 # ---------------------------------------------------------------- the chain
 
 
-Claim = tuple[ChainAnswer | ChainFailure | None, ClaimContext]
-"""One claim to judge (None: no model digest to look up), with what surrounds it."""
+Claim = tuple[ChainAnswer | ChainFailure | None, ClaimContext, tuple[ImageRecord, ...]]
+"""One claim to judge (None: no model digest to look up), what surrounds it, and the
+claims about its image that were read."""
 
 
 @dataclass
@@ -246,9 +274,9 @@ def read_claims(registry: RegistryClient, digest: Digest, policy: TrustPolicy) -
     try:
         registry.check_chain()
     except WrongChainError as exc:
-        return ClaimsRead([(ChainAnswer(exc.actual, None), empty)])
+        return ClaimsRead([(ChainAnswer(exc.actual, None), empty, ())])
     except ChainError as exc:
-        return ClaimsRead([(ChainFailure(exc.message), empty)])
+        return ClaimsRead([(ChainFailure(exc.message), empty, ())])
     chain_id = registry.network.chain_id
     try:
         if not registry.has_registry_code():
@@ -256,15 +284,15 @@ def read_claims(registry: RegistryClient, digest: Digest, policy: TrustPolicy) -
                 f"the code at {registry.address} on chain {chain_id} is not this okai's "
                 "ProvenanceRegistry (record format 2): its answers prove nothing"
             )
-            return ClaimsRead([(ChainAnswer(chain_id, None), empty)], problem)
+            return ClaimsRead([(ChainAnswer(chain_id, None), empty, ())], problem)
         submitters, total = registry.model_submitters(digest, None, SHOWN_CLAIMS)
         context = ClaimContext(submitters, total)
         candidates = policy.trainers if policy.pinned else submitters[:UNPINNED_CLAIMS]
         claims = [_claim(registry, digest, submitter, policy, context) for submitter in candidates]
     except ChainError as exc:
-        return ClaimsRead([(ChainFailure(exc.message), empty)])
+        return ClaimsRead([(ChainFailure(exc.message), empty, ())])
     found = [claim for claim in claims if claim is not None]
-    return ClaimsRead(found or [(ChainAnswer(chain_id, None), context)])
+    return ClaimsRead(found or [(ChainAnswer(chain_id, None), context, ())])
 
 
 def _claim(
@@ -294,8 +322,10 @@ def _claim(
     images = provenance.images
     answer = ChainAnswer(chain_id, provenance.model, images[0] if images else None, witnesses)
     publishers = tuple(image.registrant for image in images)
-    return answer, replace(
-        context, image_publishers=publishers, witness_count=provenance.witness_count
+    return (
+        answer,
+        replace(context, image_publishers=publishers, witness_count=provenance.witness_count),
+        images,
     )
 
 

@@ -19,7 +19,7 @@ A trust file is TOML::
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -149,7 +149,7 @@ class ClaimContext:
     """A page of the accounts that recorded the model (oldest first)."""
     submitter_total: int
     image_publishers: tuple[str, ...] = ()
-    """The image publishers whose claims were read (trusted ones, or a page of all)."""
+    """The publisher of the image claim judged first, then the others read."""
     witness_count: int = 0
     """Every witness of the judged claim, trusted or not."""
 
@@ -264,5 +264,3 @@ def final_verdict(checks: dict[str, Check], options: Options, policy: TrustPolic
     return "verified" if policy.pinned else "unpinned"
 
 
-def with_reason(check: Check, reason: str) -> Check:
-    return replace(check, reason=reason)
