@@ -14,7 +14,6 @@ from provenance_support import Inputs, Stack, write_run
 from provenance_support import inputs_fixture as inputs_fixture
 from provenance_support import stack_fixture as stack_fixture
 
-
 ME = account(0).address
 TRUST = ("--trainer", ME, "--publisher", ME)
 
@@ -183,7 +182,7 @@ def test_trust_file_mistakes_exit_2(on_stack: Stack, tmp_path: Path) -> None:
     bad = tmp_path / "trust.toml"
     for text, message in [
         ('[trust]\ntrainers = ["0x1234"]\n', "not an EVM address"),
-        ('[trust]\ntrainer = []\n', "unknown key"),
+        ("[trust]\ntrainer = []\n", "unknown key"),
         ("[trust\n", "not valid TOML"),
     ]:
         bad.write_text(text)

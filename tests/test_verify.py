@@ -33,7 +33,6 @@ from provenance_support import (
 from provenance_support import inputs_fixture as inputs_fixture
 from provenance_support import stack_fixture as stack_fixture
 
-
 TRUSTED = TrustPolicy(trainers=(account(0).address,), publishers=(account(0).address,))
 """The honest trainer and publisher of these tests: anvil's account 0."""
 

@@ -117,6 +117,7 @@ class WebStack:
                 Digest(record["imageDigest"]),
                 Digest(image["systemToplevel"]),
                 image["manifestBlobId"],
+                Digest(image["manifestSha256"]),
             )
         client.record_model(
             model_digest=Digest(world.model_digest),

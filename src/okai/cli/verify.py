@@ -272,7 +272,9 @@ def render(console: Console, report: VerifyReport) -> None:
     if context.submitter_total:
         shown = ", ".join(context.submitters)
         more = context.submitter_total - len(context.submitters)
-        rows.append(("claims", f"{context.submitter_total}: {shown}" + (f" (+{more})" if more else "")))
+        rows.append(
+            ("claims", f"{context.submitter_total}: {shown}" + (f" (+{more})" if more else ""))
+        )
     if facts.record is not None:
         record = facts.record.to_json()
         rows += [
@@ -296,7 +298,12 @@ def render(console: Console, report: VerifyReport) -> None:
     if facts.record is not None:
         count = context.witness_count
         listed = ", ".join(facts.witnesses)
-        rows.append(("witnesses", f"{count} in all" + (f"; {listed}" if listed else "") if count else "none"))
+        rows.append(
+            (
+                "witnesses",
+                f"{count} in all" + (f"; {listed}" if listed else "") if count else "none",
+            )
+        )
     if report.witness is not None:
         tx = report.witness.transaction
         suffix = "" if tx is None else f" (tx {tx.tx_hash}, block {tx.block})"

@@ -262,5 +262,3 @@ def final_verdict(checks: dict[str, Check], options: Options, policy: TrustPolic
     if not all(status == PASSED for status in statuses):
         return "not verified"
     return "verified" if policy.pinned else "unpinned"
-
-
