@@ -177,6 +177,8 @@ export function evaluate(inputs) {
   if (record !== null && facts.image) {
     need(facts.image.manifestBlobId, true, MAX_MANIFEST_BYTES, 'image manifest');
     facts.imageManifest = imageManifest(blobs, facts.image, record);
+    // Wrong bytes for the image claim: a failed check, and nothing of them is shown.
+    if (facts.imageManifest.forged) checks['image.registered'] = failed(facts.imageManifest.error);
   }
 
   // datasets.manifests and datasets.shards
@@ -260,7 +262,16 @@ function imageRegistered(record, image, attested) {
 function imageManifest(blobs, image, record) {
   const state = blobState(blobs, image.manifestBlobId);
   if (state !== 'ok') return { state, error: blobs[image.manifestBlobId]?.error };
-  const parsed = parseJsonBlob(blobs[image.manifestBlobId]);
+  const served = blobs[image.manifestBlobId];
+  if (image.manifestSha256 && served.digest !== image.manifestSha256) {
+    const by = served.source ? ` served by ${served.source}` : '';
+    return {
+      state: 'error',
+      forged: true,
+      error: `the image manifest${by} hashes to ${served.digest}, but the image claim of ${image.registrant} says ${image.manifestSha256}`,
+    };
+  }
+  const parsed = parseJsonBlob(served);
   const doc = parsed.value;
   if (parsed.error || !isObject(doc) || doc.schema !== 'okai.image/v1' || !isObject(doc.nixos)) {
     return { state: 'error', error: 'not an okai.image/v1 document' };
