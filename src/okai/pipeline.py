@@ -51,10 +51,13 @@ class DemoResult:
     model_digest: Digest | None = None
     run_dir: Path | None = None
     page_link: str | None = None
+    trusted: str | None = None
+    """The account the demo trusts as trainer and publisher (its own signing key)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "network": self.network,
+            "trusted": self.trusted,
             "modelDigest": self.model_digest,
             "runDir": None if self.run_dir is None else str(self.run_dir),
             "pageLink": self.page_link,
@@ -147,8 +150,11 @@ def run_demo(network: str | None, report: Report, transfer: Any = None) -> DemoR
             with steps.step(name) as out:
                 out["detail"] = _verify(run_dir, deep, registry, walrus)
 
+    result.trusted = registry.signer.address
+    trust = f"trainer={result.trusted}&publisher={result.trusted}&unregistered=1"
     result.page_link = (
-        f"http://127.0.0.1:{WEB_PORT}/#/model/{result.model_digest}?network={result.network}"
+        f"http://127.0.0.1:{WEB_PORT}/#/model/{result.model_digest}"
+        f"?network={result.network}&{trust}"
     )
     return result
 

@@ -1,6 +1,6 @@
 """The result of `okai verify`: every check with its reason, the facts read, the exit code.
 
-`VerifyReport.to_json()` is the `--json` document (schema `okai.verify-report/v1`);
+`VerifyReport.to_json()` is the `--json` document (schema `okai.verify-report/v2`);
 its keys are stable, and tests pin them.
 """
 
