@@ -110,6 +110,7 @@ def run_demo(network: str | None, report: Report, transfer: Any = None) -> DemoR
 
     # The signing key is checked here, before anything is stored or trained.
     registry = RegistryClient.from_settings(settings, sign=True)
+    assert registry.signer is not None  # sign=True loaded it
     with WalrusClient.from_network(settings.network, settings.secrets) as walrus:
         with steps.step("push dataset to Walrus") as out:
             ref, reused = _push_digits(walrus, settings, report, transfer)
