@@ -74,7 +74,7 @@ def statuses(report: VerifyReport) -> dict[str, str]:
 
 
 def reason(report: VerifyReport, check_id: str) -> str:
-    return report.evaluation.checks[check_id].reason
+    return report.main.checks[check_id].reason
 
 
 class Retrainer:
@@ -255,6 +255,17 @@ def test_an_unregistered_host_is_shown_as_such(
     assert report.to_json()["record"]["host"] == "unregistered host"
     assert report.to_json()["image"] is None
     assert report.exit_code == ExitCode.VERIFICATION_FAILED
+
+    # A policy that accepts unregistered hosts (local runs, the demo) verifies it, and says
+    # what that leaves unproven.
+    accepting = replace(TRUSTED, allow_unregistered_host=True)
+    local = verify(stack, model, Options(deep=True), policy=accepting)
+    assert local.verdict == "verified" and local.exit_code == ExitCode.OK
+    assert statuses(local)["image.registered"] == "passed"
+    assert reason(local, "image.registered") == (
+        "unregistered host, accepted by the trust policy: the software environment "
+        "(image, system) was not attested"
+    )
 
 
 def test_witnesses_are_recorded_once_per_account_and_listed(

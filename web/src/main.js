@@ -124,7 +124,7 @@ function render(result, progress) {
               ? `${where}: ${failedChecks.join(', ')} failed.`
               : `${where}: some requested checks could not be made.`,
     ),
-    el('div', { class: 'policy', 'data-policy': '' }, 'Trusted: ', untrusted(describePolicy(state.policy), { limit: 600 })),
+    el('div', { class: 'policy' }, 'Trusted: ', untrusted(describePolicy(state.policy), { limit: 600 })),
     redirected.length
       ? el('div', { class: 'warning', role: 'alert' }, `Warning: this link changes the ${redirected.map((f) => (f === 'rpcUrl' ? 'RPC endpoint' : 'registry address')).join(' and ')} of ${state.network.name}; the answer comes from ${state.network.registryAddress ?? '—'} via ${state.network.rpcUrl}.`)
       : null,
