@@ -2,8 +2,9 @@
 
     python benchmarks/chain_gas.py        (with PYTHONPATH=src, or the project venv)
 
-The okai registry keeps each model record as the code of a small data contract (SSTORE2).
-The baseline is the same record kept in ordinary storage slots, compiled in this run with
+The okai registry keeps each model claim as the code of a small data contract (SSTORE2),
+claims keyed by (digest, account) and listed through each claim's previous submitter.
+The baseline is the same per-account claims kept in ordinary storage slots and arrays, compiled in this run with
 the same pinned solc and settings; the ratio column is okai / baseline. Fees assume 30 gwei
 (a Coston2 receipt in flare.md); real prices vary.
 """
@@ -34,37 +35,42 @@ GWEI_PRICE = 30
 BASELINE = """// SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.28;
 
-/// @notice Baseline for benchmarks/chain_gas.py: the same records in plain storage slots.
+/// @notice Baseline for benchmarks/chain_gas.py: the same per-account claims in plain storage.
 contract PlainRegistry {
-    struct Image { bytes32 systemToplevel; bytes32 manifestBlobId; address registrant; uint64 registeredAt; }
+    struct Image { bytes32 systemToplevel; bytes32 manifestBlobId; bytes32 manifestSha256;
+        address publisher; uint64 registeredAt; }
     struct Model {
         bytes32 imageDigest; bytes32[] datasetManifestDigests; bytes32 jobDigest;
         bytes32 attestationDigest; bytes32 attestationBlobId; address submitter; uint64 recordedAt;
     }
     error Exists(bytes32 digest);
     error ImageNotRegistered(bytes32 digest);
-    event ImageRegistered(bytes32 indexed imageDigest, address indexed registrant,
-        bytes32 systemToplevel, bytes32 manifestBlobId);
+    event ImageRegistered(bytes32 indexed imageDigest, address indexed publisher,
+        bytes32 systemToplevel, bytes32 manifestBlobId, bytes32 manifestSha256);
     event ModelRecorded(bytes32 indexed modelDigest, bytes32 indexed imageDigest,
-        address indexed submitter, bytes32[] datasetManifestDigests, bytes32 jobDigest,
-        bytes32 attestationDigest, bytes32 attestationBlobId);
-    mapping(bytes32 => Image) private _images;
-    mapping(bytes32 => Model) private _models;
+        address indexed submitter);
+    mapping(bytes32 => mapping(address => Image)) private _images;
+    mapping(bytes32 => address[]) private _publishers;
+    mapping(bytes32 => mapping(address => Model)) private _models;
+    mapping(bytes32 => address[]) private _submitters;
 
-    function registerImage(bytes32 imageDigest, bytes32 systemToplevel, bytes32 manifestBlobId) external {
-        if (_images[imageDigest].registrant != address(0)) revert Exists(imageDigest);
-        _images[imageDigest] = Image(systemToplevel, manifestBlobId, msg.sender, uint64(block.timestamp));
-        emit ImageRegistered(imageDigest, msg.sender, systemToplevel, manifestBlobId);
+    function registerImage(bytes32 imageDigest, bytes32 systemToplevel, bytes32 manifestBlobId,
+        bytes32 manifestSha256) external {
+        if (_images[imageDigest][msg.sender].publisher != address(0)) revert Exists(imageDigest);
+        _images[imageDigest][msg.sender] = Image(systemToplevel, manifestBlobId, manifestSha256,
+            msg.sender, uint64(block.timestamp));
+        _publishers[imageDigest].push(msg.sender);
+        emit ImageRegistered(imageDigest, msg.sender, systemToplevel, manifestBlobId, manifestSha256);
     }
 
     function recordModel(bytes32 modelDigest, bytes32 imageDigest, bytes32[] calldata datasets,
         bytes32 jobDigest, bytes32 attestationDigest, bytes32 attestationBlobId) external {
-        if (_models[modelDigest].submitter != address(0)) revert Exists(modelDigest);
-        if (imageDigest != 0 && _images[imageDigest].registrant == address(0)) revert ImageNotRegistered(imageDigest);
-        _models[modelDigest] = Model(imageDigest, datasets, jobDigest, attestationDigest,
-            attestationBlobId, msg.sender, uint64(block.timestamp));
-        emit ModelRecorded(modelDigest, imageDigest, msg.sender, datasets, jobDigest,
-            attestationDigest, attestationBlobId);
+        if (_models[modelDigest][msg.sender].submitter != address(0)) revert Exists(modelDigest);
+        if (imageDigest != 0 && _publishers[imageDigest].length == 0) revert ImageNotRegistered(imageDigest);
+        _models[modelDigest][msg.sender] = Model(imageDigest, datasets, jobDigest,
+            attestationDigest, attestationBlobId, msg.sender, uint64(block.timestamp));
+        _submitters[modelDigest].push(msg.sender);
+        emit ModelRecorded(modelDigest, imageDigest, msg.sender);
     }
 }
 """
@@ -106,7 +112,7 @@ def measure_okai(url: str) -> dict[str, int]:
     gas = {"deploy": int(receipt["gasUsed"])}
     image = digest("image")
     gas["register image"] = (
-        client.register_image(image, digest("toplevel"), blob("m")).gas_used or 0
+        client.register_image(image, digest("toplevel"), blob("m"), digest("mb")).gas_used or 0
     )
     for count in (1, 4, 16):
         tx = client.record_model(
@@ -123,8 +129,22 @@ def measure_okai(url: str) -> dict[str, int]:
     for index, label in ((1, "first"), (2, "second")):
         witness = Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{index}")
         other = RegistryClient(dev_network(url), address=client.address, signer=witness)
-        tx = other.attest_reproduction(digest("model1"))
+        tx = other.attest_reproduction(digest("model1"), dev.address)
         gas[f"attest reproduction ({label} witness)"] = tx.gas_used or 0
+    second = RegistryClient(
+        dev_network(url),
+        address=client.address,
+        signer=Account.from_mnemonic(mnemonic, account_path="m/44'/60'/0'/0/4"),
+    )
+    tx = second.record_model(
+        model_digest=digest("model1"),
+        image_digest=image,
+        dataset_digests=[digest("data1:0")],
+        job_digest=digest("job1"),
+        attestation_digest=digest("att1"),
+        attestation_blob_id=blob("att1"),
+    )
+    gas["record model, 1 dataset, 2nd claim"] = tx.gas_used or 0
     return gas
 
 
@@ -140,7 +160,7 @@ def measure_baseline(url: str) -> dict[str, int]:
     contract = w3.eth.contract(address=receipt["contractAddress"], abi=abi)
     image = digest("image").to_bytes32()
     call = contract.functions.registerImage(
-        image, digest("toplevel").to_bytes32(), digest("m").to_bytes32()
+        image, digest("toplevel").to_bytes32(), digest("m").to_bytes32(), digest("mb").to_bytes32()
     )
     gas["register image"] = wait(call.transact({"from": sender}))["gasUsed"]
     for count in (1, 4, 16):
@@ -154,6 +174,17 @@ def measure_baseline(url: str) -> dict[str, int]:
         )
         label = f"record model, {count} dataset{'s' if count > 1 else ''}"
         gas[label] = wait(call.transact({"from": sender}))["gasUsed"]
+    call = contract.functions.recordModel(
+        digest("model1").to_bytes32(),
+        image,
+        [digest("data1:0").to_bytes32()],
+        digest("job1").to_bytes32(),
+        digest("att1").to_bytes32(),
+        digest("att-blob1").to_bytes32(),
+    )
+    gas["record model, 1 dataset, 2nd claim"] = wait(call.transact({"from": w3.eth.accounts[5]}))[
+        "gasUsed"
+    ]
     return gas
 
 

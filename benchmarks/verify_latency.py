@@ -142,7 +142,12 @@ def record_a_run(home: Path) -> tuple[Path, dict[str, Any]]:
             ),
         )
         image_blob = walrus.store_bytes(image.canonical_bytes()).blob_id
-        registry.register_image(image.sha256, system_toplevel_digest(toplevel), image_blob)
+        registry.register_image(
+            image.sha256,
+            system_toplevel_digest(toplevel),
+            image_blob,
+            Digest.of_bytes(image.canonical_bytes()),
+        )
         job = JobSpec(
             name="bench",
             model={"builtin": "mlp"},  # type: ignore[arg-type]
@@ -228,18 +233,19 @@ def measure(
     rounds: int,
     cli_rounds: int,
 ) -> None:
-    from okai.chain import RegistryClient
+    from okai.chain import DEV_ADDRESS, RegistryClient
     from okai.config import load_settings
-    from okai.verify import ModelTarget, Options, verify_model
+    from okai.verify import ModelTarget, Options, TrustPolicy, verify_model
     from okai.walrus.client import WalrusClient
 
     settings = load_settings("dev")
+    trust = TrustPolicy(trainers=(DEV_ADDRESS,), publishers=(DEV_ADDRESS,))
 
     def verify_once() -> None:
         registry = RegistryClient.from_settings(settings)
         with WalrusClient.from_network(settings.network, settings.secrets) as walrus:
             report = verify_model(
-                ModelTarget(path=model), Options(), registry=registry, walrus=walrus
+                ModelTarget(path=model), Options(), registry=registry, walrus=walrus, policy=trust
             )
         assert report.verdict == "verified", [c.reason for c in report.checks]
 
@@ -252,9 +258,10 @@ def measure(
     # The floor: the same round trips by hand.
     registry = RegistryClient.from_settings(settings)
     digest = recorded["modelDigest"]
-    calldata = registry.contract.encode_abi(
-        "getProvenance", [bytes.fromhex(digest.removeprefix("sha256:"))]
-    )
+    key = bytes.fromhex(digest.removeprefix("sha256:"))
+    zero = "0x" + "0" * 40
+    submitters = registry.contract.encode_abi("modelSubmitters", [key, zero, 10])
+    calldata = registry.contract.encode_abi("getProvenance", [key, DEV_ADDRESS, [DEV_ADDRESS], []])
     address = recorded["registry"]
     walrus_url = described["walrus_url"]
     image_manifest = recorded_image_manifest(registry, digest)
@@ -262,6 +269,24 @@ def measure(
     def floor_once() -> None:
         with httpx.Client() as http:
             http.post(proxy.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"})
+            http.post(
+                proxy.url,
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 3,
+                    "method": "eth_getCode",
+                    "params": [address, "latest"],
+                },
+            )
+            http.post(
+                proxy.url,
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 4,
+                    "method": "eth_call",
+                    "params": [{"to": address, "data": submitters}, "latest"],
+                },
+            )
             http.post(
                 proxy.url,
                 json={
@@ -282,7 +307,7 @@ def measure(
     commands: list[float] = []
     for _ in range(cli_rounds):
         out = subprocess.run(
-            [sys.executable, "-c", CHILD, str(model)],
+            [sys.executable, "-c", CHILD, str(model), DEV_ADDRESS],
             env=env,
             check=True,
             capture_output=True,
@@ -312,7 +337,7 @@ from okai.cli.app import main
 import okai.chain.client, okai.verify, okai.walrus.client  # what `verify` imports when it runs
 imported = time.perf_counter()
 try:
-    main(["--json", "verify", sys.argv[1]])
+    main(["--json", "verify", sys.argv[1], "--trainer", sys.argv[2], "--publisher", sys.argv[2]])
 except SystemExit as exit:
     assert exit.code == 0, exit.code
 done = time.perf_counter()
@@ -322,10 +347,11 @@ print(json.dumps([imported - start, done - imported]), file=sys.stderr)
 
 
 def recorded_image_manifest(registry: Any, digest: str) -> str:
+    from okai.chain import DEV_ADDRESS
     from okai.digest import Digest
 
-    provenance = registry.get_provenance(Digest.parse(digest))
-    return str(provenance.image.manifest_blob_id)
+    provenance = registry.get_provenance(Digest.parse(digest), DEV_ADDRESS, [DEV_ADDRESS])
+    return str(provenance.images[0].manifest_blob_id)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
+from okai.chain.signer import DEV_ADDRESS  # noqa: E402
 from okai.digest import Digest  # noqa: E402
 from web_stack import World, chromium, web_stack  # noqa: E402
 
@@ -41,7 +42,7 @@ def main() -> None:
         def direct() -> float:
             started = time.perf_counter()
             digest = Digest.of_file(recorded.path)
-            provenance = client.get_provenance(digest)
+            provenance = client.get_provenance(digest, DEV_ADDRESS)
             blob = httpx.get(f"{web.walrus_url}/v1/blobs/{provenance.model.attestation_blob_id}")
             assert Digest.of_bytes(blob.content) == provenance.model.attestation_digest
             return time.perf_counter() - started
@@ -51,7 +52,7 @@ def main() -> None:
         with chromium() as context:
             for _ in range(args.runs):
                 page = context.new_page()
-                page.goto(web.page_url)
+                page.goto(web.trusted_page_url)
                 page.wait_for_selector("body[data-ready='true']")
                 started = time.perf_counter()
                 page.set_input_files("#file", str(recorded.path))

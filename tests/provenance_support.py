@@ -278,7 +278,10 @@ def publish_inputs(
             inputs.image_digest = image.sha256
             inputs.image_quilt = image_quilt
             stack.registry().register_image(
-                image.sha256, system_toplevel_digest(image_toplevel), inputs.image_manifest_blob
+                image.sha256,
+                system_toplevel_digest(image_toplevel),
+                inputs.image_manifest_blob,
+                Digest.of_bytes(image.canonical_bytes()),
             )
     return inputs
 

@@ -57,7 +57,9 @@ def test_dev_registry_records_and_survives_a_restart(okai_home: Path, okai: Okai
 
         client = RegistryClient.from_settings(load_settings(), sign=True)
         assert client.address == address and client.has_registry_code()
-        client.register_image(digest("image"), digest("toplevel"), blob_id("manifest"))
+        client.register_image(
+            digest("image"), digest("toplevel"), blob_id("manifest"), digest("manifest")
+        )
         client.record_model(
             model_digest=digest("model"),
             image_digest=digest("image"),
@@ -69,19 +71,23 @@ def test_dev_registry_records_and_survives_a_restart(okai_home: Path, okai: Okai
 
         shown = run_okai("--json", "chain", "show", str(digest("model")))
         assert shown.returncode == 0, shown.stderr
-        record = json.loads(shown.stdout)
+        listed = json.loads(shown.stdout)
+        assert listed["claimants"] == 1
+        (record,) = listed["claims"]
+        assert record["model"]["submitter"] == client.signer.address
         assert record["model"]["imageDigest"] == digest("image")
         assert record["model"]["datasetDigests"] == [digest("data")]
-        assert record["image"]["systemToplevel"] == digest("toplevel")
-        assert record["witnesses"] == []
+        assert record["images"][0]["systemToplevel"] == digest("toplevel")
+        assert record["witnesses"] == [] and record["witnessCount"] == 0
         code, out, _ = okai("chain", "show", str(digest("model")))
         assert code == 0 and digest("job") in out and blob_id("attestation") in out
-        assert okai.json("chain", "image", str(digest("image")))["manifestBlobId"] == blob_id(
-            "manifest"
-        )
+        images = okai.json("chain", "image", str(digest("image")))
+        assert images["publishers"] == 1
+        assert images["claims"][0]["manifestBlobId"] == blob_id("manifest")
+        assert images["claims"][0]["manifestSha256"] == digest("manifest")
 
         code, _, err = okai("chain", "show", str(digest("other")))
-        assert code == 2 and "is not recorded" in err
+        assert code == 2 and "is not recorded by any account" in err
         code, _, err = okai("chain", "show", "sha256:nothex")
         assert code == 2 and "not a SHA-256 digest" in err
         code, _, err = okai("chain", "deploy")
@@ -91,14 +97,15 @@ def test_dev_registry_records_and_survives_a_restart(okai_home: Path, okai: Okai
         assert okai("dev", "down")[0] == 0
         code, _, err = okai("dev", "up")
         assert code == 0 and f"registry already deployed at {address}" in err
-        assert okai.json("chain", "show", str(digest("model")))["model"]["jobDigest"] == digest(
-            "job"
-        )
+        again = okai.json("chain", "show", str(digest("model")))
+        assert again["claims"][0]["model"]["jobDigest"] == digest("job")
 
         fresh = okai.json("chain", "deploy", "--force")
         assert fresh["address"] != address and fresh["network"] == "dev"
         assert stack.read_stack()["registry_address"] == fresh["address"]
-        assert not RegistryClient.from_settings(load_settings()).is_recorded(digest("model"))
+        assert not RegistryClient.from_settings(load_settings()).is_recorded(
+            digest("model"), client.signer.address
+        )
     finally:
         stack.down()
 

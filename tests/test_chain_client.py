@@ -107,7 +107,7 @@ def test_wrong_chain_id_is_refused_before_anything_is_sent(anvil: str) -> None:
     with pytest.raises(WrongChainError):
         client.deploy()
     with pytest.raises(WrongChainError):
-        client.is_recorded(digest("m"))  # reads are checked too
+        client.is_recorded(digest("m"), DEV_ADDRESS)  # reads are checked too
 
 
 class _FlakyProxy:
@@ -180,10 +180,10 @@ def test_transient_failures_are_retried(anvil: str, flaky: _FlakyProxy) -> None:
         retry=RetryPolicy(attempts=4, backoff=0.01),
     )
     flaky.failures[:] = ["429", "busy", "close"]
-    assert not through.is_recorded(digest("m"))
+    assert not through.is_recorded(digest("m"), DEV_ADDRESS)
     assert flaky.seen >= 5  # three failures, then chain ID and the call
     flaky.failures[:] = ["busy", "429"]  # during a write, too: estimate, nonce, send
-    tx = through.register_image(digest("i"), digest("t"), "B" * 43)
+    tx = through.register_image(digest("i"), digest("t"), "B" * 43, digest("mb"))
     assert tx.block is not None and registry.is_registered(digest("i"))
 
 
@@ -193,7 +193,7 @@ def test_persistent_failure_is_reported_without_the_api_key(anvil: str, flaky: _
     )
     flaky.failures[:] = ["429"] * 10
     with pytest.raises(RpcUnavailable) as caught:
-        through.is_recorded(digest("m"))
+        through.is_recorded(digest("m"), DEV_ADDRESS)
     assert "SECRET" not in str(caught.value) and "failed eth_chainId 3 times" in str(caught.value)
     assert caught.value.exit_code == ExitCode.OPERATIONAL_FAILURE
 
@@ -205,7 +205,7 @@ def test_dead_endpoint_is_an_operational_error() -> None:
         retry=RetryPolicy(attempts=2, backoff=0),
     )
     with pytest.raises(RpcUnavailable, match="failed eth_chainId 2 times"):
-        dead.get_model(digest("m"))
+        dead.get_model(digest("m"), DEV_ADDRESS)
 
 
 def test_a_send_retried_after_it_reached_the_node_is_not_an_error(
@@ -225,7 +225,7 @@ def test_a_send_retried_after_it_reached_the_node_is_not_an_error(
         return original(raw)
 
     through.w3.eth.send_raw_transaction = send_twice  # type: ignore[method-assign]
-    tx = through.register_image(digest("twice"), digest("t"), "C" * 43)
+    tx = through.register_image(digest("twice"), digest("t"), "C" * 43, digest("mb"))
     assert tx.block is not None and registry.is_registered(digest("twice"))
 
 
@@ -234,8 +234,8 @@ def test_a_refused_send_names_the_problem_and_frees_its_nonce(anvil: str) -> Non
     poor = Account.create()
     client = client_for(anvil, poor, address=registry.address)
     with pytest.raises(ChainError, match=r"(?i)insufficient funds") as caught:
-        client.register_image(digest("poor"), digest("t"), "D" * 43)
+        client.register_image(digest("poor"), digest("t"), "D" * 43, digest("mb"))
     assert caught.value.hint is not None and "faucet" in caught.value.hint
     rpc(anvil, "anvil_setBalance", poor.address, hex(10**20))
-    tx = client.register_image(digest("poor"), digest("t"), "D" * 43)
+    tx = client.register_image(digest("poor"), digest("t"), "D" * 43, digest("mb"))
     assert tx.nonce == 0 and tx.block is not None

@@ -30,6 +30,7 @@ from okai.digest import ZERO_DIGEST, Digest
 from okai.errors import ExitCode
 
 TOPLEVEL = digest("/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-okai")
+MANIFEST = digest("image manifest bytes")
 
 
 @pytest.fixture(scope="module")
@@ -68,18 +69,26 @@ def test_deployed_code_is_the_committed_artifact(registry: RegistryClient) -> No
     assert code.to_0x_hex() == load_artifact().deployed_bytecode
 
 
+ME = account(0).address
+
+
 def test_register_record_and_read_back_exactly(registry: RegistryClient) -> None:
     image = digest("image:1")
-    tx = registry.register_image(image, TOPLEVEL, blob_id("image-manifest"))
+    tx = registry.register_image(image, TOPLEVEL, blob_id("image-manifest"), MANIFEST)
     assert tx.block is not None and tx.gas_used is not None
-    record = registry.get_image(image)
+    record = registry.get_image(image, ME)
     assert (record.image_digest, record.system_toplevel) == (image, TOPLEVEL)
     assert record.manifest_blob_id == blob_id("image-manifest")
-    assert record.registrant == account(0).address
+    assert record.manifest_sha256 == MANIFEST
+    assert record.registrant == ME
     assert registry.is_registered(image) and not registry.is_registered(digest("image:2"))
+    assert registry.is_registered(image, ME) and not registry.is_registered(
+        image, account(1).address
+    )
+    assert registry.image_publishers(image) == ((ME,), 1)
 
     _record(registry, "a", image=image, datasets=4)
-    model = registry.get_model(digest("model:a"))
+    model = registry.get_model(digest("model:a"), ME)
     assert model.image_digest == image and not model.unregistered_host
     assert model.dataset_digests == tuple(digest(f"data:a:{i}") for i in range(4))
     assert (model.job_digest, model.attestation_digest) == (
@@ -90,11 +99,14 @@ def test_register_record_and_read_back_exactly(registry: RegistryClient) -> None
     assert model.submitter == account(0).address
     block = registry.w3.eth.get_block(tx.block + 1)
     assert model.recorded_at == block["timestamp"]
-    assert registry.is_recorded(digest("model:a")) and not registry.is_recorded(digest("model:b"))
+    assert registry.is_recorded(digest("model:a"), ME)
+    assert not registry.is_recorded(digest("model:b"), ME)
+    assert not registry.is_recorded(digest("model:a"), account(1).address)
+    assert registry.model_submitters(digest("model:a")) == ((ME,), 1)
 
-    provenance = registry.get_provenance(digest("model:a"))
-    assert provenance.model == model and provenance.image == record
-    assert provenance.witnesses == ()
+    provenance = registry.get_provenance(digest("model:a"), ME, [account(1).address, ME])
+    assert provenance.model == model and provenance.images == (record,)
+    assert provenance.witnesses == () and provenance.witness_count == 0
     assert provenance.to_json()["model"]["datasetDigests"] == [
         str(d) for d in model.dataset_digests
     ]
@@ -102,41 +114,45 @@ def test_register_record_and_read_back_exactly(registry: RegistryClient) -> None
 
 def test_unregistered_host_is_the_zero_digest(registry: RegistryClient) -> None:
     _record(registry, "host")
-    model = registry.get_model(digest("model:host"))
+    model = registry.get_model(digest("model:host"), ME)
     assert model.image_digest == ZERO_DIGEST and model.unregistered_host
     assert model.to_json()["host"] == "unregistered host"
-    assert registry.get_provenance(digest("model:host")).image is None
+    assert registry.get_provenance(digest("model:host"), ME, [ME]).images == ()
 
 
 def test_duplicates_revert_with_the_named_error_and_arguments(registry: RegistryClient) -> None:
     image = digest("image:dup")
-    registry.register_image(image, TOPLEVEL, blob_id("m"))
+    registry.register_image(image, TOPLEVEL, blob_id("m"), MANIFEST)
     with pytest.raises(ImageExists) as image_error:
-        registry.register_image(image, digest("other toplevel"), blob_id("n"))
-    assert image_error.value.image_digest == image
+        registry.register_image(image, digest("other toplevel"), blob_id("n"), MANIFEST)
+    assert (image_error.value.image_digest, image_error.value.publisher) == (image, ME)
     _record(registry, "dup", image=image)
     with pytest.raises(ModelExists) as model_error:
         _record(registry, "dup")
-    assert model_error.value.model_digest == digest("model:dup")
+    assert (model_error.value.model_digest, model_error.value.submitter) == (
+        digest("model:dup"),
+        ME,
+    )
     assert isinstance(model_error.value, RecordExists)
     assert model_error.value.exit_code == ExitCode.USAGE_ERROR
     assert "already recorded" in str(model_error.value)
     # The first record is untouched: write-once.
-    assert registry.get_model(digest("model:dup")).image_digest == image
+    assert registry.get_model(digest("model:dup"), ME).image_digest == image
 
 
 def test_unregistered_image_and_missing_records(registry: RegistryClient) -> None:
     with pytest.raises(ImageNotRegistered) as caught:
         _record(registry, "x", image=digest("never registered"))
     assert caught.value.image_digest == digest("never registered")
-    assert not registry.is_recorded(digest("model:x"))
+    assert "by any account" in caught.value.message
+    assert not registry.is_recorded(digest("model:x"), ME)
     with pytest.raises(ModelNotRecorded) as missing:
-        registry.get_model(digest("model:x"))
-    assert missing.value.model_digest == digest("model:x")
-    with pytest.raises(ModelNotRecorded):
-        registry.get_witnesses(digest("model:x"))
-    with pytest.raises(ImageNotRegistered):
-        registry.get_image(digest("never registered"))
+        registry.get_model(digest("model:x"), ME)
+    assert (missing.value.model_digest, missing.value.submitter) == (digest("model:x"), ME)
+    assert registry.get_witnesses(digest("model:x"), ME) == ((), 0)
+    with pytest.raises(ImageNotRegistered) as image_missing:
+        registry.get_image(digest("never registered"), ME)
+    assert image_missing.value.publisher == ME
 
 
 def test_fields_that_must_be_set(registry: RegistryClient) -> None:
@@ -165,57 +181,62 @@ def test_fields_that_must_be_set(registry: RegistryClient) -> None:
         registry.record_model(**{**base, "dataset_digests": [digest(i) for i in range(65)]})  # type: ignore[arg-type]
     assert (too_many.value.count, too_many.value.maximum) == (65, 64)
     with pytest.raises(MissingField, match="systemToplevel"):
-        registry.register_image(digest("i"), ZERO_DIGEST, blob_id("i"))
+        registry.register_image(digest("i"), ZERO_DIGEST, blob_id("i"), MANIFEST)
+    with pytest.raises(MissingField, match="manifestSha256"):
+        registry.register_image(digest("i"), TOPLEVEL, blob_id("i"), ZERO_DIGEST)
 
 
 def test_witnesses(anvil: str, registry: RegistryClient) -> None:
     _record(registry, "w")
     model = digest("model:w")
     with pytest.raises(WitnessIsSubmitter) as own:
-        registry.attest_reproduction(model)
-    assert (own.value.model_digest, own.value.witness) == (model, account(0).address)
+        registry.attest_reproduction(model, ME)
+    assert (own.value.model_digest, own.value.witness) == (model, ME)
     first = client_for(anvil, account(1), address=registry.address)
     second = client_for(anvil, account(2), address=registry.address)
-    first.attest_reproduction(model)
-    second.attest_reproduction(model)
+    first.attest_reproduction(model, ME)
+    second.attest_reproduction(model, ME)
     with pytest.raises(AlreadyWitnessed) as again:
-        first.attest_reproduction(model)
+        first.attest_reproduction(model, ME)
     assert again.value.witness == account(1).address
-    assert registry.get_witnesses(model) == (account(1).address, account(2).address)
-    assert registry.has_witnessed(model, account(2).address)
-    assert not registry.has_witnessed(model, account(0).address)
-    assert registry.get_provenance(model).witnesses == (account(1).address, account(2).address)
+    both = (account(1).address, account(2).address)
+    assert registry.get_witnesses(model, ME) == (both, 2)
+    assert registry.get_witnesses(model, ME, 1, 5) == (both[1:], 2)
+    assert registry.get_witnesses(model, ME, 7, 5) == ((), 2)
+    assert registry.has_witnessed(model, ME, account(2).address)
+    assert not registry.has_witnessed(model, ME, account(0).address)
+    provenance = registry.get_provenance(model, ME, [], [account(3).address, *both])
+    assert (provenance.witnesses, provenance.witness_count) == (both, 2)
     with pytest.raises(ModelNotRecorded):
-        first.attest_reproduction(digest("model:none"))
+        first.attest_reproduction(digest("model:none"), ME)
+    with pytest.raises(ModelNotRecorded):  # a witness names the claim it reproduced
+        first.attest_reproduction(model, account(2).address)
 
 
 def test_model_record_gas_stays_within_budget(registry: RegistryClient) -> None:
     image = digest("image:gas")
-    registry.register_image(image, TOPLEVEL, blob_id("gas"))
+    registry.register_image(image, TOPLEVEL, blob_id("gas"), MANIFEST)
     one = _record(registry, "gas1", image=image, datasets=1)
     four = _record(registry, "gas4", image=image, datasets=4)
     assert one.gas_used is not None and one.gas_used <= 150_000
     assert four.gas_used is not None and one.gas_used < four.gas_used
 
 
-def test_events_carry_what_the_views_return(registry: RegistryClient) -> None:
+def test_events_name_the_claim_the_views_return(registry: RegistryClient) -> None:
     image = digest("image:ev")
-    image_tx = registry.register_image(image, TOPLEVEL, blob_id("ev"))
+    image_tx = registry.register_image(image, TOPLEVEL, blob_id("ev"), MANIFEST)
     model_tx = _record(registry, "ev", image=image, datasets=2)
     contract = registry.contract
     receipt = registry.w3.eth.get_transaction_receipt(model_tx.tx_hash)
     (event,) = contract.events.ModelRecorded().process_receipt(receipt)
-    model = registry.get_model(digest("model:ev"))
+    model = registry.get_model(digest("model:ev"), ME)
     assert Digest.from_bytes32(event.args.modelDigest) == model.model_digest
     assert Digest.from_bytes32(event.args.imageDigest) == model.image_digest
     assert event.args.submitter == model.submitter
-    assert (
-        tuple(map(Digest.from_bytes32, event.args.datasetManifestDigests)) == model.dataset_digests
-    )
-    assert Digest.from_bytes32(event.args.attestationDigest) == model.attestation_digest
     image_receipt = registry.w3.eth.get_transaction_receipt(image_tx.tx_hash)
     (registered,) = contract.events.ImageRegistered().process_receipt(image_receipt)
     assert Digest.from_bytes32(registered.args.systemToplevel) == TOPLEVEL
+    assert Digest.from_bytes32(registered.args.manifestSha256) == MANIFEST
 
 
 def test_several_transactions_in_a_row_get_consecutive_nonces(registry: RegistryClient) -> None:
@@ -223,7 +244,7 @@ def test_several_transactions_in_a_row_get_consecutive_nonces(registry: Registry
     assert [tx.nonce for tx in sent] == list(range(sent[0].nonce, sent[0].nonce + 4))
     mined = [registry.wait(tx) for tx in sent]
     assert all(tx.block is not None for tx in mined)
-    assert all(registry.is_recorded(digest(f"model:row{i}")) for i in range(4))
+    assert all(registry.is_recorded(digest(f"model:row{i}"), ME) for i in range(4))
 
 
 def test_a_transaction_that_reverts_when_mined_is_decoded(anvil: str) -> None:
@@ -273,7 +294,7 @@ def test_a_pending_transaction_past_the_timeout_says_so(anvil: str) -> None:
 def test_no_registry_at_the_address(anvil: str) -> None:
     empty = client_for(anvil, address=Account.create().address)
     with pytest.raises(ChainError, match="no registry contract answers"):
-        empty.get_model(digest("m"))
+        empty.get_model(digest("m"), ME)
     assert not empty.has_registry_code()
 
 

@@ -26,6 +26,7 @@ import pytest
 import typer
 
 from okai.cli.app import app
+from okai.errors import ExitCode
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -389,7 +390,7 @@ def test_troubleshooting_quotes_messages_the_code_still_prints() -> None:
 
 
 def test_troubleshooting_exit_codes_are_real_ones() -> None:
-    codes = {"1", "2", "3", "130"}
+    codes = {str(int(code)) for code in ExitCode}
     rows = [(number, row) for number, row in table_rows(TROUBLESHOOTING) if "exit" in row]
     assert len(rows) > 40
     for number, row in rows:

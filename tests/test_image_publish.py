@@ -34,6 +34,7 @@ from okai.provenance.receipt import system_toplevel_digest
 from provenance_support import OTHER_TOPLEVEL, TOPLEVEL, Stack, running_stack
 
 QUILT_ID = "M4hsZGQ1oCktdzegB6HnI6Mi28S2nqOPHxK-W7_4BUk"
+MANIFEST_SHA = Digest.of_bytes(b"some other image manifest")
 AGGREGATOR = "https://aggregator.walrus-testnet.walrus.space"
 
 
@@ -345,10 +346,11 @@ def test_publish_stores_checks_and_registers(
     ]
 
     # The registry holds the image digest, the toplevel's digest and the manifest blob.
-    record = stack.registry().get_image(manifest.sha256)
+    record = stack.registry().get_image(manifest.sha256, DEV_ADDRESS)
     assert record.system_toplevel == system_toplevel_digest(TOPLEVEL)
     assert record.manifest_blob_id == result.manifest_blob_id
     assert record.registrant == DEV_ADDRESS
+    assert record.manifest_sha256 == result.manifest_sha256  # verifiers authenticate it
 
     # The boot URL serves the registered bytes, with the file name as its last segment.
     served = httpx.get(result.boot_url, timeout=10)
@@ -371,7 +373,7 @@ def test_second_publish_reports_the_registration(
 ) -> None:
     manifest_path = image_on_disk(tmp_path, "twice")
     first = publish_image(plan_publish(manifest_path, settings.network), settings)
-    registered_at = stack.registry().get_image(first.image_digest).registered_at
+    registered_at = stack.registry().get_image(first.image_digest, DEV_ADDRESS).registered_at
     nonce = stack.registry().w3.eth.get_transaction_count(DEV_ADDRESS)
 
     # Again, from the manifest the first run rewrote (it now carries blobId).
@@ -380,7 +382,9 @@ def test_second_publish_reports_the_registration(
     assert first.registered and not second.registered
     assert second.tx_hash is None and second.explorer_url is None
     assert (second.quilt_id, second.manifest_blob_id) == (first.quilt_id, first.manifest_blob_id)
-    assert stack.registry().get_image(first.image_digest).registered_at == registered_at
+    assert (
+        stack.registry().get_image(first.image_digest, DEV_ADDRESS).registered_at == registered_at
+    )
     assert stack.registry().w3.eth.get_transaction_count(DEV_ADDRESS) == nonce  # nothing sent
 
 
@@ -423,41 +427,63 @@ def test_mirror_is_the_boot_url_but_the_digest_is_registered(
     assert result.boot_url == mirror and result.mirrored
     assert result.walrus_url.startswith(stack.walrus.url + "/v1/blobs/by-quilt-id/")
     assert result.to_json()["bootUrlVerified"] is False
-    record = stack.registry().get_image(plan.manifest.sha256)
+    record = stack.registry().get_image(plan.manifest.sha256, account(0).address)
     assert record.image_digest == plan.manifest.sha256
     assert record.manifest_blob_id == result.manifest_blob_id
 
 
-def test_image_registered_with_another_toplevel_is_refused_before_upload(
+def test_a_squatter_on_the_image_digest_does_not_block_publication(
+    stack: Stack, settings: Settings, tmp_path: Path
+) -> None:
+    manifest_path = image_on_disk(tmp_path, "squatted")
+    plan = plan_publish(manifest_path, settings.network)
+    squatter = stack.registry(account(1))
+    squatter.register_image(
+        plan.manifest.sha256, system_toplevel_digest(OTHER_TOPLEVEL), QUILT_ID, MANIFEST_SHA
+    )
+
+    result = publish_image(plan, settings)
+
+    assert result.registered and result.registrant == account(0).address
+    mine = stack.registry().get_image(plan.manifest.sha256, account(0).address)
+    assert mine.system_toplevel == system_toplevel_digest(TOPLEVEL)
+    assert mine.manifest_sha256 == result.manifest_sha256
+    theirs = stack.registry().get_image(plan.manifest.sha256, account(1).address)
+    assert theirs.system_toplevel == system_toplevel_digest(OTHER_TOPLEVEL)  # untouched
+
+
+def test_own_claim_with_another_toplevel_is_refused_before_upload(
     stack: Stack, settings: Settings, tmp_path: Path
 ) -> None:
     manifest_path = image_on_disk(tmp_path, "other toplevel")
     plan = plan_publish(manifest_path, settings.network)
-    registry = stack.registry(account(1))
-    registry.register_image(plan.manifest.sha256, system_toplevel_digest(OTHER_TOPLEVEL), QUILT_ID)
+    stack.registry().register_image(
+        plan.manifest.sha256, system_toplevel_digest(OTHER_TOPLEVEL), QUILT_ID, MANIFEST_SHA
+    )
     before = stores(stack)
 
     with pytest.raises(ImageRegisteredDifferently, match="system toplevel") as caught:
         publish_image(plan, settings)
 
-    assert account(1).address in str(caught.value)
+    assert account(0).address in str(caught.value)
     assert "write-once" in (caught.value.hint or "")
     assert stores(stack) == before
 
 
-def test_image_registered_with_another_manifest_is_an_error(
+def test_own_claim_with_another_manifest_is_an_error(
     stack: Stack, settings: Settings, tmp_path: Path
 ) -> None:
     manifest_path = image_on_disk(tmp_path, "other manifest")
     plan = plan_publish(manifest_path, settings.network)
-    stack.registry(account(2)).register_image(
-        plan.manifest.sha256, system_toplevel_digest(TOPLEVEL), QUILT_ID
+    stack.registry().register_image(
+        plan.manifest.sha256, system_toplevel_digest(TOPLEVEL), QUILT_ID, MANIFEST_SHA
     )
 
     with pytest.raises(ImageRegisteredDifferently, match=f"manifest blob {QUILT_ID}, not "):
         publish_image(plan, settings)
 
-    assert stack.registry().get_image(plan.manifest.sha256).manifest_blob_id == QUILT_ID
+    record = stack.registry().get_image(plan.manifest.sha256, account(0).address)
+    assert record.manifest_blob_id == QUILT_ID
 
 
 def test_aggregator_serving_other_bytes_stops_the_publication(

@@ -56,7 +56,8 @@ def test_make_demo_from_a_clean_clone_then_again(tmp_path: Path) -> None:
         assert steps["record provenance on chain"] == "reused"
         assert steps["verify (deep: every shard re-downloaded)"] == "done"
         deep = next(step for step in json.loads(second.stdout)["steps"] if "deep" in step["name"])
-        assert "image.registered failed as expected: unregistered host" in deep["detail"]
+        assert "unregistered host accepted" in deep["detail"]
+        assert "trusting the demo's dev account" in deep["detail"]
     finally:
         okai = clone / ".venv" / "bin" / "okai"
         if okai.exists():

@@ -17,7 +17,7 @@ from okai.chain.errors import ChainError, ImageNotRegistered
 from okai.digest import ZERO_DIGEST, Digest
 from okai.errors import ExitCode, IntegrityError, UsageError
 from okai.provenance.record import JOURNAL_FILE, AlreadyRecorded, record_run
-from okai.verify import ModelTarget, Options, verify_model
+from okai.verify import ModelTarget, Options, TrustPolicy, verify_model
 from okai.walrus.errors import WalrusError
 from provenance_support import Inputs, Stack, write_run
 from provenance_support import inputs_fixture as inputs_fixture
@@ -66,11 +66,12 @@ def test_record_then_verify_passes(stack: Stack, inputs: Inputs, tmp_path: Path)
             Options(deep=True, image=True),
             registry=stack.registry(signer=None),
             walrus=walrus,
+            policy=TrustPolicy(trainers=(account(0).address,), publishers=(account(0).address,)),
         )
     statuses = {check.id: check.status for check in report.checks}
     assert report.verdict == "verified", [c.reason for c in report.checks]
     assert statuses["reproduce"] == "not checked"
-    assert {s for k, s in statuses.items() if k != "reproduce"} == {"passed"}
+    assert {s for k, s in statuses.items() if k not in ("reproduce", "witnesses")} == {"passed"}
     assert report.exit_code == ExitCode.OK
 
 

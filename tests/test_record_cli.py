@@ -14,6 +14,9 @@ from provenance_support import Inputs, Stack, write_run
 from provenance_support import inputs_fixture as inputs_fixture
 from provenance_support import stack_fixture as stack_fixture
 
+ME = account(0).address
+TRUST = ("--trainer", ME, "--publisher", ME)
+
 
 @pytest.fixture
 def on_stack(okai_home: Path, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
@@ -52,18 +55,36 @@ def test_record_then_verify_from_the_command_line(
 
     model = str(tmp_path / "run" / "model.safetensors")
     on_stack.proxy.reset()
-    verified = run_okai("--json", "verify", model)
+    verified = run_okai("--json", "verify", model, *TRUST)
     assert verified.returncode == 0, verified.stderr
     report = json.loads(verified.stdout)
     assert report["verdict"] == "verified"
     assert report["modelDigest"] == receipt.model_sha256
-    assert on_stack.proxy.total() <= 3, dict(on_stack.proxy.calls)
+    assert on_stack.proxy.total() <= 4, dict(on_stack.proxy.calls)
 
-    human = run_okai("verify", receipt.model_sha256, "--deep")
+    policy = tmp_path / "trust.toml"
+    policy.write_text(f'[trust]\ntrainers = ["{ME}"]\npublishers = ["{ME}"]\n')
+    human = run_okai("verify", receipt.model_sha256, "--deep", "--trust-file", str(policy))
     assert human.returncode == 0, human.stderr
     for check_id in ("record.exists", "datasets.shards", "image.registered"):
         assert check_id in human.stdout
-    assert "VERIFIED" in human.stdout
+    assert "VERIFIED" in human.stdout and "NOT VERIFIED" not in human.stdout
+    # Where the answer came from, and whom it trusted.
+    words = " ".join(human.stdout.split())  # rich wraps long rows
+    assert f"registry {on_stack.registry_address}" in words
+    assert f"rpc {on_stack.proxy.url.removeprefix('http://')}" in words
+    assert f"trusted trainers {ME}; publishers {ME}" in words
+
+    # No policy: every check passes, but nobody was pinned, so it is not "verified".
+    unpinned = run_okai("verify", model)
+    assert unpinned.returncode == 4, unpinned.stderr
+    words = " ".join(unpinned.stdout.split())
+    assert "NOT VERIFIED: every check passed, but no trusted account was pinned" in words
+    assert "no trainer was trusted" in unpinned.stderr
+    listed = json.loads(run_okai("verify", model, "--json").stdout)
+    assert listed["verdict"] == "unpinned" and listed["policy"]["pinned"] is False
+    record_check = next(c for c in listed["checks"] if c["id"] == "record.exists")
+    assert record_check["reason"] == f"recorded by {ME}, an account nobody pinned"
 
     again = run_okai("record", str(tmp_path / "run"))
     assert again.returncode == 0, again.stderr
@@ -78,14 +99,14 @@ def test_a_tampered_model_exits_3_naming_the_check(
     model = tmp_path / "run" / "model.safetensors"
     model.write_bytes(model.read_bytes()[:-1] + b"\x00")
 
-    result = run_okai("verify", str(model), "--json")
+    result = run_okai("verify", str(model), "--json", *TRUST)
 
     assert result.returncode == 3
     assert json.loads(result.stdout)["verdict"] == "not verified"
     assert "error: not verified: record.exists failed" in result.stderr
 
 
-def test_recording_a_model_recorded_by_another_run_exits_2(
+def test_recording_a_model_this_account_recorded_from_another_run_exits_2(
     on_stack: Stack, inputs: Inputs, tmp_path: Path
 ) -> None:
     write_run(tmp_path / "first", inputs, values=[23.0])
@@ -95,7 +116,7 @@ def test_recording_a_model_recorded_by_another_run_exits_2(
     result = run_okai("record", str(tmp_path / "second"))
 
     assert result.returncode == 2
-    assert "is already recorded" in result.stderr
+    assert f"{ME} already recorded model" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -132,7 +153,7 @@ def test_the_submitter_cannot_attest_its_own_model(
     )
 
     assert result.returncode == 2
-    assert "cannot witness its reproduction" in result.stderr
+    assert "cannot witness its own claim" in result.stderr
 
 
 def test_hostile_strings_are_shown_inert(on_stack: Stack, inputs: Inputs, tmp_path: Path) -> None:
@@ -142,7 +163,7 @@ def test_hostile_strings_are_shown_inert(on_stack: Stack, inputs: Inputs, tmp_pa
     write_run(tmp_path / "run", inputs, values=[25.0], job=job)
     assert run_okai("record", str(tmp_path / "run")).returncode == 0
 
-    result = run_okai("verify", str(tmp_path / "run" / "model.safetensors"))
+    result = run_okai("verify", str(tmp_path / "run" / "model.safetensors"), *TRUST)
 
     assert result.returncode == 0, result.stderr
     assert "\x1b[31m" not in result.stdout and "\u202e" not in result.stdout
@@ -155,3 +176,36 @@ def test_the_command_default_epochs_are_the_library_default() -> None:
     from okai.provenance import record as library
 
     assert command.DEFAULT_EPOCHS == library.DEFAULT_EPOCHS
+
+
+def test_trust_file_mistakes_exit_2(on_stack: Stack, tmp_path: Path) -> None:
+    bad = tmp_path / "trust.toml"
+    for text, message in [
+        ('[trust]\ntrainers = ["0x1234"]\n', "not an EVM address"),
+        ("[trust]\ntrainer = []\n", "unknown key"),
+        ("[trust\n", "not valid TOML"),
+    ]:
+        bad.write_text(text)
+        result = run_okai("verify", Digest.of_bytes(b"anything"), "--trust-file", str(bad))
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr
+
+
+def test_a_folder_that_redirects_a_public_network_is_refused(
+    okai_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    (folder / "okai.toml").write_text(
+        '[networks.flare]\nregistry_address = "0x000000000000000000000000000000000000dEaD"\n'
+        'rpc_url = "http://127.0.0.1:9"\n'
+    )
+    monkeypatch.chdir(folder)
+    monkeypatch.delenv("OKAI_HOME", raising=False)
+
+    result = run_okai("--network", "flare", "verify", Digest.of_bytes(b"m"), "--trainer", ME)
+
+    assert result.returncode == 2
+    assert "files in this folder change what flare means" in result.stderr
+    assert "registry_address" in result.stderr and "rpc_url" in result.stderr
+    assert "--local-config" in result.stderr

@@ -7,6 +7,7 @@ corrupting reads, records written by hand) and must be caught and named by check
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from okai.errors import ExitCode, UsageError
 from okai.manifest import JobSpec
 from okai.provenance import software
 from okai.provenance.record import load_run, record_run
-from okai.verify import CHECK_IDS, ModelTarget, Options, VerifyReport, verify_model
+from okai.verify import CHECK_IDS, ModelTarget, Options, TrustPolicy, VerifyReport, verify_model
 from provenance_support import (
     OTHER_TOPLEVEL,
     Inputs,
@@ -33,6 +34,9 @@ from provenance_support import (
 )
 from provenance_support import inputs_fixture as inputs_fixture
 from provenance_support import stack_fixture as stack_fixture
+
+TRUSTED = TrustPolicy(trainers=(account(0).address,), publishers=(account(0).address,))
+"""The honest trainer and publisher of these tests: anvil's account 0."""
 
 
 def recorded(stack: Stack, run_dir: Path, inputs: Inputs, **run: object) -> Path:
@@ -52,6 +56,7 @@ def verify(
     **extra: object,
 ) -> VerifyReport:
     model = ModelTarget(path=target) if isinstance(target, Path) else ModelTarget(given=target)
+    extra.setdefault("policy", TRUSTED)
     with stack.walrus_client() as walrus:
         report = verify_model(
             model,
@@ -71,7 +76,7 @@ def statuses(report: VerifyReport) -> dict[str, str]:
 
 
 def reason(report: VerifyReport, check_id: str) -> str:
-    return report.evaluation.checks[check_id].reason
+    return report.main.checks[check_id].reason
 
 
 class Retrainer:
@@ -89,7 +94,7 @@ class Retrainer:
         return Digest.of_file(model)
 
 
-def test_shallow_verification_costs_at_most_three_rpc_calls(
+def test_shallow_verification_costs_four_rpc_calls(
     stack: Stack, inputs: Inputs, tmp_path: Path
 ) -> None:
     model = recorded(stack, tmp_path / "run", inputs, values=[1.0])
@@ -99,9 +104,9 @@ def test_shallow_verification_costs_at_most_three_rpc_calls(
     report = verify(stack, model, registry=registry)
 
     assert report.verdict == "verified", [c.reason for c in report.checks]
-    assert stack.proxy.total() <= 3, dict(stack.proxy.calls)
-    assert dict(stack.proxy.calls) == {"eth_chainId": 1, "eth_call": 1}
-    shallow = {"datasets.manifests", "datasets.shards", "image.bytes", "reproduce"}
+    # The chain ID, the registry's code, a page of claimants, the trusted trainer's claim.
+    assert dict(stack.proxy.calls) == {"eth_chainId": 1, "eth_getCode": 1, "eth_call": 2}
+    shallow = {"datasets.manifests", "datasets.shards", "image.bytes", "reproduce", "witnesses"}
     assert {s for k, s in statuses(report).items() if k not in shallow} == {"passed"}
     assert {statuses(report)[k] for k in shallow} == {"not checked"}
 
@@ -253,6 +258,17 @@ def test_an_unregistered_host_is_shown_as_such(
     assert report.to_json()["image"] is None
     assert report.exit_code == ExitCode.VERIFICATION_FAILED
 
+    # A policy that accepts unregistered hosts (local runs, the demo) verifies it, and says
+    # what that leaves unproven.
+    accepting = replace(TRUSTED, allow_unregistered_host=True)
+    local = verify(stack, model, Options(deep=True), policy=accepting)
+    assert local.verdict == "verified" and local.exit_code == ExitCode.OK
+    assert statuses(local)["image.registered"] == "passed"
+    assert reason(local, "image.registered") == (
+        "unregistered host, accepted by the trust policy: the software environment "
+        "(image, system) was not attested"
+    )
+
 
 def test_witnesses_are_recorded_once_per_account_and_listed(
     stack: Stack, inputs: Inputs, tmp_path: Path
@@ -261,9 +277,16 @@ def test_witnesses_are_recorded_once_per_account_and_listed(
     retrainer = Retrainer([8.0])
     witness = stack.registry(signer=account(1))
     reads = stack.walrus.faults.counts().get("GET blob", 0)
+    policy = replace(TRUSTED, witnesses=(account(1).address, account(2).address))
 
     first = verify(
-        stack, model, Options(reproduce=True), registry=witness, reproducer=retrainer, witness=True
+        stack,
+        model,
+        Options(reproduce=True),
+        registry=witness,
+        reproducer=retrainer,
+        witness=True,
+        policy=policy,
     )
 
     assert statuses(first)["reproduce"] == "passed"
@@ -273,7 +296,9 @@ def test_witnesses_are_recorded_once_per_account_and_listed(
     assert first.witness is not None and first.witness.status == "recorded"
     assert first.witness.transaction is not None
     assert first.evaluation.facts.witnesses == (account(1).address,)
-    assert reason(first, "witnesses") == "1 account recorded a bit-for-bit reproduction"
+    assert first.main.checks["witnesses"].reason == (
+        f"trusted witnesses reproduced it bit for bit: {account(1).address} (1 witness in all)"
+    )
     assert retrainer.jobs == [job_for(inputs)]
 
     sent = stack.proxy.calls["eth_sendRawTransaction"]
@@ -284,6 +309,7 @@ def test_witnesses_are_recorded_once_per_account_and_listed(
         registry=stack.registry(signer=account(1)),
         reproducer=retrainer,
         witness=True,
+        policy=policy,
     )
     assert again.witness is not None and again.witness.status == "already witnessed"
     assert stack.proxy.calls["eth_sendRawTransaction"] == sent
@@ -295,10 +321,19 @@ def test_witnesses_are_recorded_once_per_account_and_listed(
         registry=stack.registry(signer=account(2)),
         reproducer=Retrainer([8.0]),
         witness=True,
+        policy=policy,
     )
     assert other.evaluation.facts.witnesses == (account(1).address, account(2).address)
-    listed = verify(stack, model).to_json()["witnesses"]
-    assert listed == [account(1).address, account(2).address]
+    listed = verify(stack, model, policy=policy).to_json()
+    assert listed["witnesses"] == [account(1).address, account(2).address]
+    assert listed["witnessCount"] == 2
+    # Witnesses nobody trusts are counted, never named as proof, and never decide the verdict.
+    untrusted = verify(stack, model)
+    assert untrusted.verdict == "verified"
+    assert untrusted.main.checks["witnesses"].status == "not checked"
+    assert "2 accounts recorded a reproduction, none of them trusted" in (
+        untrusted.main.checks["witnesses"].reason
+    )
 
 
 def test_the_submitter_cannot_witness_and_is_told_before_retraining(
@@ -448,17 +483,31 @@ def test_the_json_report_keeps_its_shape(stack: Stack, inputs: Inputs, tmp_path:
         "target",
         "modelDigest",
         "network",
+        "source",
+        "policy",
         "options",
         "verdict",
         "checks",
+        "claims",
+        "submitters",
         "record",
         "image",
         "attestation",
         "datasets",
         "witnesses",
+        "witnessCount",
         "witness",
     }
-    assert data["schema"] == "okai.verify-report/v1"
+    assert data["schema"] == "okai.verify-report/v2"
+    assert data["source"] == {
+        "chainId": 31337,
+        "registry": stack.registry_address,
+        "rpc": stack.proxy.url,
+        "rpcHost": stack.proxy.url.removeprefix("http://"),
+        "overridden": [],
+    }
+    assert data["policy"]["trainers"] == [account(0).address]
+    assert [c["submitter"] for c in data["claims"]] == [account(0).address]
     assert [c["id"] for c in data["checks"]] == list(CHECK_IDS)
     assert all(set(c) == {"id", "question", "status", "code", "reason"} for c in data["checks"])
     assert set(data["record"]) == {

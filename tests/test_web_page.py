@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from web_stack import ARTIFACTS, WebStack, chromium, record_scenarios, web_stack
+from okai.chain.signer import DEV_ADDRESS
+from web_stack import ARTIFACTS, TRUST_DEV, WebStack, chromium, record_scenarios, web_stack
 
 pytestmark = pytest.mark.slow
 TIMEOUT_MS = 30_000
@@ -62,7 +63,8 @@ class Page:
 
     def wait_verdict(self) -> str:
         self.page.wait_for_selector(
-            "#verdict[data-verdict='verified'], #verdict[data-verdict='not-verified']",
+            "#verdict[data-verdict='verified'], #verdict[data-verdict='not-verified'], "
+            "#verdict[data-verdict='unpinned']",
             timeout=TIMEOUT_MS,
         )
         return str(self.page.get_attribute("#verdict", "data-verdict"))
@@ -94,7 +96,7 @@ def page(browser: Any) -> Iterator[Page]:
 
 
 def test_a_recorded_model_verifies_and_its_data_checks_out(web: WebStack, page: Page) -> None:
-    page.open(web.page_url)
+    page.open(web.trusted_page_url)
     page.page.set_input_files("#file", str(web.models["good"].path))
     assert page.wait_verdict() == "verified"
     for check in ("model.digest", "record.exists", "attestation.digest", "attestation.statement"):
@@ -106,7 +108,7 @@ def test_a_recorded_model_verifies_and_its_data_checks_out(web: WebStack, page: 
     assert page.status("datasets.manifests") == "passed"
     assert "all 4 shards" in page.reason("datasets.shards")
     # The address bar now holds a deep link to the record.
-    assert f"#/model/{web.models['good'].digest}?network=dev" in page.page.url
+    assert f"#/model/{web.models['good'].digest}?network=dev&trainer=" in page.page.url
     lineage = page.page.inner_text("#lineage")
     assert "digits-mlp" in lineage and web.models["good"].digest in lineage
     assert "0123456789abcdef0123456789abcdef01234567" in lineage  # nixpkgs revision
@@ -119,7 +121,7 @@ def test_a_tampered_file_has_no_record(web: WebStack, page: Page, tmp_path: Any)
     data = bytearray(web.models["good"].path.read_bytes())
     data[10] ^= 1
     tampered.write_bytes(bytes(data))
-    page.open(web.page_url)
+    page.open(web.trusted_page_url)
     # Dropped, as a user would: a drop event carrying the file.
     transfer = page.page.evaluate_handle(
         "bytes => { const t = new DataTransfer();"
@@ -210,3 +212,22 @@ def test_the_page_fits_a_phone(web: WebStack, browser: Any) -> None:
         phone.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=True)
     finally:
         phone.close()
+
+
+def test_without_a_policy_the_page_never_says_verified(web: WebStack, page: Page) -> None:
+    page.open(web.model_url(web.models["good"].digest, "network=dev"))
+    assert page.wait_verdict() == "unpinned"
+    verdict = page.page.inner_text("#verdict")
+    assert "Verified" not in verdict and "no trusted account was pinned" in verdict
+    assert "Trusted: nobody" in verdict
+    assert "an account nobody pinned" in page.reason("record.exists")
+
+
+def test_a_link_that_changes_the_registry_is_flagged(web: WebStack, page: Page) -> None:
+    digest = web.models["good"].digest
+    page.open(web.model_url(digest, f"network=dev&{TRUST_DEV}&registry={web.registry}"))
+    assert page.wait_verdict() == "verified"
+    verdict = page.page.inner_text("#verdict")
+    assert "on dev" not in verdict and "not dev's own" in verdict
+    assert "Warning: this link changes the registry address of dev" in verdict
+    assert f"Trusted: trainers {DEV_ADDRESS}" in verdict

@@ -58,6 +58,7 @@ def _chain(data: dict[str, Any], model_digest: Digest | None) -> ChainAnswer | C
                 image_digest=record.image_digest,
                 system_toplevel=Digest.parse(data["image"]["systemToplevel"]),
                 manifest_blob_id=data["image"]["manifestBlobId"],
+                manifest_sha256=Digest.parse(data["image"]["manifestSha256"]),
                 registrant=data["image"]["registrant"],
                 registered_at=data["image"]["registeredAt"],
             )

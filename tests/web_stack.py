@@ -22,7 +22,7 @@ from eth_account import Account
 
 from okai.chain.client import RegistryClient
 from okai.chain.dev import dev_network
-from okai.chain.signer import DEV_PRIVATE_KEY
+from okai.chain.signer import DEV_ADDRESS, DEV_PRIVATE_KEY
 from okai.config import load_settings
 from okai.dev import stack
 from okai.digest import Digest, canonical_json
@@ -45,6 +45,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = REPO / "test-artifacts"
+
+TRUST_DEV = f"trainer={DEV_ADDRESS}&publisher={DEV_ADDRESS}"
+"""The page link's trust policy for the models this stack records."""
 
 
 def free_port() -> int:
@@ -117,6 +120,7 @@ class WebStack:
                 Digest(record["imageDigest"]),
                 Digest(image["systemToplevel"]),
                 image["manifestBlobId"],
+                Digest(image["manifestSha256"]),
             )
         client.record_model(
             model_digest=Digest(world.model_digest),
@@ -133,8 +137,13 @@ class WebStack:
         self.models[name] = recorded
         return recorded
 
-    def model_url(self, digest: str, query: str = "network=dev") -> str:
+    def model_url(self, digest: str, query: str = f"network=dev&{TRUST_DEV}") -> str:
         return f"{self.page_url}#/model/{digest}?{query}"
+
+    @property
+    def trusted_page_url(self) -> str:
+        """The page with a policy trusting the dev account, which records every model here."""
+        return f"{self.page_url}?{TRUST_DEV}"
 
 
 def record_scenarios(web: WebStack) -> None:

@@ -95,6 +95,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 NETWORK_NAMES = tuple(PRESETS)
 
+TRUST_FIELDS = ("registry_address", "rpc_url", "chain_id")
+"""Fields that decide whom a verifier asks: a file in the current folder must not change
+them silently on a public network."""
+
 # Environment variables that override one field of the selected network.
 _ENV_OVERRIDES = {
     "OKAI_RPC_URL": "rpc_url",
@@ -155,6 +159,9 @@ class Settings(BaseModel):
     network: Network
     secrets: Secrets
     config_file: Path | None
+    local_overrides: tuple[str, ...] = ()
+    """On a public network: the trust-relevant fields (registry, RPC, chain ID) that files
+    in the current folder set, as `field (file)`; `okai verify` refuses them unless told."""
 
     def public_view(self) -> dict[str, Any]:
         """The configuration as shown to users: secrets masked."""
@@ -244,14 +251,20 @@ def load_settings(network: str | None = None, env: dict[str, str] | None = None)
             f"unknown network {name!r}", hint=f"choose one of: {', '.join(NETWORK_NAMES)}"
         )
     fields: dict[str, Any] = {"name": name, **PRESETS[name]}
+    local: dict[str, str] = {}
     if name == "dev":
         fields.update(_dev_stack_overrides())
     else:
-        fields.update(_deployed_registry(name))
+        deployed = _deployed_registry(name)
+        fields.update(deployed)
+        if deployed and "OKAI_HOME" not in env:
+            local["registry_address"] = str(state_dir() / "deployments.json")
     file_table = file_config.get("networks", {}).get(name, {})
     if not isinstance(file_table, dict):
         raise ConfigError(f"{path}: [networks.{name}] must be a table")
     fields.update(file_table)
+    if name != "dev" and path is not None and not env.get("OKAI_CONFIG"):
+        local.update({key: str(path) for key in file_table if key in TRUST_FIELDS})
     fields.update(_env_overrides(env))
     try:
         resolved = Network.model_validate(fields)
@@ -259,4 +272,11 @@ def load_settings(network: str | None = None, env: dict[str, str] | None = None)
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise ConfigError(f"network {name}: field '{where}': {first['msg']}") from exc
-    return Settings(network=resolved, secrets=Secrets.from_env(env), config_file=path)
+    for key in _env_overrides(env):
+        local.pop(key, None)  # an environment variable is an explicit choice
+    return Settings(
+        network=resolved,
+        secrets=Secrets.from_env(env),
+        config_file=path,
+        local_overrides=tuple(f"{key} ({source})" for key, source in sorted(local.items())),
+    )

@@ -29,6 +29,8 @@ class ExitCode(IntEnum):
     OPERATIONAL_FAILURE = 1
     USAGE_ERROR = 2
     VERIFICATION_FAILED = 3
+    NOT_PINNED = 4
+    """`okai verify`: every check passed, but no trusted account was given."""
     INTERRUPTED = 130
 
 
@@ -90,6 +92,9 @@ class VerificationError(OkaiError):
 
 class IntegrityError(VerificationError):
     """Bytes did not hash to the digest we trust; nothing unverified is kept."""
+
+    source: str | None = None
+    """Who served the bytes (an aggregator URL), when a reader knows it."""
 
     def __init__(self, what: str, expected: str, actual: str) -> None:
         self.what = what

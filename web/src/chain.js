@@ -1,11 +1,13 @@
 // Registry reads over JSON-RPC: view calls only (public Flare RPCs cap eth_getLogs at 30
-// blocks, so nothing here scans logs). Two calls per verification: eth_chainId, getProvenance.
-import { BaseError, ContractFunctionRevertedError, createClient, http } from 'viem';
-import { getChainId, readContract } from 'viem/actions';
-import abi from 'virtual:okai-registry-abi';
-import { ZERO_DIGEST, blobIdFromBytes32, digestFromBytes32, digestToBytes32 } from './encoding.js';
+// blocks, so nothing here scans logs). Under a trust policy a verification costs eth_chainId,
+// the registry's code, a page of claimants and one getProvenance per trusted trainer.
+import { BaseError, ContractFunctionRevertedError, createClient, hexToBytes, http } from 'viem';
+import { getChainId, getCode, readContract } from 'viem/actions';
+import abi, { codeSha256 } from 'virtual:okai-registry-abi';
+import { ZERO_DIGEST, blobIdFromBytes32, digestFromBytes32, digestOfBytes, digestToBytes32 } from './encoding.js';
 
 const ZERO_ADDRESS = '0x' + '0'.repeat(40);
+const ZERO_BYTES32 = '0x' + '0'.repeat(64);
 
 export class ChainReadError extends Error {}
 
@@ -25,6 +27,16 @@ function explain(error) {
   return error instanceof BaseError ? error.shortMessage : String(error?.message ?? error);
 }
 
+/** Whether `address` holds exactly this okai's registry code (the committed artifact's). */
+export async function hasRegistryCode(client, address) {
+  try {
+    const code = (await getCode(client, { address })) ?? '0x';
+    return digestOfBytes(hexToBytes(code)) === codeSha256;
+  } catch (error) {
+    throw new ChainReadError(`the RPC endpoint did not answer: ${explain(error)}`);
+  }
+}
+
 /** The chain ID the RPC endpoint reports. */
 export async function chainId(client) {
   try {
@@ -34,29 +46,24 @@ export async function chainId(client) {
   }
 }
 
-/**
- * The provenance of `digest` from the registry at `address`:
- * { record, image, witnesses }, with record null when the model is not recorded and image
- * null when the record's image is not registered (or is the zero digest).
- */
-export async function readProvenance(client, address, digest) {
-  let result;
+const SHOWN = 10n; // claims, publishers and witnesses listed per page when no policy names them
+
+function isNotRecorded(error) {
+  const revert = error instanceof BaseError ? error.walk((e) => e instanceof ContractFunctionRevertedError) : null;
+  return revert?.data?.errorName === 'ProvenanceRegistryModelNotRecorded';
+}
+
+async function call(client, address, functionName, args) {
   try {
-    result = await readContract(client, {
-      address,
-      abi,
-      functionName: 'getProvenance',
-      args: [digestToBytes32(digest)],
-    });
+    return await readContract(client, { address, abi, functionName, args });
   } catch (error) {
-    const revert = error instanceof BaseError ? error.walk((e) => e instanceof ContractFunctionRevertedError) : null;
-    if (revert?.data?.errorName === 'ProvenanceRegistryModelNotRecorded') {
-      return { record: null, image: null, witnesses: [] };
-    }
+    if (isNotRecorded(error)) return null;
     throw new ChainReadError(`the registry call failed: ${explain(error)}`);
   }
-  const [model, image, witnesses] = result;
-  const record = {
+}
+
+function recordOf(model) {
+  return {
     imageDigest: digestFromBytes32(model.imageDigest),
     datasetManifestDigests: model.datasetManifestDigests.map(digestFromBytes32),
     jobDigest: digestFromBytes32(model.jobDigest),
@@ -65,17 +72,50 @@ export async function readProvenance(client, address, digest) {
     submitter: model.submitter,
     recordedAt: Number(model.recordedAt),
   };
-  const registered = image.registrant !== ZERO_ADDRESS && record.imageDigest !== ZERO_DIGEST;
+}
+
+function imageOf(image) {
   return {
-    record,
-    image: registered
-      ? {
-          systemToplevel: digestFromBytes32(image.systemToplevel),
-          manifestBlobId: blobIdFromBytes32(image.manifestBlobId),
-          registrant: image.registrant,
-          registeredAt: Number(image.registeredAt),
-        }
-      : null,
-    witnesses: [...witnesses],
+    systemToplevel: digestFromBytes32(image.systemToplevel),
+    manifestBlobId: blobIdFromBytes32(image.manifestBlobId),
+    manifestSha256: digestFromBytes32(image.manifestSha256),
+    registrant: image.publisher,
+    registeredAt: Number(image.registeredAt),
   };
+}
+
+/**
+ * The claim on `digest` to judge under `policy` (policy.js), in a bounded number of calls
+ * whatever others wrote: { record, image, witnesses, context }. `record` is null when no
+ * trusted trainer (or, unpinned, nobody) recorded it; `context` lists the claimants.
+ * Pinned: the first trusted trainer's claim, with the trusted publishers' image claims and
+ * the trusted witnesses that witnessed it. Unpinned: the oldest claim shown.
+ */
+export async function readProvenance(client, address, digest, policy) {
+  const key = digestToBytes32(digest);
+  const [submitters, total] = await call(client, address, 'modelSubmitters', [key, ZERO_ADDRESS, SHOWN]);
+  const context = { submitters: [...submitters], submitterTotal: Number(total), imagePublishers: [], witnessCount: 0 };
+  const pinned = policy.trainers.length > 0;
+  const candidates = pinned ? policy.trainers : submitters.slice(-1);
+  for (const submitter of candidates) {
+    let result = await call(client, address, 'getProvenance', [key, submitter, policy.publishers, policy.witnesses]);
+    if (result === null) continue;
+    let witnesses = policy.witnesses.filter((_, index) => result[2][index]);
+    if (!pinned) {
+      const model = result[0];
+      if (model.imageDigest !== ZERO_BYTES32) {
+        const [publishers] = await call(client, address, 'imagePublishers', [model.imageDigest, 0n, SHOWN]);
+        result = await call(client, address, 'getProvenance', [key, submitter, publishers, []]);
+      }
+      witnesses = [...(await call(client, address, 'witnesses', [key, submitter, 0n, SHOWN]))[0]];
+    }
+    const [model, images, , count] = result;
+    const record = recordOf(model);
+    const claims = images.filter((image) => image.publisher !== ZERO_ADDRESS).map(imageOf);
+    context.imagePublishers = claims.map((image) => image.registrant);
+    context.witnessCount = Number(count);
+    const image = record.imageDigest === ZERO_DIGEST ? null : (claims[0] ?? null);
+    return { record, image, imageClaims: claims, witnesses, context };
+  }
+  return { record: null, image: null, imageClaims: [], witnesses: [], context };
 }

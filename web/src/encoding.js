@@ -101,6 +101,11 @@ export function encodeUtf8(text) {
   return new TextEncoder().encode(text);
 }
 
+/** `sha256:<hex>` of bytes, synchronously. */
+export function digestOfBytes(bytes) {
+  return PREFIX + bytesToHex(sha256(bytes));
+}
+
 /** `sha256:<hex>` of a string's UTF-8 bytes, synchronously (the rules stay pure and sync). */
 export function digestOfText(text) {
   return PREFIX + bytesToHex(sha256(encodeUtf8(text)));

@@ -5,6 +5,7 @@ import { loadNetworks, withOverrides, SettingsError } from './config.js';
 import { ZERO_DIGEST, parseDigest } from './encoding.js';
 import { CHECKS, PASSED, FAILED, requestedChecks } from './rules.js';
 import { Verification } from './verify.js';
+import { describePolicy, policyFromQuery, policyQuery } from './policy.js';
 import { el, append, untrusted, explorerLink, formatBytes, formatTime } from './ui/dom.js';
 import { lineageDiagram, short } from './ui/diagram.js';
 
@@ -14,6 +15,7 @@ const state = {
   networks: new Map(),
   network: null, // the resolved network in use (preset + served config + link + settings)
   verification: null,
+  policy: policyFromQuery(new URLSearchParams()), // from the link: trainer=, publisher=, …
   lineageKey: null,
   file: null,
 };
@@ -40,7 +42,7 @@ function routeFor(digest, network) {
   for (const [field, key] of Object.entries(keys)) {
     if (network.sources[field] === 'link' || network.sources[field] === 'settings') query.set(key, network[field]);
   }
-  return `#/model/${digest}?${query}`;
+  return `#/model/${digest}?${policyQuery(state.policy, query)}`;
 }
 
 function networkFromQuery(query) {
@@ -53,6 +55,7 @@ function onRoute() {
   if (route === null) return;
   try {
     state.network = networkFromQuery(route.query);
+    state.policy = policyFromQuery(route.query);
   } catch (error) {
     showSettingsError(error);
     return;
@@ -68,9 +71,14 @@ function start(source) {
   state.lineageKey = null;
   state.file = source.file ?? null;
   $('result').hidden = false;
-  const verification = new Verification(state.network, source, (result, progress) => {
-    if (verification === state.verification) render(result, progress);
-  });
+  const verification = new Verification(
+    state.network,
+    source,
+    (result, progress) => {
+      if (verification === state.verification) render(result, progress);
+    },
+    state.policy,
+  );
   state.verification = verification;
   verification.start().then(() => {
     const digest = verification.result.facts.modelDigest;
@@ -97,19 +105,29 @@ function render(result, progress) {
   const verdictBox = $('verdict');
   verdictBox.dataset.verdict = verdict.replace(' ', '-');
   const failedChecks = CHECKS.filter(([id]) => checks[id].status === FAILED).map(([id]) => id);
+  // Only the network's own deployment and RPC may say "on <network>": a link or the
+  // settings can point the page anywhere.
+  const redirected = ['rpcUrl', 'registryAddress'].filter((field) => ['link', 'settings'].includes(state.network.sources[field]));
+  const where = redirected.length ? ` against the ${redirected.map((f) => (f === 'rpcUrl' ? 'RPC' : 'registry')).join(' and ')} the link or settings chose, not ${state.network.name}'s own` : ` on ${state.network.name}`;
   verdictBox.replaceChildren(
     el('strong', {}, verdict === 'verified' ? 'Verified' : verdict === 'pending' ? 'Checking…' : 'Not verified'),
     el(
       'span',
       {},
       verdict === 'verified'
-        ? ` on ${state.network.name}: every requested check passed.`
+        ? `${where}: every requested check passed for a claim of a trusted trainer.`
         : verdict === 'pending'
-          ? ` on ${state.network.name}.`
-          : failedChecks.length
-            ? ` on ${state.network.name}: ${failedChecks.join(', ')} failed.`
-            : ` on ${state.network.name}: some requested checks could not be made.`,
+          ? `${where}.`
+          : verdict === 'unpinned'
+            ? `${where}: every check passed, but no trusted account was pinned (add trainer= to the link).`
+            : failedChecks.length
+              ? `${where}: ${failedChecks.join(', ')} failed.`
+              : `${where}: some requested checks could not be made.`,
     ),
+    el('div', { class: 'policy' }, 'Trusted: ', untrusted(describePolicy(state.policy), { limit: 600 })),
+    redirected.length
+      ? el('div', { class: 'warning', role: 'alert' }, `Warning: this link changes the ${redirected.map((f) => (f === 'rpcUrl' ? 'RPC endpoint' : 'registry address')).join(' and ')} of ${state.network.name}; the answer comes from ${state.network.registryAddress ?? '—'} via ${state.network.rpcUrl}.`)
+      : null,
   );
   renderHashProgress(progress.hash);
   renderChecks(checks, state.verification.inputs.options);
@@ -336,8 +354,10 @@ function runFacts(attested) {
 
 function witnessFacts(facts) {
   const witnesses = facts.witnesses ?? [];
-  if (witnesses.length === 0) return [row('Reproductions', 'none recorded yet')];
-  return witnesses.slice(0, 100).map((address, index) => row(`Witness ${index + 1}`, addressValue(address)));
+  const count = state.verification?.context?.witnessCount ?? witnesses.length;
+  if (count === 0) return [row('Reproductions', 'none recorded yet')];
+  const rows = [row('Reproductions', `${count} in all`, note(state.policy.witnesses.length ? ' (trusted ones listed below)' : ' (none trusted: witness= in the link)'))];
+  return [...rows, ...witnesses.slice(0, 100).map((address, index) => row(`Witness ${index + 1}`, addressValue(address)))];
 }
 
 // ------------------------------------------------------------------ network and settings
@@ -424,6 +444,11 @@ async function main() {
   state.defaultName = defaultName;
   state.network = networks.get(defaultName);
   setupControls();
+  try {
+    state.policy = policyFromQuery(new URLSearchParams(location.search)); // a page link's policy
+  } catch (error) {
+    showSettingsError(error);
+  }
   renderNetwork();
   if (parseRoute(location.hash)) onRoute();
   document.body.dataset.ready = 'true';

@@ -178,6 +178,8 @@ function imageRegistered(run) {
   if (image) {
     run.need(image.manifestBlobId, true, MAX_MANIFEST_BYTES, 'image manifest');
     run.facts.imageManifest = imageManifest(run.blobs, image, record);
+    // Wrong bytes for the image claim: a failed check, and nothing of them is shown.
+    if (run.facts.imageManifest.forged) return failed('forged-manifest', run.facts.imageManifest.error);
   }
   if (record.imageDigest === ZERO_DIGEST) return failed('unregistered-host', 'unregistered host: the model was trained on no registered image');
   if (!image) return failed('not-registered', `the image ${record.imageDigest} is not registered`);
@@ -421,7 +423,16 @@ function imageManifestProblem(doc) {
 function imageManifest(blobs, image, record) {
   const state = blobState(blobs, image.manifestBlobId);
   if (state !== 'ok') return { state, error: blobs[image.manifestBlobId]?.error };
-  const parsed = parseJsonBlob(blobs[image.manifestBlobId]);
+  const served = blobs[image.manifestBlobId];
+  if (served.digest !== image.manifestSha256) {
+    const by = served.source ? ` served by ${served.source}` : '';
+    return {
+      state: 'error',
+      forged: true,
+      error: `the image manifest${by} hashes to ${served.digest}, but the image claim of ${image.registrant} says ${image.manifestSha256}`,
+    };
+  }
+  const parsed = parseJsonBlob(served);
   if (parsed.problem) return { state: 'error', error: `the image manifest is ${parsed.problem.text}` };
   const doc = parsed.value;
   const problem = imageManifestProblem(doc);

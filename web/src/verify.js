@@ -4,7 +4,8 @@
 import { evaluate } from './rules.js';
 import { sha256File } from './hash.js';
 import { readBlob } from './walrus.js';
-import { chainId, readProvenance, registryClient } from './chain.js';
+import { chainId, hasRegistryCode, readProvenance, registryClient } from './chain.js';
+import { applyPolicy } from './policy.js';
 
 const PARALLEL_READS = 4;
 const MAX_ROUNDS = 12;
@@ -14,15 +15,28 @@ export class Verification {
    * @param network  the resolved network (chainId, rpcUrl, aggregator, registryAddress)
    * @param source   { file } or { given: text }
    * @param onChange called with (result, progress) after every observation
+   * @param policy   the trust policy (policy.js)
    */
-  constructor(network, source, onChange) {
+  constructor(network, source, onChange, policy) {
     this.network = network;
     this.source = source;
+    this.policy = policy;
+    this.context = null;
     this.onChange = onChange;
     this.controller = new AbortController();
     this.inputs = { options: { deep: false }, network: { name: network.name, chainId: network.chainId }, blobs: {} };
     this.progress = { hash: null, data: null };
-    this.result = evaluate(this.inputs);
+    this.result = this.judge();
+  }
+
+  /** The rules' evaluation, under the trust policy. */
+  judge() {
+    const result = applyPolicy(evaluate(this.inputs), this.policy, this.context, this.inputs.options);
+    if (this.codeProblem) {
+      result.checks = { ...result.checks, 'record.exists': { status: 'failed', reason: this.codeProblem } };
+      result.verdict = 'not verified';
+    }
+    return result;
   }
 
   abort() {
@@ -35,7 +49,7 @@ export class Verification {
 
   update() {
     if (this.aborted) return;
-    this.result = evaluate(this.inputs);
+    this.result = this.judge();
     this.onChange(this.result, this.progress);
   }
 
@@ -81,7 +95,13 @@ export class Verification {
       const client = registryClient(rpcUrl);
       const id = await chainId(client);
       if (id !== this.network.chainId) return { chainId: id, record: null, image: null, witnesses: [] };
-      return { chainId: id, ...(await readProvenance(client, registryAddress, digest)) };
+      if (!(await hasRegistryCode(client, registryAddress))) {
+        this.codeProblem = `the code at ${registryAddress} on chain ${id} is not this okai's ProvenanceRegistry (record format 2): its answers prove nothing`;
+        return { chainId: id, record: null, image: null, witnesses: [] };
+      }
+      const { context, ...answer } = await readProvenance(client, registryAddress, digest, this.policy);
+      this.context = context;
+      return { chainId: id, ...answer };
     } catch (error) {
       return { error: error.message };
     }
@@ -121,7 +141,8 @@ export class Verification {
         const need = queue.shift();
         const counting = !need.keep && this.progress.data;
         try {
-          this.inputs.blobs[need.blobId] = await readBlob(this.network.aggregator, need.blobId, {
+          const aggregator = this.network.aggregator;
+          this.inputs.blobs[need.blobId] = await readBlob(aggregator, need.blobId, {
             keep: need.keep,
             maxBytes: need.maxBytes,
             signal: this.controller.signal,
@@ -131,6 +152,7 @@ export class Verification {
               this.tick();
             },
           });
+          this.inputs.blobs[need.blobId].source = aggregator; // named if its bytes are wrong
         } catch (error) {
           if (this.aborted) return;
           this.inputs.blobs[need.blobId] = { error: error.message };

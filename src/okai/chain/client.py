@@ -33,6 +33,7 @@ from web3.types import TxParams
 from okai.chain.artifact import decode_revert, load_artifact
 from okai.chain.errors import ChainError, TransactionDropped, TransactionReverted, WrongChainError
 from okai.chain.records import (
+    ZERO_ADDRESS,
     Deployment,
     ImageRecord,
     ModelRecord,
@@ -48,6 +49,9 @@ from okai.manifest import blob_id_to_bytes32
 
 GAS_MARGIN = 1.2
 """Gas limit = estimate x margin: state may change a little between estimate and mining."""
+
+PAGE = 100
+"""Entries per paged read: the registry's MAX_PAGE."""
 
 RECEIPT_TIMEOUT = 120.0
 """Seconds to wait for a receipt; Flare mines a block about every 1.8 s."""
@@ -275,14 +279,20 @@ class RegistryClient:
         image_digest: Digest,
         system_toplevel: Digest,
         manifest_blob_id: str,
+        manifest_sha256: Digest,
         *,
         wait: bool = True,
     ) -> Transaction:
-        """Register a worker image (write-once); `system_toplevel` per `system_toplevel_digest`."""
+        """Register this account's claim about a worker image (write-once per account).
+
+        `system_toplevel` per `system_toplevel_digest`; `manifest_sha256` is the SHA-256 of
+        the manifest's bytes on Walrus, so verifiers can authenticate what an aggregator serves.
+        """
         call = self.contract.functions.registerImage(
             Digest.parse(image_digest).to_bytes32(),
             Digest.parse(system_toplevel).to_bytes32(),
             _blob_bytes(manifest_blob_id, "manifest blob ID"),
+            Digest.parse(manifest_sha256).to_bytes32(),
         )
         return self._send(call, f"registering image {Digest.parse(image_digest).short()}", wait)
 
@@ -297,7 +307,10 @@ class RegistryClient:
         attestation_blob_id: str,
         wait: bool = True,
     ) -> Transaction:
-        """Record a model's provenance (write-once); `image_digest` None = unregistered host."""
+        """Record this account's claim about a model (write-once per account).
+
+        `image_digest` None = unregistered host.
+        """
         model = Digest.parse(model_digest)
         call = self.contract.functions.recordModel(
             model.to_bytes32(),
@@ -309,10 +322,14 @@ class RegistryClient:
         )
         return self._send(call, f"recording model {model.short()}", wait)
 
-    def attest_reproduction(self, model_digest: Digest, *, wait: bool = True) -> Transaction:
-        """Witness that this account re-trained `model_digest` bit for bit."""
+    def attest_reproduction(
+        self, model_digest: Digest, submitter: str, *, wait: bool = True
+    ) -> Transaction:
+        """Witness that this account re-trained `submitter`'s claim on `model_digest` bit for bit."""
         model = Digest.parse(model_digest)
-        call = self.contract.functions.attestReproduction(model.to_bytes32())
+        call = self.contract.functions.attestReproduction(
+            model.to_bytes32(), self._checksum(submitter)
+        )
         return self._send(call, f"witnessing model {model.short()}", wait)
 
     # ------------------------------------------------------------------ reads
@@ -322,51 +339,97 @@ class RegistryClient:
         with self._rpc(what):
             return function.call()
 
-    def get_image(self, image_digest: Digest) -> ImageRecord:
-        """The image record; `ImageNotRegistered` if there is none."""
+    def get_image(self, image_digest: Digest, publisher: str) -> ImageRecord:
+        """`publisher`'s image claim; `ImageNotRegistered` if there is none."""
         image = Digest.parse(image_digest)
-        value = self._call(self.contract.functions.getImage(image.to_bytes32()), "reading an image")
-        return ImageRecord.from_chain(image, value)
+        call = self.contract.functions.getImage(image.to_bytes32(), self._checksum(publisher))
+        return ImageRecord.from_chain(image, self._call(call, "reading an image"))
 
-    def get_model(self, model_digest: Digest) -> ModelRecord:
-        """The model record; `ModelNotRecorded` if there is none."""
+    def get_model(self, model_digest: Digest, submitter: str) -> ModelRecord:
+        """`submitter`'s model claim; `ModelNotRecorded` if there is none."""
         model = Digest.parse(model_digest)
-        value = self._call(self.contract.functions.getModel(model.to_bytes32()), "reading a model")
-        return ModelRecord.from_chain(model, value)
+        call = self.contract.functions.getModel(model.to_bytes32(), self._checksum(submitter))
+        return ModelRecord.from_chain(model, self._call(call, "reading a model"))
 
-    def get_witnesses(self, model_digest: Digest) -> tuple[str, ...]:
-        """Accounts that witnessed a reproduction, oldest first; `ModelNotRecorded` if none."""
-        model = Digest.parse(model_digest)
-        value = self._call(
-            self.contract.functions.getWitnesses(model.to_bytes32()), "reading witnesses"
+    def image_publishers(
+        self, image_digest: Digest, start: int = 0, limit: int = PAGE
+    ) -> tuple[tuple[str, ...], int]:
+        """A page of the accounts that registered `image_digest`, and how many did in all."""
+        call = self.contract.functions.imagePublishers(
+            Digest.parse(image_digest).to_bytes32(), start, limit
         )
-        return tuple(value)
+        page, total = self._call(call, "reading image publishers")
+        return tuple(page), int(total)
 
-    def get_provenance(self, model_digest: Digest) -> Provenance:
-        """Model, image and witnesses in one `eth_call` (plus the one-off chain ID check)."""
+    def model_submitters(
+        self, model_digest: Digest, before: str | None = None, limit: int = PAGE
+    ) -> tuple[tuple[str, ...], int]:
+        """A page of the accounts that recorded `model_digest`, newest first, and how many
+        did in all; `before` is the last account of the previous page."""
+        call = self.contract.functions.modelSubmitters(
+            Digest.parse(model_digest).to_bytes32(),
+            self._checksum(before or ZERO_ADDRESS),
+            limit,
+        )
+        page, total = self._call(call, "reading model submitters")
+        return tuple(page), int(total)
+
+    def get_witnesses(
+        self, model_digest: Digest, submitter: str, start: int = 0, limit: int = PAGE
+    ) -> tuple[tuple[str, ...], int]:
+        """A page of the witnesses of `submitter`'s claim, and how many there are in all."""
+        call = self.contract.functions.witnesses(
+            Digest.parse(model_digest).to_bytes32(), self._checksum(submitter), start, limit
+        )
+        page, total = self._call(call, "reading witnesses")
+        return tuple(page), int(total)
+
+    def get_provenance(
+        self,
+        model_digest: Digest,
+        submitter: str,
+        publishers: Sequence[str] = (),
+        witnesses: Sequence[str] = (),
+    ) -> Provenance:
+        """`submitter`'s claim, the claims of `publishers` on its image, and which of
+        `witnesses` witnessed it: one `eth_call`, whose cost the caller's lists bound."""
         model = Digest.parse(model_digest)
-        record, image, witnesses = self._call(
-            self.contract.functions.getProvenance(model.to_bytes32()), "reading a model"
+        asked_publishers = [self._checksum(p) for p in publishers]
+        asked_witnesses = [self._checksum(w) for w in witnesses]
+        record, images, witnessed, count = self._call(
+            self.contract.functions.getProvenance(
+                model.to_bytes32(), self._checksum(submitter), asked_publishers, asked_witnesses
+            ),
+            "reading a model",
         )
         model_record = ModelRecord.from_chain(model, record)
-        image_record = (
-            None
-            if model_record.unregistered_host
-            else ImageRecord.from_chain(model_record.image_digest, image)
+        found = tuple(
+            ImageRecord.from_chain(model_record.image_digest, image)
+            for image in images
+            if image[3] != ZERO_ADDRESS
         )
-        return Provenance(model_record, image_record, tuple(witnesses))
+        seen = tuple(w for w, yes in zip(asked_witnesses, witnessed, strict=True) if yes)
+        return Provenance(model_record, found, seen, int(count))
 
-    def is_recorded(self, model_digest: Digest) -> bool:
-        digest = Digest.parse(model_digest).to_bytes32()
-        return bool(self._call(self.contract.functions.isRecorded(digest), "reading a model"))
+    def is_recorded(self, model_digest: Digest, submitter: str) -> bool:
+        call = self.contract.functions.isRecorded(
+            Digest.parse(model_digest).to_bytes32(), self._checksum(submitter)
+        )
+        return bool(self._call(call, "reading a model"))
 
-    def is_registered(self, image_digest: Digest) -> bool:
-        digest = Digest.parse(image_digest).to_bytes32()
-        return bool(self._call(self.contract.functions.isRegistered(digest), "reading an image"))
+    def is_registered(self, image_digest: Digest, publisher: str | None = None) -> bool:
+        """Whether `publisher` (default: any account) registered `image_digest`."""
+        digest = Digest.parse(image_digest)
+        if publisher is None:
+            return self.image_publishers(digest, 0, 1)[1] > 0
+        call = self.contract.functions.isRegistered(digest.to_bytes32(), self._checksum(publisher))
+        return bool(self._call(call, "reading an image"))
 
-    def has_witnessed(self, model_digest: Digest, account: str) -> bool:
+    def has_witnessed(self, model_digest: Digest, submitter: str, account: str) -> bool:
         call = self.contract.functions.hasWitnessed(
-            Digest.parse(model_digest).to_bytes32(), self._checksum(account)
+            Digest.parse(model_digest).to_bytes32(),
+            self._checksum(submitter),
+            self._checksum(account),
         )
         return bool(self._call(call, "reading witnesses"))
 

@@ -7,7 +7,7 @@
     WrongChainError (ConfigError, exit 2)    the RPC serves another chain than the network's
     SignerError (ConfigError, exit 2)        no usable key, or the dev key off the dev network
     RegistryError (UsageError, exit 2)       the registry refused: a custom error, decoded
-    ├── RecordExists                         write-once: ImageExists, ModelExists
+    ├── RecordExists                         write-once per claim: ImageExists, ModelExists
     ├── ImageNotRegistered, ModelNotRecorded
     ├── MissingField, TooManyDatasets
     ├── WitnessIsSubmitter, AlreadyWitnessed
@@ -23,6 +23,8 @@ from typing import Any, ClassVar
 
 from okai.digest import Digest
 from okai.errors import ConfigError, OperationalError, UsageError
+
+ZERO_ADDRESS = "0x" + "0" * 40
 
 
 class ChainError(OperationalError):
@@ -88,44 +90,49 @@ class RecordExists(RegistryError):
 class ImageExists(RecordExists):
     contract_error = "ImageExists"
 
-    def __init__(self, image_digest: Digest) -> None:
+    def __init__(self, image_digest: Digest, publisher: str) -> None:
         self.image_digest = image_digest
+        self.publisher = publisher
         super().__init__(
-            f"image {image_digest} is already registered (records are write-once)",
-            {"imageDigest": image_digest},
+            f"{publisher} already registered image {image_digest} (each claim is write-once)",
+            {"imageDigest": image_digest, "publisher": publisher},
         )
 
 
 class ModelExists(RecordExists):
     contract_error = "ModelExists"
 
-    def __init__(self, model_digest: Digest) -> None:
+    def __init__(self, model_digest: Digest, submitter: str) -> None:
         self.model_digest = model_digest
+        self.submitter = submitter
         super().__init__(
-            f"model {model_digest} is already recorded (records are write-once)",
-            {"modelDigest": model_digest},
+            f"{submitter} already recorded model {model_digest} (each claim is write-once)",
+            {"modelDigest": model_digest, "submitter": submitter},
         )
 
 
 class ImageNotRegistered(RegistryError):
     contract_error = "ImageNotRegistered"
 
-    def __init__(self, image_digest: Digest) -> None:
+    def __init__(self, image_digest: Digest, publisher: str = ZERO_ADDRESS) -> None:
         self.image_digest = image_digest
+        self.publisher = publisher
+        by = "any account" if publisher == ZERO_ADDRESS else publisher
         super().__init__(
-            f"image {image_digest} is not registered in the registry",
-            {"imageDigest": image_digest},
+            f"image {image_digest} is not registered by {by}",
+            {"imageDigest": image_digest, "publisher": publisher},
         )
 
 
 class ModelNotRecorded(RegistryError):
     contract_error = "ModelNotRecorded"
 
-    def __init__(self, model_digest: Digest) -> None:
+    def __init__(self, model_digest: Digest, submitter: str) -> None:
         self.model_digest = model_digest
+        self.submitter = submitter
         super().__init__(
-            f"model {model_digest} is not recorded in the registry",
-            {"modelDigest": model_digest},
+            f"{submitter} has not recorded model {model_digest}",
+            {"modelDigest": model_digest, "submitter": submitter},
         )
 
 
@@ -156,7 +163,7 @@ class WitnessIsSubmitter(RegistryError):
         self.model_digest = model_digest
         self.witness = witness
         super().__init__(
-            f"{witness} submitted model {model_digest}, so it cannot witness its reproduction",
+            f"{witness} recorded model {model_digest}, so it cannot witness its own claim",
             {"modelDigest": model_digest, "witness": witness},
         )
 
@@ -168,7 +175,7 @@ class AlreadyWitnessed(RegistryError):
         self.model_digest = model_digest
         self.witness = witness
         super().__init__(
-            f"{witness} has already witnessed a reproduction of model {model_digest}",
+            f"{witness} has already witnessed this claim on model {model_digest}",
             {"modelDigest": model_digest, "witness": witness},
         )
 

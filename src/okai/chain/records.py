@@ -18,23 +18,28 @@ def _timestamp(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
+ZERO_ADDRESS = "0x" + "0" * 40
+
+
 @dataclass(frozen=True)
 class ImageRecord:
-    """A registered worker image."""
+    """One account's claim about a worker image: `registrant` is the publisher."""
 
     image_digest: Digest
     system_toplevel: Digest
     manifest_blob_id: str
+    manifest_sha256: Digest
     registrant: str
     registered_at: int
 
     @classmethod
     def from_chain(cls, image_digest: Digest, value: Any) -> ImageRecord:
-        toplevel, blob, registrant, registered_at = value
+        toplevel, blob, manifest_sha256, registrant, registered_at = value
         return cls(
             image_digest=image_digest,
             system_toplevel=Digest.from_bytes32(toplevel),
             manifest_blob_id=blob_id_from_bytes32(blob),
+            manifest_sha256=Digest.from_bytes32(manifest_sha256),
             registrant=registrant,
             registered_at=int(registered_at),
         )
@@ -44,6 +49,7 @@ class ImageRecord:
             "imageDigest": self.image_digest,
             "systemToplevel": self.system_toplevel,
             "manifestBlobId": self.manifest_blob_id,
+            "manifestSha256": self.manifest_sha256,
             "registrant": self.registrant,
             "registeredAt": _timestamp(self.registered_at),
         }
@@ -97,17 +103,24 @@ class ModelRecord:
 
 @dataclass(frozen=True)
 class Provenance:
-    """A model record with its image record (None for an unregistered host) and witnesses."""
+    """One model claim, the image claims of the publishers asked about, and its witnesses.
+
+    `images` holds only the publishers that registered the claim's image (none for an
+    unregistered host); `witnesses` only the accounts asked about that did witness it;
+    `witness_count` counts every witness of the claim.
+    """
 
     model: ModelRecord
-    image: ImageRecord | None
+    images: tuple[ImageRecord, ...]
     witnesses: tuple[str, ...]
+    witness_count: int
 
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model.to_json(),
-            "image": None if self.image is None else self.image.to_json(),
+            "images": [image.to_json() for image in self.images],
             "witnesses": list(self.witnesses),
+            "witnessCount": self.witness_count,
         }
 
 

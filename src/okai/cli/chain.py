@@ -9,6 +9,7 @@ from rich.console import Console
 
 from okai.cli.output import state
 from okai.digest import Digest
+from okai.errors import UsageError
 
 # okai.chain is imported inside the commands: web3 takes seconds to import, and every
 # other `okai` command would pay for it at start-up.
@@ -57,24 +58,50 @@ def deploy_command(
     cli.emit(result, lambda console: _table(console, result))
 
 
+SubmitterOption = Annotated[
+    str | None,
+    typer.Option("--submitter", help="Only this account's claim (default: every claimant's)."),
+]
+PublisherOption = Annotated[
+    str | None,
+    typer.Option("--publisher", help="Only this account's claim (default: every publisher's)."),
+]
+
+
 @app.command("show")
 def show_command(
     ctx: typer.Context,
     model_digest: Annotated[str, typer.Argument(help="The model's sha256:<hex> digest.")],
+    submitter: SubmitterOption = None,
 ) -> None:
-    """Print a model's record, its image and its reproduction witnesses."""
+    """Print the claims on a model (newest first): each record, its image claims and
+    witnesses. Claims are anyone's: `okai verify` decides whom to trust."""
     digest = Digest.parse(model_digest)
     from okai.chain import RegistryClient
 
     cli = state(ctx)
-    provenance = RegistryClient.from_settings(cli.settings).get_provenance(digest)
-    data = provenance.to_json()
+    client = RegistryClient.from_settings(cli.settings)
+    accounts, total = ((submitter,), 1) if submitter else client.model_submitters(digest)
+    if not accounts:
+        raise UsageError(f"model {digest} is not recorded by any account")
+    claims = []
+    for account in accounts:
+        provenance = client.get_provenance(digest, account)
+        if not provenance.model.unregistered_host:
+            publishers, _ = client.image_publishers(provenance.model.image_digest)
+            provenance = client.get_provenance(digest, account, publishers)
+        witnesses, count = client.get_witnesses(digest, account)
+        claims.append({**provenance.to_json(), "witnesses": list(witnesses), "witnessCount": count})
+    data = {"modelDigest": digest, "claimants": total, "claims": claims}
 
     def human(console: Console) -> None:
-        _table(console, {**data["model"], "witnesses": data["witnesses"]})
-        if data["image"] is not None:
-            console.print()
-            _table(console, data["image"])
+        for index, claim in enumerate(claims):
+            if index:
+                console.print()
+            _table(console, {**claim["model"], "witnesses": claim["witnesses"]})
+            for image in claim["images"]:
+                console.print()
+                _table(console, image)
 
     cli.emit(data, human)
 
@@ -83,12 +110,24 @@ def show_command(
 def image_command(
     ctx: typer.Context,
     image_digest: Annotated[str, typer.Argument(help="The image's sha256:<hex> digest.")],
+    publisher: PublisherOption = None,
 ) -> None:
-    """Print a registered image's record."""
+    """Print the claims on an image, oldest first (or one publisher's)."""
     digest = Digest.parse(image_digest)
     from okai.chain import RegistryClient
 
     cli = state(ctx)
-    record = RegistryClient.from_settings(cli.settings).get_image(digest)
-    data = record.to_json()
-    cli.emit(data, lambda console: _table(console, data))
+    client = RegistryClient.from_settings(cli.settings)
+    accounts, total = ((publisher,), 1) if publisher else client.image_publishers(digest)
+    if not accounts:
+        raise UsageError(f"image {digest} is not registered by any account")
+    claims = [client.get_image(digest, account).to_json() for account in accounts]
+    data = {"imageDigest": digest, "publishers": total, "claims": claims}
+
+    def human(console: Console) -> None:
+        for index, claim in enumerate(claims):
+            if index:
+                console.print()
+            _table(console, claim)
+
+    cli.emit(data, human)

@@ -28,7 +28,13 @@ def _summary(console: Console, result: DemoResult) -> None:
     console.print(table)
     console.print(Text(f"model     {result.model_digest}"))
     console.print(Text(f"run       {result.run_dir}"))
-    console.print(Text(f"verify    okai verify {result.model_digest} --deep"))
+    console.print(Text(f"trusted   {result.trusted} (the demo's own key: trainer, publisher)"))
+    console.print(
+        Text(
+            f"verify    okai verify {result.model_digest} --deep --trainer {result.trusted} "
+            f"--publisher {result.trusted} --allow-unregistered-host"
+        )
+    )
     console.print(Text(f"web page  okai web, then open {result.page_link}"))
     if result.network == "dev":
         console.print(

@@ -15,7 +15,11 @@ from okai.cli.output import CliState, state
 from okai.errors import ExitCode, OperationalError, UsageError, VerificationError
 
 if TYPE_CHECKING:
+    from okai.verify.policy import TrustPolicy
+
+if TYPE_CHECKING:
     from okai.verify import VerifyReport
+    from okai.verify.checks import Check
 
 # okai.verify, okai.chain and okai.walrus are imported inside the command: web3 takes
 # seconds to import, and every other `okai` command would pay for it at start-up.
@@ -87,12 +91,49 @@ def verify(
             "--workdir", help="Keep the reproduction's run directory here (default: temporary)."
         ),
     ] = None,
+    trust_file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--trust-file",
+            help="A TOML trust policy ([trust] trainers, publishers, witnesses, "
+            "allow-unregistered-host); may be repeated.",
+        ),
+    ] = None,
+    trainer: Annotated[
+        list[str] | None,
+        typer.Option("--trainer", help="Trust this account's model claims (repeatable)."),
+    ] = None,
+    publisher: Annotated[
+        list[str] | None,
+        typer.Option("--publisher", help="Trust this account's image claims (repeatable)."),
+    ] = None,
+    witness_account: Annotated[
+        list[str] | None,
+        typer.Option("--witness", help="Name this account's reproductions (repeatable)."),
+    ] = None,
+    allow_unregistered_host: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unregistered-host",
+            help="Accept a model trained on no registered image (local runs, the demo).",
+        ),
+    ] = False,
+    local_config: Annotated[
+        bool,
+        typer.Option(
+            "--local-config",
+            help="On a public network, accept the registry, RPC or chain ID that okai.toml "
+            "or .okai/deployments.json in this folder set.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Verify a model's provenance: each check passed, failed or not checked, with the reason.
 
-    Exit 0 only if every requested check passed; 3 if a check failed; 1 if the only
-    failures are endpoints that could not be read.
+    The verdict is relative to a trust policy (docs/verification.md). Exit 0 only if every
+    requested check passed for a claim of a trusted trainer; 4 if every check passed but
+    no trainer was trusted; 3 if a check failed; 1 if the only failures are endpoints that
+    could not be read.
     """
     from okai.chain.client import RegistryClient
     from okai.verify import ModelTarget, Options, TrainReproducer, verify_model
@@ -104,7 +145,22 @@ def verify(
     if attest and not reproduce:
         raise UsageError("--attest records a reproduction, so it needs --reproduce")
     target = ModelTarget.parse(model)
+    policy = trust_policy(
+        trust_file or [],
+        trainer or [],
+        publisher or [],
+        witness_account or [],
+        allow_unregistered_host=allow_unregistered_host,
+    )
     settings = cli.settings
+    if settings.local_overrides and not local_config:
+        raise UsageError(
+            f"files in this folder change what {settings.network.name} means: "
+            + ", ".join(settings.local_overrides),
+            hint="a verifier must not be redirected silently: pass --local-config to accept "
+            "them (the report then says so), set OKAI_REGISTRY / OKAI_RPC_URL, or run "
+            "elsewhere",
+        )
     registry = RegistryClient.from_settings(settings, sign=attest)
     reproducer = TrainReproducer(settings.network.name, cli.info) if reproduce else None
     with WalrusClient.from_network(settings.network, settings.secrets) as walrus:
@@ -113,6 +169,8 @@ def verify(
             Options(deep=deep, image=image, reproduce=reproduce),
             registry=registry,
             walrus=walrus,
+            policy=policy,
+            overridden=settings.local_overrides,
             reproducer=reproducer,
             witness=attest,
             workdir=workdir,
@@ -122,12 +180,51 @@ def verify(
     _exit(report)
 
 
+class NotPinnedError(VerificationError):
+    """Every check passed, but the policy trusted no trainer (exit 4)."""
+
+    exit_code = ExitCode.NOT_PINNED
+
+
+def trust_policy(
+    files: list[Path],
+    trainers: list[str],
+    publishers: list[str],
+    witnesses: list[str],
+    *,
+    allow_unregistered_host: bool,
+) -> TrustPolicy:
+    """The policy of the trust files, with the command line's accounts added."""
+    from okai.verify.policy import TrustPolicy, checksum
+
+    policy = TrustPolicy()
+    for path in files:
+        policy = policy.merge(TrustPolicy.load(path))
+    given = trainers or publishers or witnesses or allow_unregistered_host
+    return policy.merge(
+        TrustPolicy(
+            trainers=tuple(checksum(a, "--trainer") for a in trainers),
+            publishers=tuple(checksum(a, "--publisher") for a in publishers),
+            witnesses=tuple(checksum(a, "--witness") for a in witnesses),
+            allow_unregistered_host=allow_unregistered_host,
+            sources=("command line",) if given else (),
+        )
+    )
+
+
 def _exit(report: VerifyReport) -> None:
     from okai.verify import requested_checks
 
     code = report.exit_code
     if code == ExitCode.OK:
         return
+    if code == ExitCode.NOT_PINNED:
+        raise NotPinnedError(
+            "not verified: every check passed, but no trainer was trusted, so nothing says "
+            "whose claim it is",
+            hint="name the accounts you trust: --trainer, --publisher, or --trust-file "
+            "(docs/verification.md)",
+        )
     failed = [check.id for check in report.failures]
     if code == ExitCode.OPERATIONAL_FAILURE:
         raise OperationalError(
@@ -145,27 +242,43 @@ def _exit(report: VerifyReport) -> None:
     raise VerificationError(f"not verified: {', '.join(skipped)} could not be checked")
 
 
+VERDICT_LINES = {
+    "verified": "VERIFIED",
+    "unpinned": "NOT VERIFIED: every check passed, but no trusted account was pinned",
+    "not verified": "NOT VERIFIED",
+    "pending": "PENDING",
+}
+
+
 def render(console: Console, report: VerifyReport) -> None:
-    """The checks as a table, then what the record and the attestation say."""
-    table = Table(title=Text(f"okai verify {printable(report.target)}"), show_lines=False)
-    table.add_column("check")
-    table.add_column("status")
-    table.add_column("reason", overflow="fold")
-    for check in report.checks:
-        style = STYLES[check.status]
-        table.add_row(
-            Text(check.id),
-            Text(f"{MARKS[check.status]} {check.status}", style=style),
-            Text(printable(check.reason, 400)),
-        )
-    console.print(table)
+    """Where the answer came from, the checks as a table, then what the claim says."""
+    origin = report.origin
+    where = [
+        ("network", f"{report.network.name} (chain {origin.chain_id})"),
+        ("registry", str(origin.registry or "-")),
+        ("rpc", origin.rpc_host),
+        ("trusted", report.policy.describe()),
+    ]
+    if origin.overridden:
+        where.append(("overridden", "by local files: " + ", ".join(origin.overridden)))
+    _rows(console, where)
+    for claim in report.claims:
+        if len(report.claims) > 1:
+            console.print(Text(f"claim by {claim.submitter}: {claim.verdict}", style="bold"))
+        _checks_table(console, report, claim.checks)
     facts = report.evaluation.facts
+    context = report.main.context
     rows: list[tuple[str, str]] = [("model", str(facts.model_digest or "-"))]
+    if context.submitter_total:
+        shown = ", ".join(context.submitters)
+        more = context.submitter_total - len(context.submitters)
+        rows.append(
+            ("claims", f"{context.submitter_total}: {shown}" + (f" (+{more})" if more else ""))
+        )
     if facts.record is not None:
         record = facts.record.to_json()
         rows += [
             ("recorded", f"{record['recordedAt']} by {record['submitter']}"),
-            ("network", f"{report.network.name} (chain {report.network.chain_id})"),
             ("image", str(record["imageDigest"] or record["host"])),
             ("job", record["jobDigest"]),
             ("attestation", f"{record['attestationDigest']} (blob {record['attestationBlobId']})"),
@@ -183,14 +296,43 @@ def render(console: Console, report: VerifyReport) -> None:
         name = "" if dataset.manifest is None else f" {dataset.manifest.name!r}"
         rows.append((f"dataset {dataset.index + 1}", f"{dataset.kind}{name} {dataset.digest}"))
     if facts.record is not None:
-        rows.append(("witnesses", ", ".join(facts.witnesses) or "none yet"))
+        count = context.witness_count
+        listed = ", ".join(facts.witnesses)
+        rows.append(
+            (
+                "witnesses",
+                f"{count} in all" + (f"; {listed}" if listed else "") if count else "none",
+            )
+        )
     if report.witness is not None:
         tx = report.witness.transaction
         suffix = "" if tx is None else f" (tx {tx.tx_hash}, block {tx.block})"
         rows.append(("witness", f"{report.witness.status}: {report.witness.reason}{suffix}"))
+    _rows(console, rows)
+    style = "bold green" if report.verdict == "verified" else "bold red"
+    console.print(Text(VERDICT_LINES[report.verdict], style=style))
+
+
+def _checks_table(console: Console, report: VerifyReport, checks: dict[str, Check]) -> None:
+    from okai.verify.checks import CHECK_IDS
+
+    table = Table(title=Text(f"okai verify {printable(report.target)}"), show_lines=False)
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("reason", overflow="fold")
+    for check_id in CHECK_IDS:
+        check = checks[check_id]
+        style = STYLES[check.status]
+        table.add_row(
+            Text(check.id),
+            Text(f"{MARKS[check.status]} {check.status}", style=style),
+            Text(printable(check.reason, 400)),
+        )
+    console.print(table)
+
+
+def _rows(console: Console, rows: list[tuple[str, str]]) -> None:
     details = Table(show_header=False, box=None)
     for key, value in rows:
         details.add_row(Text(key, style="bold"), Text(printable(value, 300)))
     console.print(details)
-    style = "bold green" if report.verdict == "verified" else "bold red"
-    console.print(Text(report.verdict.upper(), style=style))

@@ -287,7 +287,8 @@ def publish_image(
     toplevel = system_toplevel_digest(manifest.nixos.system_toplevel)
     _check_image_bytes(plan, progress)
     registry = RegistryClient.from_settings(settings, sign=True)
-    existing = _registered(registry, image_digest)
+    assert registry.signer is not None
+    existing = _registered(registry, image_digest, registry.signer.address)
     if existing is not None and existing.system_toplevel != toplevel:
         raise _conflict(existing, toplevel, None)
 
@@ -309,7 +310,9 @@ def publish_image(
         manifest_blob = walrus.store_bytes(published.canonical_bytes(), epochs=epochs)
     write_manifest(published, plan.manifest_path)
 
-    record, tx_hash = _register(registry, image_digest, toplevel, manifest_blob.blob_id)
+    record, tx_hash = _register(
+        registry, image_digest, toplevel, manifest_blob.blob_id, manifest_blob.sha256
+    )
     return PublishResult(
         image_digest=image_digest,
         system_toplevel=toplevel,
@@ -356,21 +359,34 @@ def _check_image_bytes(plan: PublishPlan, progress: TransferProgress | None) -> 
         raise IntegrityError(f"image {plan.image_path}", plan.manifest.sha256, actual)
 
 
-def _registered(registry: RegistryClient, image_digest: Digest) -> ImageRecord | None:
+def _registered(
+    registry: RegistryClient, image_digest: Digest, publisher: str
+) -> ImageRecord | None:
+    """This account's claim about the image; others' claims neither block nor count here."""
     try:
-        return registry.get_image(image_digest)
+        return registry.get_image(image_digest, publisher)
     except ImageNotRegistered:
         return None
 
 
 def _register(
-    registry: RegistryClient, image_digest: Digest, toplevel: Digest, manifest_blob_id: str
+    registry: RegistryClient,
+    image_digest: Digest,
+    toplevel: Digest,
+    manifest_blob_id: str,
+    manifest_sha256: Digest,
 ) -> tuple[ImageRecord, str | None]:
-    """Register, or accept a record with exactly these values; the tx hash if one was sent."""
+    """Register this account's claim, or accept its own earlier claim with these values.
+
+    Returns the claim and the tx hash if one was sent.
+    """
+    assert registry.signer is not None
     tx_hash: str | None = None
-    with suppress(ImageExists):  # registered before, or by someone else meanwhile: compare
-        tx_hash = registry.register_image(image_digest, toplevel, manifest_blob_id).tx_hash
-    record = registry.get_image(image_digest)
+    with suppress(ImageExists):  # our own earlier run registered it: compare
+        tx_hash = registry.register_image(
+            image_digest, toplevel, manifest_blob_id, manifest_sha256
+        ).tx_hash
+    record = registry.get_image(image_digest, registry.signer.address)
     if record.system_toplevel != toplevel or record.manifest_blob_id != manifest_blob_id:
         raise _conflict(record, toplevel, manifest_blob_id)
     return record, tx_hash
@@ -387,10 +403,10 @@ def _conflict(
     return ImageRegisteredDifferently(
         f"image {record.image_digest} is already registered by {record.registrant} with "
         + " and ".join(differences),
-        hint="registry records are write-once: the registered manifest is the one that "
-        "counts for this image (`okai chain image "
-        f"{record.image_digest}` shows it); a changed image has a new SHA-256 and "
-        "registers afresh",
+        hint="each account's claim is write-once: the manifest this account registered is "
+        "the one that counts for this image (`okai chain image "
+        f"{record.image_digest} --publisher {record.registrant}` shows it); a changed image "
+        "has a new SHA-256 and registers afresh",
     )
 
 

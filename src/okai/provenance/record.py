@@ -49,16 +49,17 @@ Transfer = Callable[[str, int | None], AbstractContextManager[Advance]]
 
 
 class AlreadyRecorded(UsageError):
-    """The model digest is recorded, and not by this run's own earlier `okai record`."""
+    """This account recorded the model digest already, with another run's attestation."""
 
     def __init__(self, record: ModelRecord) -> None:
         self.record = record
         when = datetime.fromtimestamp(record.recorded_at, UTC).isoformat().replace("+00:00", "Z")
         super().__init__(
-            f"model {record.model_digest} is already recorded (by {record.submitter} at {when}, "
-            f"attestation {record.attestation_digest}); records are write-once",
-            hint="`okai verify` shows that record; if you re-trained the model bit for bit, "
-            "`okai verify MODEL --reproduce --attest` records you as a witness instead",
+            f"{record.submitter} already recorded model {record.model_digest} at {when}, "
+            f"with attestation {record.attestation_digest}; each account's claim is write-once",
+            hint="`okai verify MODEL --trainer ACCOUNT` shows that claim; other accounts' "
+            "claims never block yours, so record from another account, or witness a "
+            "reproduction with `okai verify MODEL --reproduce --attest`",
         )
 
 
@@ -234,7 +235,7 @@ class Recorder:
         if existing is not None:
             return self._finish(existing, "already recorded")
         image = run.receipt.chain_image_digest()
-        if image != ZERO_DIGEST and not self.registry.is_registered(image):
+        if image != ZERO_DIGEST and not self.registry.is_registered(image):  # by anyone
             raise ImageNotRegistered(image)
         if "model" not in self.target:
             self.target["model"] = self._store_model()
@@ -250,7 +251,7 @@ class Recorder:
     def _existing(self) -> ModelRecord | None:
         """The registry's record of this model if it is ours, None if there is none."""
         try:
-            record = self.registry.get_model(self.run.model_digest)
+            record = self.registry.get_model(self.run.model_digest, self.signer)
         except ModelNotRecorded:
             return None
         if self._is_ours(record):
@@ -348,7 +349,7 @@ class Recorder:
         self.journal.save()
 
     def _read_back(self) -> ModelRecord:
-        record = self.registry.get_model(self.run.model_digest)
+        record = self.registry.get_model(self.run.model_digest, self.signer)
         if not self._is_ours(record):
             raise AlreadyRecorded(record)
         return record

@@ -7,6 +7,7 @@ re-trains when asked, and returns a `VerifyReport`.
 
 from okai.verify.checks import CHECK_IDS, CHECKS, Check, Options, requested_checks
 from okai.verify.driver import ModelTarget, Progress, Silent, verify_model
+from okai.verify.policy import TrustPolicy
 from okai.verify.report import REPORT_SCHEMA, VerifyReport, WitnessOutcome
 from okai.verify.reproduce import Reproducer, TrainReproducer
 from okai.verify.rules import Evaluation, evaluate
@@ -23,6 +24,7 @@ __all__ = [
     "Reproducer",
     "Silent",
     "TrainReproducer",
+    "TrustPolicy",
     "VerifyReport",
     "WitnessOutcome",
     "evaluate",

@@ -1,7 +1,8 @@
 """The verification driver: read what the rules need from the chain and Walrus, then judge.
 
-Shallow verification costs two RPC calls (the chain-ID check and one `getProvenance`
-view call) and two small Walrus reads (the attestation and the image manifest).
+Shallow verification under a trust policy costs a fixed number of RPC calls (the chain
+ID, the registry's code, a page of submitters, one `getProvenance` per trusted trainer),
+whatever others wrote, and two small Walrus reads (the attestation and the image manifest).
 `--deep` adds every dataset manifest and shard, streamed to a scratch file, hashed
 and deleted, and with `--image` the image's quilt file, hashed as it streams;
 `--reproduce` re-runs the job.
@@ -20,11 +21,11 @@ from typing import Protocol
 
 from okai.chain.client import RegistryClient
 from okai.chain.errors import ChainError, ModelNotRecorded, WitnessIsSubmitter, WrongChainError
-from okai.chain.records import Transaction
+from okai.chain.records import ImageRecord, Transaction
 from okai.digest import CHUNK_SIZE, Digest
 from okai.errors import IntegrityError, OkaiError, UsageError
 from okai.provenance.software import before_reproduction
-from okai.verify.checks import PASSED, Options
+from okai.verify.checks import PASSED, Options, failed
 from okai.verify.observations import (
     QUILT_PATCH_KEY,
     BlobFailure,
@@ -39,7 +40,8 @@ from okai.verify.observations import (
     Reproduction,
     parse_quilt_file_key,
 )
-from okai.verify.report import VerifyReport, WitnessOutcome
+from okai.verify.policy import ClaimContext, TrustPolicy, apply_policy
+from okai.verify.report import ClaimReport, Origin, VerifyReport, WitnessOutcome
 from okai.verify.reproduce import Reproducer
 from okai.verify.rules import Evaluation, evaluate, parse_digest
 from okai.walrus.client import WalrusClient
@@ -48,6 +50,10 @@ from okai.walrus.errors import BlobBlocked, BlobNotFound, WalrusProtocolError
 MAX_ROUNDS = 6
 """attestation + image manifest, dataset manifests, shards + image: three in practice."""
 READ_WORKERS = 4
+SHOWN_CLAIMS = 10
+"""Claims, publishers and witnesses listed per page when no policy names them."""
+UNPINNED_CLAIMS = 3
+"""Claims judged, each on its own, when no trainer is trusted."""
 
 Advance = Callable[[int], None]
 
@@ -102,29 +108,89 @@ def verify_model(
     *,
     registry: RegistryClient,
     walrus: WalrusClient,
+    policy: TrustPolicy | None = None,
     reproducer: Reproducer | None = None,
     witness: bool = False,
     workdir: Path | None = None,
     progress: Progress | None = None,
+    overridden: tuple[str, ...] = (),
 ) -> VerifyReport:
-    """Run the requested checks on `target`; with `witness`, record a reproduction on chain.
+    """Run the requested checks on `target` under `policy`; with `witness`, record a
+    reproduction of the judged claim on chain.
 
-    `reproducer` is required with `options.reproduce`; `witness` needs it and a signing
-    registry client. `workdir` keeps the reproduction's run directory (else a temporary
-    one is removed).
+    Without a policy (or one that trusts no trainer) at most `UNPINNED_CLAIMS` claims are
+    judged, each on its own, and none can be "verified". `reproducer` is required with
+    `options.reproduce`; `witness` needs it and a signing registry client. `workdir` keeps
+    the reproduction's run directory (else a temporary one is removed). `overridden` names
+    the settings that local files changed on a public network, for the report.
     """
     ui = progress or Silent()
+    policy = policy or TrustPolicy()
     if witness and not options.reproduce:
         raise UsageError("--attest records a reproduction, so it needs --reproduce")
     if options.reproduce and reproducer is None:
         raise UsageError("re-training was asked for, but no way to re-train was given")
     network = NetworkId(registry.network.name, registry.network.chain_id)
+    origin = Origin.of(registry, overridden)
     model = _model_input(target, ui)
     digest = evaluate(Inputs(options, network, model)).facts.model_digest
-    chain = None if digest is None else _read_chain(registry, digest)
-    if witness and isinstance(chain, ChainAnswer) and chain.record is not None:
-        _check_may_witness(registry, chain.record.submitter, chain.record.model_digest)
-    inputs, evaluation = _read_blobs(Inputs(options, network, model, chain), walrus, ui)
+    chain = None if digest is None else read_claims(registry, digest, policy)
+    claims: list[Claim] = [(None, ClaimContext((), 0), ())] if chain is None else chain.claims
+    problem = None if chain is None else chain.code_problem
+    judged = [
+        _judge(
+            answer,
+            context,
+            images,
+            problem,
+            registry,
+            walrus,
+            policy,
+            options,
+            network,
+            model,
+            reproducer,
+            witness,
+            workdir,
+            ui,
+        )
+        for answer, context, images in claims
+    ]
+    return VerifyReport(target.describe(), network, options, judged, policy, origin)
+
+
+def _judge(
+    answer: ChainAnswer | ChainFailure | None,
+    context: ClaimContext,
+    images: tuple[ImageRecord, ...],
+    code_problem: str | None,
+    registry: RegistryClient,
+    walrus: WalrusClient,
+    policy: TrustPolicy,
+    options: Options,
+    network: NetworkId,
+    model: ModelInput,
+    reproducer: Reproducer | None,
+    witness: bool,
+    workdir: Path | None,
+    ui: Progress,
+) -> ClaimReport:
+    """One claim: read what its checks need, re-train if asked, apply the policy."""
+    if witness and isinstance(answer, ChainAnswer) and answer.record is not None:
+        _check_may_witness(registry, answer.record.submitter, answer.record.model_digest)
+    inputs, evaluation = _read_blobs(Inputs(options, network, model, answer), walrus, ui)
+    if isinstance(answer, ChainAnswer) and answer.image is not None:
+        # Several image claims (trusted publishers, or anyone's when unpinned): judge the
+        # first whose system is the one the node ran, so no squatter decides which counts.
+        for image in images:
+            if evaluation.checks["image.registered"].status == PASSED:
+                break
+            if image == answer.image:
+                continue
+            inputs, evaluation = _read_blobs(
+                Inputs(options, network, model, replace(answer, image=image)), walrus, ui
+            )
+            context = replace(context, image_publishers=(image.registrant,))
     if options.reproduce:
         reproduction = _reproduce(evaluation, reproducer, workdir, ui, network.name)
         inputs = replace(inputs, reproduction=reproduction)
@@ -132,11 +198,26 @@ def verify_model(
     outcome = None
     if witness:
         outcome = _witness(registry, evaluation)
-        if outcome.transaction is not None and isinstance(chain, ChainAnswer) and digest:
-            witnesses = registry.get_witnesses(digest)
-            inputs = replace(inputs, chain=replace(chain, witnesses=witnesses))
+        if outcome.transaction is not None and isinstance(answer, ChainAnswer):
+            assert registry.signer is not None
+            witnesses = (*answer.witnesses, registry.signer.address)
+            context = replace(context, witness_count=context.witness_count + 1)
+            inputs = replace(inputs, chain=replace(answer, witnesses=witnesses))
             evaluation = evaluate(inputs)
-    return VerifyReport(target.describe(), network, options, evaluation, outcome)
+    record = evaluation.facts.record
+    checks, verdict = apply_policy(
+        evaluation.checks,
+        options,
+        policy,
+        context,
+        submitter=None if record is None else record.submitter,
+        image_digest=None if record is None else record.image_digest,
+        witnesses=evaluation.facts.witnesses,
+    )
+    if code_problem is not None:
+        checks["record.exists"] = failed("record.exists", "other-code", code_problem)
+        verdict = "not verified"
+    return ClaimReport(evaluation, checks, verdict, context, outcome)
 
 
 # ---------------------------------------------------------------- the model
@@ -165,27 +246,88 @@ def _model_input(target: ModelTarget, ui: Progress) -> ModelInput:
 # ---------------------------------------------------------------- the chain
 
 
-def _read_chain(registry: RegistryClient, digest: Digest) -> ChainAnswer | ChainFailure:
-    """The chain-ID check and one `getProvenance` call: two RPC requests."""
+Claim = tuple[ChainAnswer | ChainFailure | None, ClaimContext, tuple[ImageRecord, ...]]
+"""One claim to judge (None: no model digest to look up), what surrounds it, and the
+claims about its image that were read."""
+
+
+@dataclass
+class ClaimsRead:
+    """What the registry said: the claims to judge, each with the context of the others."""
+
+    claims: list[Claim]
+    code_problem: str | None = None
+
+
+def read_claims(registry: RegistryClient, digest: Digest, policy: TrustPolicy) -> ClaimsRead:
+    """The claims on `digest` to judge under `policy`, in a bounded number of RPC calls.
+
+    Always: the chain ID, the registry's code, one page of submitters. Pinned: one
+    `getProvenance` per trusted trainer, naming the trusted publishers and witnesses.
+    Unpinned: for each of the first `UNPINNED_CLAIMS` claims, its record, a page of its
+    image's publishers and a page of its witnesses. Witness or claim spam adds nothing.
+    """
     # web3's validation middleware asks for eth_chainId before and after every eth_call;
-    # an endpoint's chain ID does not change, so let web3 cache it (2 requests, not 4).
-    # No validation threshold: it would cost one more eth_chainId to pick one.
+    # an endpoint's chain ID does not change, so let web3 cache it.
     registry.provider.cache_allowed_requests = True
     registry.provider.request_cache_validation_threshold = None
+    empty = ClaimContext((), 0)
     try:
         registry.check_chain()
     except WrongChainError as exc:
-        return ChainAnswer(exc.actual, None)
+        return ClaimsRead([(ChainAnswer(exc.actual, None), empty, ())])
     except ChainError as exc:
-        return ChainFailure(exc.message)
+        return ClaimsRead([(ChainFailure(exc.message), empty, ())])
     chain_id = registry.network.chain_id
     try:
-        provenance = registry.get_provenance(digest)
-    except ModelNotRecorded:
-        return ChainAnswer(chain_id, None)
+        if not registry.has_registry_code():
+            problem = (
+                f"the code at {registry.address} on chain {chain_id} is not this okai's "
+                "ProvenanceRegistry (record format 2): its answers prove nothing"
+            )
+            return ClaimsRead([(ChainAnswer(chain_id, None), empty, ())], problem)
+        submitters, total = registry.model_submitters(digest, None, SHOWN_CLAIMS)
+        context = ClaimContext(submitters, total)
+        candidates = policy.trainers if policy.pinned else submitters[:UNPINNED_CLAIMS]
+        claims = [_claim(registry, digest, submitter, policy, context) for submitter in candidates]
     except ChainError as exc:
-        return ChainFailure(exc.message)
-    return ChainAnswer(chain_id, provenance.model, provenance.image, provenance.witnesses)
+        return ClaimsRead([(ChainFailure(exc.message), empty, ())])
+    found = [claim for claim in claims if claim is not None]
+    return ClaimsRead(found or [(ChainAnswer(chain_id, None), context, ())])
+
+
+def _claim(
+    registry: RegistryClient,
+    digest: Digest,
+    submitter: str,
+    policy: TrustPolicy,
+    context: ClaimContext,
+) -> Claim | None:
+    """One account's claim as the rules read it, or None if it made none."""
+    chain_id = registry.network.chain_id
+    try:
+        if policy.pinned:
+            provenance = registry.get_provenance(
+                digest, submitter, policy.publishers, policy.witnesses
+            )
+            witnesses = provenance.witnesses
+        else:
+            provenance = registry.get_provenance(digest, submitter)
+            image = provenance.model.image_digest
+            if not provenance.model.unregistered_host:
+                publishers, _ = registry.image_publishers(image, 0, SHOWN_CLAIMS)
+                provenance = registry.get_provenance(digest, submitter, publishers)
+            witnesses, _ = registry.get_witnesses(digest, submitter, 0, SHOWN_CLAIMS)
+    except ModelNotRecorded:
+        return None
+    images = provenance.images
+    answer = ChainAnswer(chain_id, provenance.model, images[0] if images else None, witnesses)
+    publishers = tuple(image.registrant for image in images)
+    return (
+        answer,
+        replace(context, image_publishers=publishers, witness_count=provenance.witness_count),
+        images,
+    )
 
 
 def _check_may_witness(registry: RegistryClient, submitter: str, digest: Digest) -> None:
@@ -280,7 +422,7 @@ def read_blob(walrus: WalrusClient, need: Need, scratch: Path, advance: Advance)
         finally:
             dest.unlink(missing_ok=True)
     except IntegrityError as exc:
-        return BlobRead(Digest.parse(exc.actual), None)
+        return BlobRead(Digest.parse(exc.actual), None, source=exc.source)
     except (BlobNotFound, BlobBlocked, WalrusProtocolError) as exc:
         return BlobFailure(exc.message, unavailable=False)
     except OkaiError as exc:
@@ -353,5 +495,7 @@ def _witness(registry: RegistryClient, evaluation: Evaluation) -> WitnessOutcome
     mine = signer.address.lower()
     if any(account.lower() == mine for account in evaluation.facts.witnesses):
         return WitnessOutcome("already witnessed", f"{signer.address} witnessed it before")
-    transaction: Transaction = registry.attest_reproduction(digest)
+    record = evaluation.facts.record
+    assert record is not None  # the reproduction passed, so there was a claim
+    transaction: Transaction = registry.attest_reproduction(digest, record.submitter)
     return WitnessOutcome("recorded", f"{signer.address} witnessed it", transaction)

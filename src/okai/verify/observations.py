@@ -82,6 +82,8 @@ class BlobRead:
     digest: Digest
     size: int | None
     data: bytes | None = None
+    source: str | None = None
+    """The aggregator that served bytes with another digest than the expected one."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The result of `okai verify`: every check with its reason, the facts read, the exit code.
 
-`VerifyReport.to_json()` is the `--json` document (schema `okai.verify-report/v1`);
+`VerifyReport.to_json()` is the `--json` document (schema `okai.verify-report/v2`);
 its keys are stable, and tests pin them.
 """
 
@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
+from okai.chain.client import RegistryClient
 from okai.chain.records import Transaction
 from okai.errors import ExitCode
 from okai.verify.checks import CHECK_IDS, FAILED, Check, Options, requested_checks
 from okai.verify.observations import NetworkId
+from okai.verify.policy import ClaimContext, FinalVerdict, TrustPolicy
 from okai.verify.rules import Attested, DatasetFact, Evaluation, ImageManifestFact
 
-REPORT_SCHEMA = "okai.verify-report/v1"
+REPORT_SCHEMA = "okai.verify-report/v2"
 
 WitnessStatus = Literal["recorded", "already witnessed", "not recorded"]
 
@@ -39,35 +42,117 @@ class WitnessOutcome:
 
 
 @dataclass(frozen=True)
+class Origin:
+    """Where the answer came from: the chain, the registry and the RPC endpoint asked."""
+
+    chain_id: int
+    registry: str | None
+    rpc: str
+    """The RPC URL with any credentials redacted."""
+    overridden: tuple[str, ...] = ()
+    """Settings of a public network that local files changed, by explicit permission."""
+
+    @classmethod
+    def of(cls, registry: RegistryClient, overridden: tuple[str, ...] = ()) -> Origin:
+        return cls(
+            registry.network.chain_id, registry.address, registry.provider.public_url, overridden
+        )
+
+    @property
+    def rpc_host(self) -> str:
+        return urlsplit(self.rpc).netloc or self.rpc
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chainId": self.chain_id,
+            "registry": self.registry,
+            "rpc": self.rpc,
+            "rpcHost": self.rpc_host,
+            "overridden": list(self.overridden),
+        }
+
+
+@dataclass(frozen=True)
+class ClaimReport:
+    """One account's claim, judged: the rules' evaluation, its checks under the policy."""
+
+    evaluation: Evaluation
+    checks: dict[str, Check]
+    verdict: FinalVerdict
+    context: ClaimContext
+    witness: WitnessOutcome | None = None
+
+    @property
+    def submitter(self) -> str | None:
+        record = self.evaluation.facts.record
+        return None if record is None else record.submitter
+
+    def to_json(self, options: Options) -> dict[str, Any]:
+        return {
+            "submitter": self.submitter,
+            "verdict": self.verdict,
+            "failed": [c.id for c in _failures(self.checks, options)],
+            "checks": [self.checks[check_id].to_json() for check_id in CHECK_IDS],
+        }
+
+
+_RANK: dict[str, int] = {"verified": 0, "unpinned": 1, "pending": 2, "not verified": 3}
+
+
+def _failures(checks: dict[str, Check], options: Options) -> list[Check]:
+    requested = requested_checks(options)
+    return [checks[i] for i in CHECK_IDS if i in requested and checks[i].status == FAILED]
+
+
+@dataclass(frozen=True)
 class VerifyReport:
-    """One verification: what was verified, where, how, and what came out."""
+    """One verification: what was verified, where, under which policy, and what came out.
+
+    `claims` holds every claim judged (several only without a trusted trainer, or with
+    several trusted trainers); the main one is the best judged, and sets the verdict.
+    """
 
     target: str
     network: NetworkId
     options: Options
-    evaluation: Evaluation
-    witness: WitnessOutcome | None = None
+    claims: list[ClaimReport]
+    policy: TrustPolicy
+    origin: Origin
+
+    @property
+    def main(self) -> ClaimReport:
+        return min(self.claims, key=lambda claim: _RANK[claim.verdict])
+
+    @property
+    def evaluation(self) -> Evaluation:
+        return self.main.evaluation
+
+    @property
+    def witness(self) -> WitnessOutcome | None:
+        return self.main.witness
 
     @property
     def checks(self) -> list[Check]:
-        return [self.evaluation.checks[check_id] for check_id in CHECK_IDS]
+        return [self.main.checks[check_id] for check_id in CHECK_IDS]
 
     @property
-    def verdict(self) -> str:
-        return self.evaluation.verdict
+    def verdict(self) -> FinalVerdict:
+        return self.main.verdict
 
     @property
     def failures(self) -> list[Check]:
-        """The requested checks that failed."""
-        requested = requested_checks(self.options)
-        return [c for c in self.checks if c.id in requested and c.status == FAILED]
+        """The requested checks of the main claim that failed."""
+        return _failures(self.main.checks, self.options)
 
     @property
     def exit_code(self) -> ExitCode:
-        """0 verified; 3 when bytes or records disagree, or a requested check could not run;
-        1 when the only failures are endpoints that could not be read (try again)."""
+        """0 verified; 4 when every check passed but no trainer was trusted; 3 when bytes
+        or records disagree, or a requested check could not run; 1 when the only failures
+        are endpoints that could not be read (try again)."""
         if self.verdict == "verified":
             return ExitCode.OK
+        if self.verdict == "unpinned":
+            return ExitCode.NOT_PINNED
         failures = self.failures
         if failures and all(check.unavailable for check in failures):
             return ExitCode.OPERATIONAL_FAILURE
@@ -76,11 +161,14 @@ class VerifyReport:
     def to_json(self) -> dict[str, Any]:
         facts = self.evaluation.facts
         record = facts.record
+        context = self.main.context
         return {
             "schema": REPORT_SCHEMA,
             "target": self.target,
             "modelDigest": facts.model_digest,
             "network": {"name": self.network.name, "chainId": self.network.chain_id},
+            "source": self.origin.to_json(),
+            "policy": self.policy.to_json(),
             "options": {
                 "deep": self.options.deep,
                 "image": self.options.image,
@@ -88,11 +176,14 @@ class VerifyReport:
             },
             "verdict": self.verdict,
             "checks": [check.to_json() for check in self.checks],
+            "claims": [claim.to_json(self.options) for claim in self.claims],
+            "submitters": {"page": list(context.submitters), "total": context.submitter_total},
             "record": None if record is None else record.to_json(),
             "image": _image_json(self.evaluation),
             "attestation": None if facts.attested is None else _attested_json(facts.attested),
             "datasets": [_dataset_json(d) for d in facts.datasets],
             "witnesses": list(facts.witnesses) if record is not None else [],
+            "witnessCount": context.witness_count if record is not None else 0,
             "witness": None if self.witness is None else self.witness.to_json(),
         }
 
@@ -108,7 +199,7 @@ def _image_json(evaluation: Evaluation) -> dict[str, Any] | None:
 
 
 def _image_manifest_json(fact: ImageManifestFact | None) -> dict[str, Any] | None:
-    if fact is None or fact.manifest is None:
+    if fact is None or fact.manifest is None or fact.forged:
         return None
     manifest = fact.manifest
     return {

@@ -109,6 +109,8 @@ class ImageManifestFact:
     consistent: bool = False
     """Whether it describes the registered image (digest and system toplevel)."""
     unavailable: bool = False
+    forged: bool = False
+    """The bytes served are not the manifest whose SHA-256 the image claim holds."""
 
 
 @dataclass
@@ -321,8 +323,18 @@ def image_registered(run: Run) -> Check:
     if record is None:
         return not_checked(check_id, "no-record", "no record")
     if image is not None:
-        run.need(Need(image.manifest_blob_id, True, MAX_MANIFEST_BYTES, "image manifest"))
+        run.need(
+            Need(
+                image.manifest_blob_id,
+                True,
+                MAX_MANIFEST_BYTES,
+                "image manifest",
+                expected=image.manifest_sha256,
+            )
+        )
         run.facts.image_manifest = _image_manifest(run.blobs, image, record)
+        if run.facts.image_manifest.forged:  # wrong bytes for the claim: nothing of them is shown
+            return failed(check_id, "forged-manifest", str(run.facts.image_manifest.error))
     if record.image_digest == ZERO_DIGEST:
         return failed(
             check_id,
@@ -685,7 +697,16 @@ def _image_manifest(
     if state == "error":
         failure = _failure(blobs, key)
         return ImageManifestFact("error", failure.error, unavailable=failure.unavailable)
-    value, problem = parse_json(_read(blobs, key).data)
+    blob = _read(blobs, key)
+    if blob.digest != image.manifest_sha256:
+        served = "" if blob.source is None else f" served by {blob.source}"
+        return ImageManifestFact(
+            "error",
+            f"the image manifest{served} hashes to {blob.digest}, but the image claim of "
+            f"{image.registrant} says {image.manifest_sha256}",
+            forged=True,
+        )
+    value, problem = parse_json(blob.data)
     if problem is not None:
         return ImageManifestFact("error", f"the image manifest is {problem.text}")
     try:

@@ -969,6 +969,7 @@ class WalrusClient:
                 except _SkipEndpoint as skip:
                     skipped[base] = skip.error
                 except IntegrityError as exc:
+                    exc.source = base  # so a verifier can name who served the wrong bytes
                     skipped[base] = exc
                 except (WalrusUnreachable, WalrusTimeout, WalrusUnavailable) as exc:
                     last_transient = exc

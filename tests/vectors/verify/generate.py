@@ -290,6 +290,7 @@ class World:
         image = {
             "systemToplevel": toplevel_digest(TOPLEVEL),
             "manifestBlobId": self.image_manifest_blob,
+            "manifestSha256": Digest.of_bytes(canonical_json(self.image_manifest)),
             "registrant": REGISTRANT,
             "registeredAt": 1767200000,
         }
