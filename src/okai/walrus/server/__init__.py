@@ -160,12 +160,14 @@ class WalrusServer:
         if self._stopped:
             return
         self._stopped = True
+        self.faults.release()  # a stalled read would hold up the shutdown
         self._http.shutdown()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._close()
 
     def _close(self) -> None:
+        self.faults.release()
         self._http.cut_connections()
         self._http.server_close()
         if self._owns_blob_ids and self._blob_ids is not None:
