@@ -240,7 +240,7 @@ def test_truncated_then_complete(server: WalrusServer, tmp_path: Path) -> None:
         assert sum(progress) == len(data)  # the cut-off attempt is not counted twice
         server.faults.set(truncate=-1)
         client.unreachable_hint = "start the local stack with `okai dev up`"
-        with pytest.raises(WalrusShortBody, match="3 rounds.*short body") as cut:
+        with pytest.raises(WalrusShortBody, match=r"3 rounds.*short body") as cut:
             client.read_to_file(stored.blob_id, stored.sha256, tmp_path / "again.bin")
         # It answered, so it is up: no "cannot reach", no advice to start the stack.
         assert "cannot reach" not in str(cut.value) and cut.value.hint is None

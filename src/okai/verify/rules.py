@@ -250,7 +250,12 @@ def evaluate(inputs: Inputs) -> Evaluation:
         key = record.attestation_blob_id
         need(
             Need(
-                key, True, MAX_ATTESTATION_BYTES, "attestation", expected=record.attestation_digest
+                key,
+                True,
+                MAX_ATTESTATION_BYTES,
+                "attestation",
+                expected=record.attestation_digest,
+                kind="attestation",
             )
         )
         state = _state(blobs, key)
@@ -309,7 +314,14 @@ def evaluate(inputs: Inputs) -> Evaluation:
     checks["image.registered"] = _image_registered(record, facts.image, attested)
     if record is not None and facts.image is not None:
         need(
-            Need(facts.image.manifest_blob_id, True, MAX_MANIFEST_BYTES, "image manifest"),
+            Need(
+                facts.image.manifest_blob_id,
+                True,
+                MAX_MANIFEST_BYTES,
+                "image manifest",
+                expected=record.image_digest,
+                kind="image-manifest",
+            ),
         )
         facts.image_manifest = _image_manifest(blobs, facts.image, record)
 
@@ -479,7 +491,16 @@ def _dataset_checks(
             continue  # raw data: no manifest, its bytes are its one shard
         label = f"dataset {dataset.index + 1}"
         key = dataset.locator
-        need(Need(key, True, MAX_MANIFEST_BYTES, f"{label} manifest"))
+        need(
+            Need(
+                key,
+                True,
+                MAX_MANIFEST_BYTES,
+                f"{label} manifest",
+                expected=dataset.digest,
+                kind="dataset-manifest",
+            )
+        )
         state = _state(blobs, key)
         if state == "pending":
             if manifests.status == PASSED:

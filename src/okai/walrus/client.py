@@ -25,7 +25,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1037,7 +1037,7 @@ class WalrusClient:
                     open_one,
                     pacing=self.pacing,
                     pool=self._read_pool(),
-                    discard=lambda opened: opened.response.close(),
+                    discard=lambda opened: opened.close(),
                     fatal=fatal,
                 )
                 for base in outcome.hedged:
@@ -1188,7 +1188,7 @@ class WalrusClient:
                     if pace is not None:
                         pace.advance(len(chunk))
         finally:
-            opened.response.close()
+            opened.close()
         if expected_size is not None and sink.size < expected_size:
             raise WalrusShortBody(
                 f"short body from {base}: {sink.size} of the expected {expected_size} bytes"
@@ -1218,7 +1218,7 @@ class WalrusClient:
                 computed = computer.of_bytes(bytes(sink.buffer), sha256=actual)
             if computed != check.blob_id:
                 raise BlobIdMismatch(
-                    f"the Walrus blob ID of the bytes {base} served as {check.what}",
+                    f"the Walrus blob ID of the bytes served as {check.what} by {base}",
                     check.blob_id,
                     computed,
                 )
@@ -1240,6 +1240,12 @@ class _Opened:
     response: httpx.Response
     first: bytes
     rest: Iterator[bytes]
+
+    def close(self) -> None:
+        """Hang up; a read-ahead helper thread (`_read_ahead`) stops with its generator."""
+        self.response.close()
+        if isinstance(self.rest, Generator):
+            self.rest.close()
 
 
 @dataclass

@@ -352,7 +352,7 @@ def fetch_manifest(
         raw = client.read_bytes(ref.manifest_blob_id, digest, max_bytes=MANIFEST_LIMIT)
     else:
         path = cache_path(cache_dir, digest)
-        client.read_to_file(ref.manifest_blob_id, digest, path)
+        client.read_to_file(ref.manifest_blob_id, digest, path, max_bytes=MANIFEST_LIMIT)
         raw = path.read_bytes()
     return DatasetManifest.from_json_bytes(raw, source)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import sys
 import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -61,6 +62,12 @@ class _HTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up (a reader that gave up on a slow answer) is not a server fault.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def cut_connections(self) -> None:
         """Hang up on every client, as a process that dies would."""
