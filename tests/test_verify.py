@@ -6,7 +6,12 @@ corrupting reads, records written by hand) and must be caught and named by check
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,12 +23,19 @@ from okai.chain.dev import dev_network
 from okai.chain.errors import WitnessIsSubmitter
 from okai.config import Network
 from okai.digest import Digest
-from okai.errors import ExitCode, UsageError
+from okai.errors import ConfigError, ExitCode, UsageError
 from okai.manifest import JobSpec
 from okai.provenance import software
 from okai.provenance.record import load_run, record_run
 from okai.verify import CHECK_IDS, ModelTarget, Options, TrustPolicy, VerifyReport, verify_model
+from okai.verify.driver import READ_WORKERS, read_blob
+from okai.verify.limits import ReadLimits
+from okai.verify.observations import BlobFailure, Need
+from okai.walrus.client import WalrusClient
+from okai.walrus.pacing import ReadPacing
+from okai.walrus.server import WalrusServer
 from provenance_support import (
+    FAST_WALRUS_RETRY,
     OTHER_TOPLEVEL,
     Inputs,
     Stack,
@@ -535,3 +547,119 @@ def test_the_json_report_keeps_its_shape(stack: Stack, inputs: Inputs, tmp_path:
         "metrics",
     }
     assert set(data["datasets"][1]) == {"index", "kind", "locator", "digest", "manifest"}
+
+
+# ---------------------------------------------------------------- aggregators as adversaries
+
+
+@contextmanager
+def second_aggregator(stack: Stack, **faults: object) -> Iterator[WalrusServer]:
+    """Another aggregator over the stack's store, misbehaving as `faults` say."""
+    with WalrusServer(stack.walrus_dir, fake_blob_ids=True).start() as other:
+        other.faults.set(**faults)
+        yield other
+
+
+def verify_through(
+    stack: Stack, aggregators: list[str], model: Path, options: Options
+) -> tuple[VerifyReport, WalrusClient]:
+    """Verify with a client reading from `aggregators`, in that order."""
+    with WalrusClient(
+        aggregators,
+        stack.walrus.url,
+        retry=FAST_WALRUS_RETRY,
+        compute_blob_ids_up_to=0,
+        read_pacing=FAST_PACING,
+    ) as client:
+        report = verify_model(
+            ModelTarget(path=model), options, registry=stack.registry(signer=None), walrus=client
+        )
+    return report, client
+
+
+FAST_PACING = ReadPacing(first_byte=3.0, hedge_after=0.3, throughput_window=1.0)
+
+
+def test_a_lying_aggregator_listed_first_does_not_defeat_deep_verification(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[17.0])
+    with second_aggregator(stack, corrupt=-1) as liar:
+        report, client = verify_through(
+            stack, [liar.url, stack.walrus.url], model, Options(deep=True, image=True)
+        )
+
+    assert report.verdict == "verified", [c.reason for c in report.checks]
+    book = client.book.report()
+    assert list(book["demoted"]) == [liar.url]
+    assert "wrong bytes from " + liar.url in book["demoted"][liar.url]
+    assert any(e["event"] == "fallback" for e in book["events"])
+    # Two documents were asked of it before its first lie was seen; after that, nothing.
+    assert liar.faults.counts().get("GET blob", 0) <= READ_WORKERS
+
+
+def test_a_stalling_aggregator_listed_first_costs_a_hedge_not_a_timeout_per_blob(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[18.0])
+    with second_aggregator(stack, stall=-1) as stalled:
+        report, client = verify_through(
+            stack, [stalled.url, stack.walrus.url], model, Options(deep=True, image=True)
+        )
+
+    assert report.verdict == "verified", [c.reason for c in report.checks]
+    demotions = [e for e in client.book.events() if e.kind == "demotion"]
+    assert [e.aggregator for e in demotions] == [stalled.url]
+    # Of the 8 reads, only those of the first round reached it.
+    counts = stalled.faults.counts()
+    assert counts.get("GET blob", 0) + counts.get("GET by-quilt-id", 0) <= 2
+
+
+def test_deep_verification_through_the_cli_reports_the_fall_over(
+    stack: Stack, inputs: Inputs, tmp_path: Path, okai_home: Path
+) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[19.0])
+    env = {**os.environ, **stack.env()}
+    with second_aggregator(stack, corrupt=-1) as liar:
+        env["OKAI_WALRUS_AGGREGATORS"] = f"{liar.url},{stack.walrus.url}"
+        done = subprocess.run(
+            [sys.executable, "-m", "okai", "verify", "--deep", "--json", str(model)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(done.stdout)
+    assert data["verdict"] == "verified"
+    assert list(data["aggregators"]["demoted"]) == [liar.url]
+    assert {e["event"] for e in data["aggregators"]["events"]} >= {"failure", "fallback"}
+
+
+def test_every_read_is_bounded(stack: Stack, inputs: Inputs, tmp_path: Path) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[20.0])
+
+    tight = verify(stack, model, Options(deep=True), limits=ReadLimits(blob=200))
+    assert statuses(tight)["datasets.shards"] == "failed"
+    assert "too large" in reason(tight, "datasets.shards")
+    assert "200 bytes allowed" in reason(tight, "datasets.shards")
+    assert tight.exit_code == ExitCode.VERIFICATION_FAILED
+
+    small = verify(stack, model, Options(deep=True), limits=ReadLimits(manifest=100))
+    assert statuses(small)["datasets.manifests"] == "failed"
+    assert "too large" in reason(small, "datasets.manifests")
+
+    # A raw blob has no manifest to give its size: the limit alone bounds it.
+    raw = Need(inputs.raw_ref.blob_id, False, None, "raw", Digest(inputs.raw_ref.sha256))
+    with stack.walrus_client() as walrus:
+        seen = read_blob(walrus, raw, tmp_path, lambda n: None, ReadLimits(blob=8))
+    assert isinstance(seen, BlobFailure) and not seen.unavailable
+    assert "too large" in seen.error
+
+
+def test_read_limits_come_from_the_environment() -> None:
+    limits = ReadLimits.from_env({"OKAI_VERIFY_MAX_BLOB_BYTES": "1000"})
+    assert limits == ReadLimits(blob=1000)
+    with pytest.raises(ConfigError, match="OKAI_VERIFY_MAX_MANIFEST_BYTES"):
+        ReadLimits.from_env({"OKAI_VERIFY_MAX_MANIFEST_BYTES": "-1"})

@@ -16,6 +16,7 @@ from okai.walrus.errors import (
     BlobTooLarge,
     PublisherAuthError,
     WalrusRequestError,
+    WalrusShortBody,
     WalrusStatusError,
     WalrusUnavailable,
     WalrusUnreachable,
@@ -136,7 +137,7 @@ def test_quilt_store_reports_progress_once_despite_a_retry(
         )
         assert (
             client.read_quilt_file(
-                quilt.quilt_id, "image.qcow2", Digest.of_file(image), max_size=1 << 20
+                quilt.quilt_id, "image.qcow2", Digest.of_file(image), max_bytes=1 << 20
             )
             == image.read_bytes()
         )
@@ -238,8 +239,11 @@ def test_truncated_then_complete(server: WalrusServer, tmp_path: Path) -> None:
         assert dest.read_bytes() == data
         assert sum(progress) == len(data)  # the cut-off attempt is not counted twice
         server.faults.set(truncate=-1)
-        with pytest.raises(WalrusUnreachable, match="3 rounds"):
+        client.unreachable_hint = "start the local stack with `okai dev up`"
+        with pytest.raises(WalrusShortBody, match=r"3 rounds.*short body") as cut:
             client.read_to_file(stored.blob_id, stored.sha256, tmp_path / "again.bin")
+        # It answered, so it is up: no "cannot reach", no advice to start the stack.
+        assert "cannot reach" not in str(cut.value) and cut.value.hint is None
     assert not (tmp_path / "again.bin").exists()
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
 

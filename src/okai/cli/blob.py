@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from okai.cli.output import CliState, state
+from okai.cli.verify import printable
 from okai.digest import Digest
 from okai.walrus.client import WalrusClient
 
@@ -21,7 +22,14 @@ app = typer.Typer(
 
 
 def client_for(cli: CliState) -> WalrusClient:
-    return WalrusClient.from_network(cli.settings.network, cli.settings.secrets)
+    """The network's client; what its aggregators do wrong is told on stderr as it happens."""
+    return reporting(WalrusClient.from_network(cli.settings.network, cli.settings.secrets), cli)
+
+
+def reporting(client: WalrusClient, cli: CliState) -> WalrusClient:
+    """`client`, telling on stderr each fall-over, hedge and demotion of its aggregators."""
+    client.book.on_event = lambda event: cli.info(f"walrus: {printable(event.describe(), 400)}")
+    return client
 
 
 def _table(console: Console, rows: dict[str, object]) -> None:
@@ -75,5 +83,6 @@ def get_command(
         "size": out.stat().st_size,
         "path": str(out),
         "verifiedBy": "sha256" if expected else "blobId",
+        "aggregators": client.book.report(),
     }
     cli.emit(data, lambda console: _table(console, data))

@@ -129,6 +129,7 @@ def pull_command(
         "files": manifest.totals.files,
         "bytes": manifest.totals.bytes,
         "to": str(to),
+        "aggregators": client.book.report(),
     }
     cli.emit(
         data,
@@ -147,6 +148,10 @@ def show_command(ctx: typer.Context, ref: RefArgument) -> None:
     with client_for(cli) as client:
         manifest, digest = load_manifest(client, parse_ref(ref), cache_dir=paths.cache_dir())
     cli.emit(
-        {"digest": str(digest), "manifest": manifest.to_json()},
+        {
+            "digest": str(digest),
+            "manifest": manifest.to_json(),
+            "aggregators": client.book.report(),
+        },
         lambda console: _manifest_table(console, manifest, digest),
     )

@@ -163,7 +163,10 @@ def verify(
         )
     registry = RegistryClient.from_settings(settings, sign=attest)
     reproducer = TrainReproducer(settings.network.name, cli.info) if reproduce else None
-    with WalrusClient.from_network(settings.network, settings.secrets) as walrus:
+    from okai.cli.blob import reporting
+
+    client = WalrusClient.from_network(settings.network, settings.secrets)
+    with reporting(client, cli) as walrus:
         report = verify_model(
             target,
             Options(deep=deep, image=image, reproduce=reproduce),
@@ -176,7 +179,8 @@ def verify(
             workdir=workdir,
             progress=cli,
         )
-    cli.emit(report.to_json(), lambda console: render(console, report))
+    data = {**report.to_json(), "aggregators": walrus.book.report()}
+    cli.emit(data, lambda console: render(console, report))
     _exit(report)
 
 

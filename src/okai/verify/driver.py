@@ -26,6 +26,7 @@ from okai.digest import CHUNK_SIZE, Digest
 from okai.errors import IntegrityError, OkaiError, UsageError
 from okai.provenance.software import before_reproduction
 from okai.verify.checks import PASSED, Options, failed
+from okai.verify.limits import ReadLimits
 from okai.verify.observations import (
     QUILT_PATCH_KEY,
     BlobFailure,
@@ -43,9 +44,15 @@ from okai.verify.observations import (
 from okai.verify.policy import ClaimContext, TrustPolicy, apply_policy
 from okai.verify.report import ClaimReport, Origin, VerifyReport, WitnessOutcome
 from okai.verify.reproduce import Reproducer
-from okai.verify.rules import Evaluation, evaluate, parse_digest
-from okai.walrus.client import WalrusClient
-from okai.walrus.errors import BlobBlocked, BlobNotFound, WalrusProtocolError
+from okai.verify.rules import Evaluation, evaluate, parse_digest, parse_json
+from okai.walrus.client import Acceptor, WalrusClient
+from okai.walrus.errors import (
+    AnswerRefused,
+    BlobBlocked,
+    BlobNotFound,
+    ReadLimitExceeded,
+    WalrusProtocolError,
+)
 
 MAX_ROUNDS = 6
 """attestation + image manifest, dataset manifests, shards + image: three in practice."""
@@ -114,6 +121,7 @@ def verify_model(
     workdir: Path | None = None,
     progress: Progress | None = None,
     overridden: tuple[str, ...] = (),
+    limits: ReadLimits | None = None,
 ) -> VerifyReport:
     """Run the requested checks on `target` under `policy`; with `witness`, record a
     reproduction of the judged claim on chain.
@@ -122,7 +130,8 @@ def verify_model(
     judged, each on its own, and none can be "verified". `reproducer` is required with
     `options.reproduce`; `witness` needs it and a signing registry client. `workdir` keeps
     the reproduction's run directory (else a temporary one is removed). `overridden` names
-    the settings that local files changed on a public network, for the report.
+    the settings that local files changed on a public network, for the report. `limits`
+    bounds every Walrus read (default: `ReadLimits.from_env()`).
     """
     ui = progress or Silent()
     policy = policy or TrustPolicy()
@@ -137,6 +146,7 @@ def verify_model(
     chain = None if digest is None else read_claims(registry, digest, policy)
     claims: list[Claim] = [(None, ClaimContext((), 0), ())] if chain is None else chain.claims
     problem = None if chain is None else chain.code_problem
+    read_limits = limits or ReadLimits.from_env()
     judged = [
         _judge(
             answer,
@@ -153,6 +163,7 @@ def verify_model(
             witness,
             workdir,
             ui,
+            read_limits,
         )
         for answer, context, images in claims
     ]
@@ -174,11 +185,12 @@ def _judge(
     witness: bool,
     workdir: Path | None,
     ui: Progress,
+    limits: ReadLimits,
 ) -> ClaimReport:
     """One claim: read what its checks need, re-train if asked, apply the policy."""
     if witness and isinstance(answer, ChainAnswer) and answer.record is not None:
         _check_may_witness(registry, answer.record.submitter, answer.record.model_digest)
-    inputs, evaluation = _read_blobs(Inputs(options, network, model, answer), walrus, ui)
+    inputs, evaluation = _read_blobs(Inputs(options, network, model, answer), walrus, ui, limits)
     if isinstance(answer, ChainAnswer) and answer.image is not None:
         # Several image claims (trusted publishers, or anyone's when unpinned): judge the
         # first whose system is the one the node ran, so no squatter decides which counts.
@@ -188,7 +200,7 @@ def _judge(
             if image == answer.image:
                 continue
             inputs, evaluation = _read_blobs(
-                Inputs(options, network, model, replace(answer, image=image)), walrus, ui
+                Inputs(options, network, model, replace(answer, image=image)), walrus, ui, limits
             )
             context = replace(context, image_publishers=(image.registrant,))
     if options.reproduce:
@@ -342,7 +354,9 @@ def _check_may_witness(registry: RegistryClient, submitter: str, digest: Digest)
 # ---------------------------------------------------------------- Walrus
 
 
-def _read_blobs(inputs: Inputs, walrus: WalrusClient, ui: Progress) -> tuple[Inputs, Evaluation]:
+def _read_blobs(
+    inputs: Inputs, walrus: WalrusClient, ui: Progress, limits: ReadLimits
+) -> tuple[Inputs, Evaluation]:
     """Evaluate, read what the rules need, repeat (at most MAX_ROUNDS times).
 
     Returns the inputs with every blob read, and their evaluation.
@@ -354,12 +368,12 @@ def _read_blobs(inputs: Inputs, walrus: WalrusClient, ui: Progress) -> tuple[Inp
             evaluation = evaluate(current)
             if not evaluation.needs:
                 return current, evaluation
-            blobs.update(_read_all(walrus, evaluation.needs, Path(scratch), ui))
+            blobs.update(_read_all(walrus, evaluation.needs, Path(scratch), ui, limits))
     raise OkaiError(f"verification still needed blobs after {MAX_ROUNDS} rounds of reads")
 
 
 def _read_all(
-    walrus: WalrusClient, needs: list[Need], scratch: Path, ui: Progress
+    walrus: WalrusClient, needs: list[Need], scratch: Path, ui: Progress, limits: ReadLimits
 ) -> dict[str, BlobObservation]:
     data = [n for n in needs if not n.keep]
     # Raw blobs okai never pushed have no size on record: then the bar counts bytes only.
@@ -374,7 +388,7 @@ def _read_all(
                 advance(n)
 
         def read(need: Need) -> tuple[str, BlobObservation]:
-            return need.key, read_blob(walrus, need, scratch, locked)
+            return need.key, read_blob(walrus, need, scratch, locked, limits)
 
         with ThreadPoolExecutor(min(READ_WORKERS, len(needs))) as pool:
             return dict(pool.map(read, needs))
@@ -384,21 +398,27 @@ def _ignore(n: int) -> None:
     return None
 
 
-def read_blob(walrus: WalrusClient, need: Need, scratch: Path, advance: Advance) -> BlobObservation:
+def read_blob(
+    walrus: WalrusClient,
+    need: Need,
+    scratch: Path,
+    advance: Advance,
+    limits: ReadLimits,
+) -> BlobObservation:
     """One blob as an observation: its digest (and bytes when kept), or why it failed.
 
-    Reads with an expected digest are checked while streaming; bytes that hash to
-    anything else are reported with that digest, so the rules can name it.
+    Every answer is checked before it is taken (its digest, or for a manifest what the
+    rules will hold it to), so a wrong answer makes way for the next aggregator; when
+    none is right, the last answer is reported (its digest, or its bytes for a document)
+    so the rules can name what was wrong. Each read is bounded by `limits`.
     """
+    limit = limits.of(need)
     try:
         if need.keep:
-            data = walrus.read_bytes(
-                need.key, need.expected, max_size=need.max_bytes or 1 << 20, verify_blob_id=False
-            )
-            return BlobRead(Digest.of_bytes(data), len(data), data)
+            return _read_document(walrus, need, limit)
         quilt_file = parse_quilt_file_key(need.key)
         if quilt_file is not None:
-            return _check_quilt_file(walrus, need, *quilt_file, advance)
+            return _check_quilt_file(walrus, need, *quilt_file, advance, limit)
         with tempfile.NamedTemporaryFile(dir=scratch, delete=False) as handle:
             dest = Path(handle.name)
         try:
@@ -407,6 +427,7 @@ def read_blob(walrus: WalrusClient, need: Need, scratch: Path, advance: Advance)
                     need.key.removeprefix(QUILT_PATCH_KEY),
                     need.expected,
                     dest,
+                    max_bytes=limit,
                     on_progress=advance,
                 )
             else:
@@ -415,6 +436,7 @@ def read_blob(walrus: WalrusClient, need: Need, scratch: Path, advance: Advance)
                     need.expected,
                     dest,
                     expected_size=need.size,
+                    max_bytes=limit,
                     verify_blob_id=False,
                     on_progress=advance,
                 )
@@ -423,14 +445,59 @@ def read_blob(walrus: WalrusClient, need: Need, scratch: Path, advance: Advance)
             dest.unlink(missing_ok=True)
     except IntegrityError as exc:
         return BlobRead(Digest.parse(exc.actual), None, source=exc.source)
-    except (BlobNotFound, BlobBlocked, WalrusProtocolError) as exc:
+    except (BlobNotFound, BlobBlocked, WalrusProtocolError, ReadLimitExceeded) as exc:
         return BlobFailure(exc.message, unavailable=False)
     except OkaiError as exc:
         return BlobFailure(exc.message)
 
 
+def _read_document(walrus: WalrusClient, need: Need, limit: int) -> BlobRead:
+    """A document the rules parse: the first answer that passes its check, else the last."""
+    accept = _acceptor(need)
+    try:
+        data = walrus.read_bytes(
+            need.key,
+            need.expected if accept is None else None,
+            max_bytes=limit,
+            verify_blob_id=False,
+            accept=accept,
+        )
+    except AnswerRefused as refused:
+        data = refused.data
+    return BlobRead(Digest.of_bytes(data), len(data), data)
+
+
+def _acceptor(need: Need) -> Acceptor | None:
+    """How a manifest's answer is checked before it is taken (None: by its SHA-256)."""
+    expected = need.expected
+    if expected is None:
+        return None
+    if need.kind == "dataset-manifest":
+
+        def canonical(data: bytes) -> str | None:
+            # okai stores the canonical form, so the bytes' own digest is the quick check.
+            if Digest.of_bytes(data) == expected:
+                return None
+            value, problem = parse_json(data)
+            if problem is not None:
+                return f"the manifest is {problem.text}"
+            try:
+                digest = Digest.of_json(value)
+            except OkaiError as exc:
+                return f"the manifest has no canonical form: {exc.message}"
+            return None if digest == expected else f"the manifest hashes to {digest}"
+
+        return canonical
+    return None
+
+
 def _check_quilt_file(
-    walrus: WalrusClient, need: Need, quilt_id: str, identifier: str, advance: Advance
+    walrus: WalrusClient,
+    need: Need,
+    quilt_id: str,
+    identifier: str,
+    advance: Advance,
+    limit: int,
 ) -> BlobRead:
     """A quilt file (a published image) streamed and hashed against `need.expected`.
 
@@ -440,7 +507,12 @@ def _check_quilt_file(
     if need.expected is None:
         raise OkaiError(f"reading {need.label} from a quilt needs its expected SHA-256")
     walrus.check_quilt_file(
-        quilt_id, identifier, need.expected, expected_size=need.size, on_progress=advance
+        quilt_id,
+        identifier,
+        need.expected,
+        expected_size=need.size,
+        max_bytes=limit,
+        on_progress=advance,
     )
     return BlobRead(need.expected, None)  # the digest is the registered one; size unread
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from okai.chain.records import ImageRecord, ModelRecord
 from okai.digest import Digest
 from okai.verify.checks import Options
 
+NeedKind = Literal["attestation", "dataset-manifest", "image-manifest", "data"]
+"""What a needed blob is: how its bytes are checked, and which size limit bounds it."""
 QUILT_PATCH_KEY = "by-quilt-patch-id/"
 """Blob keys of quilt patches: the aggregator path that reads them, as the page names them."""
 QUILT_FILE_KEY = "by-quilt-id/"
@@ -110,9 +113,13 @@ class Need:
     """Refuse more than this; None when only the expected size bounds it."""
     label: str
     expected: Digest | None = None
-    """The digest the rules will compare the bytes to, so a reader can check while streaming."""
+    """What the rules will compare the bytes to, so a reader can check each answer before it
+    takes it: the bytes' SHA-256 (kinds "attestation", "image-manifest" and "data": the image
+    claim holds its manifest's SHA-256), or the SHA-256 of the canonical form of the JSON
+    ("dataset-manifest")."""
     size: int | None = None
     """The size the rules expect, when a manifest gives it."""
+    kind: NeedKind = "data"
 
 
 @dataclass(frozen=True)

@@ -264,7 +264,14 @@ def attestation_digest(run: Run) -> Check:
         return not_checked(check_id, "no-record", "no record")
     key = record.attestation_blob_id
     run.need(
-        Need(key, True, MAX_ATTESTATION_BYTES, "attestation", expected=record.attestation_digest)
+        Need(
+            key,
+            True,
+            MAX_ATTESTATION_BYTES,
+            "attestation",
+            expected=record.attestation_digest,
+            kind="attestation",
+        )
     )
     state = _state(run.blobs, key)
     if state == "pending":
@@ -330,6 +337,7 @@ def image_registered(run: Run) -> Check:
                 MAX_MANIFEST_BYTES,
                 "image manifest",
                 expected=image.manifest_sha256,
+                kind="image-manifest",
             )
         )
         run.facts.image_manifest = _image_manifest(run.blobs, image, record)
@@ -386,7 +394,16 @@ def datasets_manifests(run: Run) -> Check:
             continue  # raw data: no manifest, its bytes are its one shard
         label = f"dataset {dataset.index + 1}"
         key = dataset.locator
-        run.need(Need(key, True, MAX_MANIFEST_BYTES, f"{label} manifest"))
+        run.need(
+            Need(
+                key,
+                True,
+                MAX_MANIFEST_BYTES,
+                f"{label} manifest",
+                expected=dataset.digest,
+                kind="dataset-manifest",
+            )
+        )
         state = _state(run.blobs, key)
         if state == "pending":
             if result.status == PASSED:

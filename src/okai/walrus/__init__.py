@@ -8,6 +8,7 @@
   (imported on its own: clients do not need it).
 """
 
+from okai.walrus.aggregators import ReadEvent
 from okai.walrus.client import ProgressFn, WalrusClient
 from okai.walrus.dataset import (
     DatasetSource,
@@ -21,24 +22,30 @@ from okai.walrus.dataset import (
     push_dataset,
 )
 from okai.walrus.errors import (
+    AnswerRefused,
     BlobBlocked,
     BlobIdMismatch,
     BlobNotFound,
     BlobTooLarge,
     PublisherAuthError,
+    ReadLimitExceeded,
     StoreFailed,
     WalrusError,
     WalrusProtocolError,
     WalrusRequestError,
+    WalrusShortBody,
+    WalrusStalled,
     WalrusStatusError,
     WalrusTimeout,
     WalrusUnavailable,
     WalrusUnreachable,
 )
+from okai.walrus.pacing import ReadPacing
 from okai.walrus.results import QuiltPatchItem, QuiltStoreResult, StoreResult
 from okai.walrus.retry import RetryPolicy
 
 __all__ = [
+    "AnswerRefused",
     "BlobBlocked",
     "BlobIdMismatch",
     "BlobNotFound",
@@ -49,6 +56,9 @@ __all__ = [
     "PushResult",
     "QuiltPatchItem",
     "QuiltStoreResult",
+    "ReadEvent",
+    "ReadLimitExceeded",
+    "ReadPacing",
     "RetryPolicy",
     "StoreFailed",
     "StoreResult",
@@ -56,6 +66,8 @@ __all__ = [
     "WalrusError",
     "WalrusProtocolError",
     "WalrusRequestError",
+    "WalrusShortBody",
+    "WalrusStalled",
     "WalrusStatusError",
     "WalrusTimeout",
     "WalrusUnavailable",

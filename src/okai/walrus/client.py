@@ -5,26 +5,30 @@ blob size. Every read is hashed as it arrives and kept only if its SHA-256
 matches the digest the caller trusts (or, when the caller has no digest, if
 the Walrus blob ID recomputed from the bytes matches the one asked for).
 
-Reads fail over between aggregators and retry transient failures with capped
-backoff; stores retry transient failures on the one publisher. See
-`okai.walrus.retry` for what counts as transient, `okai.walrus.errors` for what
-is raised.
+Reads fail over between aggregators on any answer that fails its check, is
+cut short or has the wrong size, race a slow aggregator against the next
+(`okai.walrus.pacing`), demote the ones that misbehave for the rest of the
+client's life and report it all (`okai.walrus.aggregators`); transient
+failures are retried with capped backoff. Stores retry transient failures on
+the one publisher. See `okai.walrus.retry` for what counts as transient,
+`okai.walrus.errors` for what is raised.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Protocol
@@ -38,22 +42,28 @@ from okai.digest import Digest
 from okai.errors import ConfigError, IntegrityError, OkaiError
 from okai.manifest import BLOB_ID_PATTERN
 from okai.nodetools import ToolMissingError
+from okai.walrus.aggregators import AggregatorBook, ReadEvent
 from okai.walrus.blob_ids import BlobIdComputer, blob_ids_available
 from okai.walrus.errors import (
+    AnswerRefused,
     BlobBlocked,
     BlobIdMismatch,
     BlobNotFound,
     BlobTooLarge,
     PublisherAuthError,
+    ReadLimitExceeded,
     WalrusError,
     WalrusProtocolError,
     WalrusRequestError,
+    WalrusShortBody,
+    WalrusStalled,
     WalrusStatusError,
     WalrusTimeout,
     WalrusUnavailable,
     WalrusUnreachable,
 )
 from okai.walrus.integrity import VerifiedFile
+from okai.walrus.pacing import ReadPacing, Throughput, race
 from okai.walrus.results import (
     QuiltPatchItem,
     QuiltStoreResult,
@@ -66,7 +76,7 @@ from okai.walrus.results import (
 )
 from okai.walrus.retry import NEEDS_NEW_TOKEN, RetryPolicy, Verdict, classify_status
 from okai.walrus.tokens import MORE_TOKENS_HINT, PublisherTokens
-from okai.walrus.transport import BulkTransport
+from okai.walrus.transport import CANCEL_EXTENSION, BulkTransport, Cancel
 
 MiB = 1 << 20
 CHUNK = MiB
@@ -84,15 +94,31 @@ _PATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 ProgressFn = Callable[[int], None]
 """Called with the number of bytes just moved; used by progress bars."""
+Acceptor = Callable[[bytes], "str | None"]
+"""Why the bytes of an answer are refused (None: accepted); a refused answer falls over."""
 
 
 @contextmanager
-def _as_walrus_errors(url: str, hint: str | None = None) -> Iterator[None]:
-    """The one place where httpx exceptions become okai ones."""
+def _as_walrus_errors(
+    url: str, hint: str | None = None, *, reading: bool = False
+) -> Iterator[None]:
+    """The one place where httpx exceptions become okai ones.
+
+    `hint` (how to start the local stack) goes only with connections refused:
+    an endpoint that answered and then hung up or went quiet is up.
+    """
     try:
         yield
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise WalrusUnreachable(f"cannot reach {url}: {exc}", hint=hint) from exc
     except httpx.TimeoutException as exc:
-        raise WalrusTimeout(f"{url} did not answer in time", hint=hint) from exc
+        if reading:
+            raise WalrusStalled(f"{url} stalled: nothing received in time ({exc})") from exc
+        raise WalrusTimeout(f"{url} did not answer in time") from exc
+    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        if reading:
+            raise WalrusShortBody(f"short body from {url}: {exc}") from exc
+        raise WalrusShortBody(f"{url} hung up before answering: {exc}") from exc
     except httpx.TransportError as exc:
         raise WalrusUnreachable(f"cannot reach {url}: {exc}", hint=hint) from exc
 
@@ -108,11 +134,9 @@ class _Sink(Protocol):
 
 
 class _BytesSink:
-    """Collects a body in memory, hashing as it arrives; refuses more than `limit` bytes."""
+    """Collects a body in memory, hashing as it arrives (reads bound its size)."""
 
-    def __init__(self, limit: int, what: str) -> None:
-        self.limit = limit
-        self.what = what
+    def __init__(self) -> None:
         self.restart()
 
     def restart(self) -> None:
@@ -121,11 +145,6 @@ class _BytesSink:
         self._hasher = hashlib.sha256()
 
     def write(self, chunk: bytes) -> None:
-        if self.size + len(chunk) > self.limit:
-            raise WalrusRequestError(
-                f"{self.what} is larger than {self.limit} bytes, the most read into memory",
-                hint="read it to a file instead",
-            )
         self._hasher.update(chunk)
         self.buffer += chunk
         self.size += len(chunk)
@@ -175,11 +194,13 @@ class _SkipEndpoint(Exception):
 
 @dataclass(frozen=True)
 class _Check:
-    """How a read is verified: against a trusted SHA-256, a recomputed blob ID, or both."""
+    """How a read is verified: against a trusted SHA-256, a recomputed blob ID, or both,
+    and then by the caller's `accept` (reads into memory only)."""
 
     sha256: Digest | None
     blob_id: str | None
     what: str
+    accept: Acceptor | None = None
 
 
 class _HighWater:
@@ -221,10 +242,18 @@ class WalrusClient:
         timeout: float = DEFAULT_TIMEOUT,
         compute_blob_ids_up_to: int = DEFAULT_BLOB_ID_CHECK_UP_TO,
         retry: RetryPolicy | None = None,
+        read_pacing: ReadPacing | None = None,
         transport: httpx.BaseTransport | None = None,
         blob_ids: BlobIdComputer | None = None,
     ) -> None:
         self.aggregators = tuple(dict.fromkeys(url.rstrip("/") for url in aggregators))
+        self.book = AggregatorBook(self.aggregators)
+        """The aggregators in reading order, and what they did (`book.on_event` reports it)."""
+        self.pacing = read_pacing or ReadPacing()
+        # Per socket read: the first-byte timeout is also how long a body may stay silent.
+        self._read_timeout = httpx.Timeout(
+            self.pacing.first_byte, connect=min(self.pacing.first_byte, 10.0)
+        )
         self.publisher = publisher.rstrip("/") if publisher else None
         self.max_body = max_body
         self.max_quilt_body = max_quilt_body
@@ -242,6 +271,7 @@ class WalrusClient:
         self._owns_blob_ids = blob_ids is None
         self._blob_ids_ok: bool | None = None if blob_ids is None else True
         self._background: ThreadPoolExecutor | None = None
+        self._reads: ThreadPoolExecutor | None = None
         self._recent: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -250,7 +280,8 @@ class WalrusClient:
         """The client for a configured network; `options` override constructor defaults.
 
         `OKAI_WALRUS_CHECK_BLOB_IDS_UP_TO` (bytes; 0 turns it off) sets
-        `compute_blob_ids_up_to` when `options` does not.
+        `compute_blob_ids_up_to` when `options` does not; the `OKAI_WALRUS_*`
+        variables of `ReadPacing.from_env` set `read_pacing`.
         """
         options.setdefault("max_body", network.walrus_max_body)
         # A publisher whose blob limit was raised (OKAI_WALRUS_MAX_BODY) takes quilts as large.
@@ -261,6 +292,8 @@ class WalrusClient:
             except ValueError:
                 raise ConfigError(f"{BLOB_ID_CHECK_ENV}={raw!r} is not a number of bytes") from None
         options.setdefault("tokens", PublisherTokens.from_secrets(secrets))
+        if "read_pacing" not in options:
+            options["read_pacing"] = ReadPacing.from_env()
         client = cls(network.walrus_aggregators, network.walrus_publisher, **options)
         if network.is_dev:
             client.unreachable_hint = "start the local stack with `okai dev up`"
@@ -277,6 +310,9 @@ class WalrusClient:
         if self._background is not None:
             self._background.shutdown(wait=True)
             self._background = None
+        if self._reads is not None:
+            self._reads.shutdown(wait=False, cancel_futures=True)  # losers end on their own
+            self._reads = None
         if self._owns_blob_ids and self._blob_ids is not None:
             self._blob_ids.close()
 
@@ -720,6 +756,7 @@ class WalrusClient:
         dest: Path,
         *,
         expected_size: int | None = None,
+        max_bytes: int | None = None,
         verify_blob_id: bool | None = None,
         durable: bool = False,
         on_progress: ProgressFn | None = None,
@@ -729,6 +766,8 @@ class WalrusClient:
         With `expected`, the bytes must hash to it. Without it, the blob ID is
         recomputed from the bytes (needs Node; bounded by
         `compute_blob_ids_up_to`). A failed check leaves nothing at `dest`.
+        An answer longer than `max_bytes` is abandoned as soon as it says so
+        or sends that much (`ReadLimitExceeded` when no aggregator stays under).
         `durable` forces the bytes to disk before the rename (slower).
         """
         blob_id = _checked_blob_id(blob_id)
@@ -741,6 +780,7 @@ class WalrusClient:
                 expected_size,
                 on_progress,
                 blob_id=blob_id,
+                max_bytes=max_bytes,
                 file_sink=sink,
             )
             return sink.commit(sink.digest())
@@ -750,14 +790,22 @@ class WalrusClient:
         blob_id: str,
         expected: Digest | None,
         *,
-        max_size: int = DEFAULT_READ_BYTES_LIMIT,
+        max_bytes: int = DEFAULT_READ_BYTES_LIMIT,
         verify_blob_id: bool | None = None,
+        accept: Acceptor | None = None,
     ) -> bytes:
-        """Read a blob into memory (at most `max_size` bytes), verified like `read_to_file`."""
+        """Read a blob into memory (at most `max_bytes`), verified like `read_to_file`.
+
+        `accept` checks the bytes further (say, a JSON document's canonical
+        digest): an answer it refuses makes way for the next aggregator, and
+        when every one is refused, `AnswerRefused` carries the last answer.
+        """
         blob_id = _checked_blob_id(blob_id)
-        check = self._read_check(blob_id, expected, None, verify_blob_id)
-        sink = _BytesSink(max_size, f"blob {blob_id}")
-        self._read(f"/v1/blobs/{blob_id}", sink, check, None, None, blob_id=blob_id)
+        check = self._read_check(blob_id, expected, None, verify_blob_id, accept)
+        sink = _BytesSink()
+        self._read(
+            f"/v1/blobs/{blob_id}", sink, check, None, None, blob_id=blob_id, max_bytes=max_bytes
+        )
         return bytes(sink.buffer)
 
     def read_range(
@@ -779,7 +827,7 @@ class WalrusClient:
         if start < 0 or length <= 0:
             raise WalrusRequestError(f"invalid byte range: start={start}, length={length}")
         check = _Check(expected, None, f"bytes {start}+{length} of blob {blob_id}")
-        sink = _BytesSink(length, check.what)
+        sink = _BytesSink()
         if use_range_header:
             headers = {"Range": f"bytes={start}-{start + length - 1}"}
             self._read(
@@ -808,7 +856,7 @@ class WalrusClient:
         quilt_patch_id: str,
         expected: Digest | None,
         *,
-        max_size: int = DEFAULT_READ_BYTES_LIMIT,
+        max_bytes: int = DEFAULT_READ_BYTES_LIMIT,
         allow_unverified: bool = False,
     ) -> bytes:
         """Read one file of a quilt by its patch ID, verified against `expected`.
@@ -818,8 +866,9 @@ class WalrusClient:
         """
         patch = _checked_patch_id(quilt_patch_id)
         check = self._patch_check(expected, f"quilt patch {patch}", allow_unverified)
-        sink = _BytesSink(max_size, check.what)
-        self._read(f"/v1/blobs/by-quilt-patch-id/{patch}", sink, check, None, None, blob_id=None)
+        sink = _BytesSink()
+        route = f"/v1/blobs/by-quilt-patch-id/{patch}"
+        self._read(route, sink, check, None, None, blob_id=None, max_bytes=max_bytes)
         return bytes(sink.buffer)
 
     def read_quilt_patch_to_file(
@@ -828,6 +877,7 @@ class WalrusClient:
         expected: Digest | None,
         dest: Path,
         *,
+        max_bytes: int | None = None,
         allow_unverified: bool = False,
         on_progress: ProgressFn | None = None,
     ) -> Digest:
@@ -842,6 +892,7 @@ class WalrusClient:
                 None,
                 on_progress,
                 blob_id=None,
+                max_bytes=max_bytes,
                 file_sink=sink,
             )
             return sink.commit(sink.digest())
@@ -852,15 +903,15 @@ class WalrusClient:
         identifier: str,
         expected: Digest | None,
         *,
-        max_size: int = DEFAULT_READ_BYTES_LIMIT,
+        max_bytes: int = DEFAULT_READ_BYTES_LIMIT,
         allow_unverified: bool = False,
     ) -> bytes:
         """Read one file of a quilt by the quilt's ID and the file's identifier."""
         quilt_id = _checked_blob_id(quilt_id)
         check = self._patch_check(expected, f"{identifier!r} of quilt {quilt_id}", allow_unverified)
-        sink = _BytesSink(max_size, check.what)
+        sink = _BytesSink()
         route = f"/v1/blobs/by-quilt-id/{quilt_id}/{quote(identifier, safe='')}"
-        self._read(route, sink, check, None, None, blob_id=None)
+        self._read(route, sink, check, None, None, blob_id=None, max_bytes=max_bytes)
         return bytes(sink.buffer)
 
     def check_quilt_file(
@@ -870,6 +921,7 @@ class WalrusClient:
         expected: Digest,
         *,
         expected_size: int | None = None,
+        max_bytes: int | None = None,
         on_progress: ProgressFn | None = None,
     ) -> str:
         """Stream one file of a quilt by quilt ID and identifier, hashing it and keeping nothing.
@@ -882,19 +934,28 @@ class WalrusClient:
         quilt_id = _checked_blob_id(quilt_id)
         check = self._patch_check(expected, f"{identifier!r} of quilt {quilt_id}", False)
         route = f"/v1/blobs/by-quilt-id/{quilt_id}/{quote(identifier, safe='')}"
-        return self._read(route, _HashSink(), check, expected_size, on_progress, blob_id=quilt_id)
+        return self._read(
+            route,
+            _HashSink(),
+            check,
+            expected_size,
+            on_progress,
+            blob_id=quilt_id,
+            max_bytes=max_bytes,
+        )
 
     def list_quilt_patches(self, quilt_id: str) -> list[QuiltPatchItem]:
         """The files of a quilt: identifier, patch ID and tags of each."""
         quilt_id = _checked_blob_id(quilt_id)
-        sink = _BytesSink(16 * MiB, f"the patch list of quilt {quilt_id}")
+        sink = _BytesSink()
         self._read(
             f"/v1/quilts/{quilt_id}/patches",
             sink,
-            _Check(None, None, sink.what),
+            _Check(None, None, f"the patch list of quilt {quilt_id}"),
             None,
             None,
             blob_id=quilt_id,
+            max_bytes=16 * MiB,
         )
         try:
             items = json.loads(bytes(sink.buffer))
@@ -903,7 +964,12 @@ class WalrusClient:
             raise WalrusProtocolError(f"the patch list of quilt {quilt_id} is malformed") from exc
 
     def _read_check(
-        self, blob_id: str, expected: Digest | None, size: int | None, verify: bool | None
+        self,
+        blob_id: str,
+        expected: Digest | None,
+        size: int | None,
+        verify: bool | None,
+        accept: Acceptor | None = None,
     ) -> _Check:
         if expected is not None:
             expected = Digest.parse(expected)
@@ -916,7 +982,7 @@ class WalrusClient:
                     hint="give the expected SHA-256, or raise compute_blob_ids_up_to",
                 )
             self._blob_id_computer(required=True)
-        return _Check(expected, blob_id if wants_id else None, f"blob {blob_id}")
+        return _Check(expected, blob_id if wants_id else None, f"blob {blob_id}", accept)
 
     @staticmethod
     def _patch_check(expected: Digest | None, what: str, allow_unverified: bool) -> _Check:
@@ -936,72 +1002,134 @@ class WalrusClient:
         on_progress: ProgressFn | None,
         *,
         blob_id: str | None,
+        max_bytes: int | None = None,
         file_sink: VerifiedFile | None = None,
         headers: Mapping[str, str] | None = None,
         ok_status: int = 200,
     ) -> str:
         """Fetch `route` from the aggregators into `sink` until one answer passes `check`.
 
-        Returns the aggregator whose answer passed.
+        Aggregators are asked in the book's order, hedged (okai.walrus.pacing);
+        an answer that fails its check, is cut short or has the wrong size makes
+        way for the next. Returns the aggregator whose answer passed.
         """
-        bases = [self._first_aggregator(), *self.aggregators[1:]]
+        self._first_aggregator()
         progress = _HighWater(on_progress)
-        skipped: dict[str, OkaiError] = {}
-        last_transient: WalrusError | None = None
+        read = _ReadState(check.what)
+        recently_stored = self._recently_stored(blob_id)
+        first_choice = self.book.order()[0]
+
+        def open_one(base: str, cancel: Cancel) -> _Opened:
+            return self._open(
+                base, route, expected_size, max_bytes, headers, ok_status, cancel, recently_stored
+            )
+
+        def fatal(error: BaseException) -> bool:
+            return not _is_endpoint_failure(error, recently_stored)
+
         for round_index in range(self.retry.rounds):
-            for base in bases:
-                if base in skipped:
-                    continue
+            tried: set[str] = set()
+            while candidates := [
+                b for b in self.book.order() if b not in read.skipped and b not in tried
+            ]:
+                outcome = race(
+                    candidates,
+                    open_one,
+                    pacing=self.pacing,
+                    pool=self._read_pool(),
+                    discard=lambda opened: opened.close(),
+                    fatal=fatal,
+                )
+                for base in outcome.hedged:
+                    self.book.record(
+                        ReadEvent(
+                            "hedge",
+                            base,
+                            check.what,
+                            f"no first byte from the aggregators before it after "
+                            f"{self.pacing.hedge_after:g} s",
+                        )
+                    )
+                for base, error in outcome.failures.items():
+                    tried.add(base)
+                    self._failed(read, base, error, recently_stored)
+                if outcome.winner is None:
+                    break
+                for base in outcome.slower:
+                    self.book.demote(
+                        base,
+                        f"slow: no first byte after {self.pacing.hedge_after:g} s, "
+                        f"{outcome.winner} answered first",
+                        check.what,
+                    )
+                winner, opened = outcome.winner, outcome.value
+                assert opened is not None
+                tried.add(winner)
                 sink.restart()
                 progress.restart()
                 try:
-                    self._read_once(
-                        base + route,
-                        sink,
-                        expected_size,
-                        progress,
-                        headers,
-                        ok_status,
-                        recently_stored=self._recently_stored(blob_id),
-                    )
-                    self._verify(sink, check, file_sink)
-                    return base
-                except _SkipEndpoint as skip:
-                    skipped[base] = skip.error
-                except IntegrityError as exc:
-                    exc.source = base  # so a verifier can name who served the wrong bytes
-                    skipped[base] = exc
-                except (WalrusUnreachable, WalrusTimeout, WalrusUnavailable) as exc:
-                    last_transient = exc
-                except WalrusStatusError as exc:
-                    if (
-                        classify_status(
-                            exc.status, exc.reason, recently_stored=self._recently_stored(blob_id)
-                        )
-                        is Verdict.RETRY
-                    ):
-                        last_transient = exc
-                    else:
+                    self._stream(opened, sink, expected_size, max_bytes, progress)
+                    self._verify(sink, check, file_sink, winner)
+                except (OkaiError, _SkipEndpoint) as error:
+                    if fatal(error):
                         raise
-            if len(skipped) == len(bases):
+                    self._failed(read, winner, error, recently_stored)
+                    continue
+                if read.outcomes or winner != first_choice:
+                    tried_before = ", ".join(read.outcomes) or first_choice
+                    self.book.record(
+                        ReadEvent("fallback", winner, check.what, f"after {tried_before}")
+                    )
+                return winner
+            if len(read.skipped) == len(self.aggregators):
                 break
             if round_index + 1 < self.retry.rounds:
                 time.sleep(self.retry.wait(round_index))
-        raise _read_failure(check.what, skipped, last_transient, self.retry.rounds)
+        raise _read_failure(read, self.retry.rounds)
 
-    def _read_once(
+    def _failed(self, read: _ReadState, base: str, error: BaseException, recent: bool) -> None:
+        """Note what `base` did wrong: report it, demote it if it misbehaved, skip or retry."""
+        okai_error = error.error if isinstance(error, _SkipEndpoint) else error
+        assert isinstance(okai_error, OkaiError)
+        read.outcomes[base] = okai_error
+        self.book.record(ReadEvent("failure", base, read.what, _describe(okai_error)))
+        if isinstance(okai_error, _MISBEHAVIOUR):
+            self.book.demote(base, _describe(okai_error), read.what)
+        # Not asked again in this read: wrong answers, stalls, and 404s or refusals.
+        if isinstance(error, _SkipEndpoint | IntegrityError | WalrusStalled) or (
+            isinstance(error, WalrusStatusError)
+            and classify_status(error.status, error.reason, recently_stored=recent)
+            is Verdict.NEXT_ENDPOINT
+        ):
+            read.skipped.add(base)
+
+    def _read_pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._reads is None:
+                self._reads = ThreadPoolExecutor(32, thread_name_prefix="okai-walrus-read")
+            return self._reads
+
+    def _open(
         self,
-        url: str,
-        sink: _Sink,
+        base: str,
+        route: str,
         expected_size: int | None,
-        progress: _HighWater,
+        max_bytes: int | None,
         headers: Mapping[str, str] | None,
         ok_status: int,
-        *,
+        cancel: Cancel,
         recently_stored: bool,
-    ) -> None:
-        request = self._http.build_request("GET", url, headers=headers)
-        with _as_walrus_errors(url, self.unreachable_hint):
+    ) -> _Opened:
+        """Ask `base` for `route` and wait for the status, the headers and the first bytes."""
+        url = base + route
+        request = self._http.build_request(
+            "GET",
+            url,
+            headers=headers,
+            timeout=self._read_timeout,
+            extensions={CANCEL_EXTENSION: cancel},
+        )
+        with _as_walrus_errors(url, self.unreachable_hint, reading=True):
             response = self._http.send(request, stream=True)
             try:
                 if response.status_code != ok_status:
@@ -1013,35 +1141,67 @@ class WalrusClient:
                     if verdict is Verdict.NEXT_ENDPOINT:
                         raise _SkipEndpoint(error)
                     raise error
-                announced = response.headers.get("Content-Length")
-                if (
-                    expected_size is not None
-                    and announced is not None
-                    and int(announced) != expected_size
-                ):
+                announced = _announced_size(response)
+                if expected_size is not None and announced not in (None, expected_size):
                     raise _SkipEndpoint(
                         WalrusProtocolError(
-                            f"{url} announced {announced} bytes, expected {expected_size}"
+                            f"wrong size from {base}: it announced {announced} bytes, "
+                            f"the expected size is {expected_size}"
                         )
                     )
-                limit = expected_size
+                if max_bytes is not None and announced is not None and announced > max_bytes:
+                    raise _SkipEndpoint(_over_limit(base, f"announced {announced}", max_bytes))
                 chunks: Iterator[bytes] = response.iter_raw()
-                if announced is None or int(announced) > READ_AHEAD_ABOVE:
+                if announced is None or announced > READ_AHEAD_ABOVE:
                     chunks = _read_ahead(chunks)
-                for chunk in chunks:
+                return _Opened(url, response, next(chunks, b""), chunks)
+            except BaseException:
+                response.close()
+                raise
+
+    def _stream(
+        self,
+        opened: _Opened,
+        sink: _Sink,
+        expected_size: int | None,
+        max_bytes: int | None,
+        progress: _HighWater,
+    ) -> None:
+        """The rest of an opened answer into `sink`, bounded in size and kept up to pace."""
+        base = opened.url.split("/v1/", 1)[0]
+        limit = expected_size if expected_size is not None else max_bytes
+        pace = Throughput(self.pacing, base) if self.pacing.min_throughput else None
+        try:
+            with _as_walrus_errors(opened.url, self.unreachable_hint, reading=True):
+                for chunk in itertools.chain((opened.first,), opened.rest):
                     if limit is not None and sink.size + len(chunk) > limit:
+                        if expected_size is None:
+                            raise _SkipEndpoint(_over_limit(base, "sent more", limit))
                         raise _SkipEndpoint(
-                            WalrusProtocolError(f"{url} sent more than the expected {limit} bytes")
+                            WalrusProtocolError(
+                                f"wrong size from {base}: it sent more than the expected "
+                                f"{expected_size} bytes"
+                            )
                         )
                     sink.write(chunk)
                     progress(len(chunk))
-            finally:
-                response.close()
+                    if pace is not None:
+                        pace.advance(len(chunk))
+        finally:
+            opened.close()
+        if expected_size is not None and sink.size < expected_size:
+            raise WalrusShortBody(
+                f"short body from {base}: {sink.size} of the expected {expected_size} bytes"
+            )
 
-    def _verify(self, sink: _Sink, check: _Check, file_sink: VerifiedFile | None) -> None:
+    def _verify(
+        self, sink: _Sink, check: _Check, file_sink: VerifiedFile | None, base: str
+    ) -> None:
         actual = sink.digest()
         if check.sha256 is not None and actual != check.sha256:
-            raise IntegrityError(check.what, check.sha256, actual)
+            error = IntegrityError(f"{check.what} (wrong bytes from {base})", check.sha256, actual)
+            error.source = base  # so a verifier can name who served the wrong bytes
+            raise error
         if check.blob_id is not None:
             computer = self._blob_id_computer(required=True)
             assert computer is not None
@@ -1060,28 +1220,107 @@ class WalrusClient:
                 computed = computer.of_bytes(bytes(sink.buffer), sha256=actual)
             if computed != check.blob_id:
                 raise BlobIdMismatch(
-                    f"the Walrus blob ID of the bytes served as {check.what}",
+                    f"the Walrus blob ID of the bytes served as {check.what} by {base}",
                     check.blob_id,
                     computed,
                 )
+        if check.accept is not None:
+            assert isinstance(sink, _BytesSink)
+            data = bytes(sink.buffer)
+            problem = check.accept(data)
+            if problem is not None:
+                raise AnswerRefused(
+                    f"{check.what} (wrong bytes from {base})", "acceptable bytes", problem, data
+                )
 
 
-def _read_failure(
-    what: str, skipped: Mapping[str, OkaiError], transient: WalrusError | None, rounds: int
-) -> OkaiError:
-    """The error that best explains why no aggregator delivered."""
-    integrity = [e for e in skipped.values() if isinstance(e, IntegrityError)]
-    if integrity:
-        return integrity[-1]
-    if transient is not None:
-        return type(transient)(
-            f"reading {what} failed after {rounds} rounds over the aggregators: {transient.message}",
-            **_status_fields(transient),
-        )
-    return list(skipped.values())[-1]
+@dataclass
+class _Opened:
+    """An answer whose status, headers and first bytes have arrived."""
+
+    url: str
+    response: httpx.Response
+    first: bytes
+    rest: Iterator[bytes]
+
+    def close(self) -> None:
+        """Hang up; a read-ahead helper thread (`_read_ahead`) stops with its generator."""
+        self.response.close()
+        if isinstance(self.rest, Generator):
+            self.rest.close()
 
 
-def _status_fields(error: WalrusError) -> dict[str, Any]:
+@dataclass
+class _ReadState:
+    """One read's record: what each aggregator did last, and which are out of it."""
+
+    what: str
+    outcomes: dict[str, OkaiError] = field(default_factory=dict)
+    skipped: set[str] = field(default_factory=set)
+
+
+# What an aggregator did that costs it its place in line for the rest of the command.
+_MISBEHAVIOUR = (IntegrityError, WalrusStalled, WalrusShortBody, WalrusProtocolError)
+
+
+def _is_endpoint_failure(error: BaseException, recently_stored: bool) -> bool:
+    """Whether another aggregator (or a later round) may do better than this failure."""
+    if isinstance(error, _SkipEndpoint | IntegrityError):
+        return True
+    if isinstance(error, WalrusStatusError):
+        verdict = classify_status(error.status, error.reason, recently_stored=recently_stored)
+        return verdict is not Verdict.FAIL
+    return isinstance(error, WalrusError)
+
+
+def _describe(error: OkaiError) -> str:
+    """What an aggregator did, in a few words (the messages name the aggregator)."""
+    if isinstance(error, AnswerRefused):
+        return f"{error.what}: {error.actual}"
+    if isinstance(error, IntegrityError):
+        return f"{error.what}: SHA-256 {error.actual}, expected {error.expected}"
+    return error.message
+
+
+def _announced_size(response: httpx.Response) -> int | None:
+    announced = response.headers.get("Content-Length")
+    try:
+        return None if announced is None else int(announced)
+    except ValueError:
+        raise _SkipEndpoint(
+            WalrusProtocolError(f"{response.request.url} announced a size of {announced[:40]!r}")
+        ) from None
+
+
+def _over_limit(base: str, did: str, limit: int) -> ReadLimitExceeded:
+    return ReadLimitExceeded(
+        f"too large: {base} {did} than the {limit} bytes allowed for this read",
+        hint="raise the limit for this kind of object if it is legitimately this large",
+    )
+
+
+def _read_failure(read: _ReadState, rounds: int) -> OkaiError:
+    """The error that best explains why no aggregator delivered, naming what each did."""
+    outcomes = list(read.outcomes.values())
+    for kind in (AnswerRefused, IntegrityError):
+        found = [e for e in outcomes if isinstance(e, kind)]
+        if found:
+            return found[-1]
+    transient = [e for e in outcomes if not isinstance(e, ReadLimitExceeded | WalrusRequestError)]
+    retried = [b for b in read.outcomes if b not in read.skipped]
+    chosen = (
+        ([e for e in outcomes if isinstance(e, ReadLimitExceeded)] or transient or outcomes)[-1]
+        if outcomes
+        else WalrusUnreachable("no aggregator was asked")
+    )
+    rounds_note = f" after {rounds} rounds over the aggregators" if retried else ""
+    detail = "; ".join(_describe(e) for e in outcomes)
+    message = f"reading {read.what} failed{rounds_note}: {detail}"
+    assert isinstance(chosen, WalrusError | WalrusRequestError)
+    return type(chosen)(message, **_status_fields(chosen))
+
+
+def _status_fields(error: OkaiError) -> dict[str, Any]:
     if isinstance(error, WalrusStatusError):
         return {
             "status": error.status,

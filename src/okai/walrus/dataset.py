@@ -349,10 +349,10 @@ def fetch_manifest(
         if raw and Digest.of_bytes(raw) == digest:
             return DatasetManifest.from_json_bytes(raw, source)
     if cache_dir is None:
-        raw = client.read_bytes(ref.manifest_blob_id, digest, max_size=MANIFEST_LIMIT)
+        raw = client.read_bytes(ref.manifest_blob_id, digest, max_bytes=MANIFEST_LIMIT)
     else:
         path = cache_path(cache_dir, digest)
-        client.read_to_file(ref.manifest_blob_id, digest, path)
+        client.read_to_file(ref.manifest_blob_id, digest, path, max_bytes=MANIFEST_LIMIT)
         raw = path.read_bytes()
     return DatasetManifest.from_json_bytes(raw, source)
 

@@ -6,7 +6,10 @@
     └── WalrusError                  an endpoint failed or answered something we cannot use
         ├── WalrusUnreachable        no connection (refused, reset, DNS): transient
         ├── WalrusTimeout            no answer in time: transient
-        ├── WalrusProtocolError      an answer we do not understand (bad JSON, cut-off body)
+        │   └── WalrusStalled        no first byte in time, or bytes slower than the minimum
+        ├── WalrusShortBody          the connection closed before the whole body: transient
+        ├── ReadLimitExceeded        an answer larger than the caller allows
+        ├── WalrusProtocolError      an answer we do not understand (bad JSON, wrong size)
         ├── WalrusStatusError        an error status; `status` and `reason` say which
         │   ├── BlobNotFound         404: unknown, expired or deleted blob or quilt patch
         │   ├── BlobTooLarge         403 from an aggregator's size cap, 413 from a publisher
@@ -17,7 +20,8 @@
     UsageError (okai.errors)
     └── WalrusRequestError           refused before sending: epochs, size, quilt identifiers
     IntegrityError (okai.errors)
-    └── BlobIdMismatch               recomputed Walrus blob ID differs from the one given
+    ├── BlobIdMismatch               recomputed Walrus blob ID differs from the one given
+    └── AnswerRefused                every answer failed the caller's check of its bytes
 
 Messages name the endpoint and the blob and never contain the publisher JWT.
 """
@@ -37,6 +41,18 @@ class WalrusUnreachable(WalrusError):
 
 class WalrusTimeout(WalrusError):
     """The endpoint did not answer in time."""
+
+
+class WalrusStalled(WalrusTimeout):
+    """The aggregator sent no first byte in time, or its bytes came too slowly."""
+
+
+class WalrusShortBody(WalrusError):
+    """The aggregator closed the connection before the end of the body it announced."""
+
+
+class ReadLimitExceeded(WalrusError):
+    """The answer is larger than the most the caller allows for it (`max_bytes`)."""
 
 
 class WalrusProtocolError(WalrusError):
@@ -91,3 +107,11 @@ class WalrusRequestError(UsageError):
 
 class BlobIdMismatch(IntegrityError):
     """The Walrus blob ID recomputed from the bytes differs from the claimed one."""
+
+
+class AnswerRefused(IntegrityError):
+    """No aggregator served bytes the caller's check accepts; `data` is the last answer."""
+
+    def __init__(self, what: str, wanted: str, problem: str, data: bytes) -> None:
+        super().__init__(what, wanted, problem)
+        self.data = data

@@ -7,24 +7,33 @@ pools keep-alive connections itself. Everything above it still speaks httpx:
 requests, responses, timeouts and the httpx exception types it maps to, so the
 client can be tested with any other transport.
 
+Bodies arrive in pieces of up to 1 MiB, but a piece is handed on after at
+most `PIECE_SECONDS` even if smaller, so a caller can tell a crawling server
+from a fast one. A request may carry a `Cancel` (extension "okai.cancel"):
+cancelling it hangs up the connection, which ends a read blocked on it.
+
 It speaks HTTP/1.1 only and ignores proxy settings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import select
 import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from time import monotonic
 from typing import Any
 
 import certifi
 import httpx
 
 BODY_CHUNK = 1 << 20
+PIECE_SECONDS = 0.25
 MAX_IDLE_PER_ORIGIN = 32
+CANCEL_EXTENSION = "okai.cancel"
 
 _Origin = tuple[str, str, int]
 
@@ -32,6 +41,34 @@ _Origin = tuple[str, str, int]
 def _timeouts(request: httpx.Request) -> tuple[float | None, float | None, float | None]:
     timeout: dict[str, Any] = request.extensions.get("timeout", {})
     return timeout.get("connect"), timeout.get("read"), timeout.get("write")
+
+
+class Cancel:
+    """A way to abandon one request from another thread: its connection is hung up."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self.cancelled = False
+
+    def attach(self, sock: socket.socket) -> None:
+        """The request now runs on `sock`; a cancel that came first hangs it up at once."""
+        with self._lock:
+            self._sock = sock
+            if self.cancelled:
+                _hang_up(sock)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            if self._sock is not None:
+                _hang_up(self._sock)
+
+
+def _hang_up(sock: socket.socket) -> None:
+    # shutdown, not close: it wakes a thread blocked in recv on this socket.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class _Pool:
@@ -103,7 +140,7 @@ class _Body(httpx.SyncByteStream):
 
     def __iter__(self) -> Iterator[bytes]:
         try:
-            while chunk := self._response.read(BODY_CHUNK):
+            while chunk := self._piece():
                 yield chunk
         except TimeoutError as exc:
             self.close()
@@ -124,6 +161,21 @@ class _Body(httpx.SyncByteStream):
                 f"the server closed the connection {missing} bytes before the end of the body"
             )
         self._finish()
+
+    def _piece(self) -> bytes:
+        """Up to BODY_CHUNK bytes: what arrives within PIECE_SECONDS, at least one recv's worth."""
+        parts: list[bytes] = []
+        size = 0
+        started = monotonic()
+        while size < BODY_CHUNK:
+            part = self._response.read1(BODY_CHUNK - size)
+            if not part:
+                break
+            parts.append(part)
+            size += len(part)
+            if monotonic() - started >= PIECE_SECONDS:
+                break
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _finish(self) -> None:
         if self._done:
@@ -153,10 +205,13 @@ class BulkTransport(httpx.BaseTransport):
         origin: _Origin = (scheme, request.url.host, port)
         connect_timeout, read_timeout, write_timeout = _timeouts(request)
         connection = self._pool.take(origin, connect_timeout)
+        cancel = request.extensions.get(CANCEL_EXTENSION)
         try:
             if connection.sock is None:
                 connection.connect()
             assert connection.sock is not None
+            if isinstance(cancel, Cancel):
+                cancel.attach(connection.sock)
             connection.sock.settimeout(write_timeout)
             self._send(connection, request)
             connection.sock.settimeout(read_timeout)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import sys
 import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
@@ -61,6 +62,12 @@ class _HTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up (a reader that gave up on a slow answer) is not a server fault.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def cut_connections(self) -> None:
         """Hang up on every client, as a process that dies would."""
@@ -160,12 +167,14 @@ class WalrusServer:
         if self._stopped:
             return
         self._stopped = True
+        self.faults.release()  # a stalled read would hold up the shutdown
         self._http.shutdown()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._close()
 
     def _close(self) -> None:
+        self.faults.release()
         self._http.cut_connections()
         self._http.server_close()
         if self._owns_blob_ids and self._blob_ids is not None:

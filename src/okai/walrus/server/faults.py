@@ -23,6 +23,8 @@ FAILURES: dict[int, tuple[str, str]] = {
     503: ("UNAVAILABLE", "BLOB_UNAVAILABLE"),
     504: ("DEADLINE_EXCEEDED", "INSUFFICIENT_CONFIRMATIONS"),
 }
+STALL_LIMIT = 120.0
+"""The longest a stalled read hangs, so a forgotten switch cannot hold a thread forever."""
 
 
 @dataclass
@@ -33,6 +35,12 @@ class FaultSettings:
     """Blob reads whose bytes get one byte flipped."""
     truncate: int = 0
     """Blob reads cut off after half their bytes (the connection then closes)."""
+    stall: int = 0
+    """Blob reads that send nothing, not even headers, until the switches are reset or the
+    server stops (at most STALL_LIMIT seconds): an aggregator that hangs."""
+    trickle: int = 0
+    """Blob reads whose bytes are sent at `trickle_rate` bytes per second: one that crawls."""
+    trickle_rate: int = 4096
     delay: float = 0.0
     """Seconds to wait before answering every /v1 request."""
     fail: int = 0
@@ -49,6 +57,7 @@ class Faults:
         self._lock = threading.Lock()
         self._settings = FaultSettings()
         self._counts: Counter[str] = Counter()
+        self._released = threading.Event()
 
     def set(self, **changes: Any) -> FaultSettings:
         """Change some switches (unknown names and bad values raise ValueError)."""
@@ -61,12 +70,22 @@ class Faults:
                     raise ValueError(f"fail_status must be one of {sorted(FAILURES)}")
                 if name == "fail_scope" and value not in ("read", "store", "any"):
                     raise ValueError("fail_scope must be read, store or any")
+                if name == "trickle_rate" and int(value) < 1:
+                    raise ValueError("trickle_rate must be at least 1 byte per second")
                 setattr(self._settings, name, value)
             return FaultSettings(**self._settings.__dict__)
 
     def reset(self) -> None:
+        """All switches off; reads stalled so far are released."""
         with self._lock:
             self._settings = FaultSettings()
+            self._released.set()
+            self._released = threading.Event()
+
+    def release(self) -> None:
+        """Let every stalled read go on (the server is stopping)."""
+        with self._lock:
+            self._released.set()
 
     def settings(self) -> FaultSettings:
         with self._lock:
@@ -97,6 +116,17 @@ class Faults:
 
     def delay(self) -> float:
         return self.settings().delay
+
+    def stall_if_due(self) -> None:
+        """Hang this read until released, if a stall is due."""
+        if self._take("stall"):
+            with self._lock:
+                released = self._released
+            released.wait(STALL_LIMIT)
+
+    def trickle_rate(self) -> int | None:
+        """Bytes per second to send this read at, if a trickle is due."""
+        return self.settings().trickle_rate if self._take("trickle") else None
 
     # ------------------------------------------------------------ counters
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from okai import __version__
@@ -650,9 +650,11 @@ class WalrusHandler(BaseHTTPRequestHandler):
     def _send_file(
         self, status: int, path: Path, offset: int, length: int, headers: list[tuple[str, str]]
     ) -> None:
-        """Send bytes of a file, applying the corrupt and truncate switches."""
+        """Send bytes of a file, applying the stall, corrupt, truncate and trickle switches."""
+        self.app.faults.stall_if_due()
         corrupt = self.app.faults.take_corrupt()
         truncate = not corrupt and self.app.faults.take_truncate()
+        rate = None if corrupt or truncate else self.app.faults.trickle_rate()
         announced = 1 if corrupt and length == 0 else length
         self.send_response(status)
         for name, value in headers:
@@ -662,6 +664,9 @@ class WalrusHandler(BaseHTTPRequestHandler):
         if self._head:
             return
         with open(path, "rb") as stream:
+            if rate is not None:
+                self._trickle(stream, offset, length, rate)
+                return
             if not corrupt and not truncate:
                 if length:
                     self.connection.sendfile(stream, offset, length)
@@ -676,6 +681,18 @@ class WalrusHandler(BaseHTTPRequestHandler):
             data = bytearray(stream.read(length)) or bytearray(1)
             data[len(data) // 2] ^= 0x01
             self.wfile.write(data)
+
+    def _trickle(self, stream: BinaryIO, offset: int, length: int, rate: int) -> None:
+        """Send `length` bytes at `rate` bytes per second, ten pieces a second."""
+        stream.seek(offset)
+        piece = max(1, rate // 10)
+        left = length
+        while left > 0:
+            data = stream.read(min(piece, left))
+            self.wfile.write(data)
+            self.wfile.flush()
+            left -= len(data)
+            time.sleep(len(data) / rate)
 
     # ------------------------------------------------------------ test controls
 
