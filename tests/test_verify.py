@@ -572,7 +572,11 @@ def verify_through(
         read_pacing=FAST_PACING,
     ) as client:
         report = verify_model(
-            ModelTarget(path=model), options, registry=stack.registry(signer=None), walrus=client
+            ModelTarget(path=model),
+            options,
+            registry=stack.registry(signer=None),
+            walrus=client,
+            policy=TRUSTED,
         )
     return report, client
 
