@@ -31,8 +31,10 @@ from okai.train import (
     job_to_toml,
     launch,
 )
+from okai.train.advice import LinkMeasure, ddp_advice, ddp_network_seconds, ring_bytes
+from okai.train.launch import _MetricsFollower
 from okai.train.models.digits_cnn import DigitsCNN
-from okai.train.sync import Diloco, ring_bytes
+from okai.train.sync import Diloco
 from test_train_job import GOOD
 from test_train_run import worker_pid
 
@@ -282,3 +284,49 @@ def test_a_checkpoint_of_another_world_size_is_refused() -> None:
     pair.wrap(model)
     with pytest.raises(UsageError, match="holds 1 DiLoCo replicas, this run has 2 ranks"):
         pair.load(state, model, optimizer, rank=0)
+
+
+# ------------------------------------------------------------------ guidance
+
+
+def test_ddp_on_a_slow_link_is_warned_about_and_names_diloco() -> None:
+    slow = LinkMeasure(mbit_per_second=50, rtt_ms=40)
+    advice = ddp_advice(1_130_000, 2, slow, compute_seconds=0.010)
+    assert advice is not None
+    assert "about 99% of each step on the network" in advice
+    assert "4.5 MB of gradients a step over 50 Mbit/s with 40 ms round trips" in advice
+    assert 'strategy = "diloco"' in advice
+    # 4.5 MB at 50 Mbit/s: 0.72 s, plus one round trip
+    assert ddp_network_seconds(1_130_000, 2, slow) == pytest.approx(0.76, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("parameters", "world_size", "link", "compute_seconds"),
+    [
+        (1_130_000, 2, LinkMeasure(10_000, 0.1), 0.010),  # a data-centre fabric
+        (1_130_000, 1, LinkMeasure(50, 40), 0.010),  # one rank sends nothing
+        (38_282, 2, LinkMeasure(500, 10), 0.100),  # a small model with slow steps
+    ],
+)
+def test_ddp_where_the_network_does_not_dominate_is_not_warned_about(
+    parameters: int, world_size: int, link: LinkMeasure, compute_seconds: float
+) -> None:
+    assert ddp_advice(parameters, world_size, link, compute_seconds) is None
+
+
+def test_the_warning_in_the_metrics_reaches_the_progress_of_okai_train(tmp_path: Path) -> None:
+    """The worker writes the advice into one step line; every later progress update keeps it."""
+    metrics = tmp_path / "metrics.jsonl"
+    lines = [
+        {"event": "start", "epochs": 1, "stepsPerEpoch": 3},
+        {"event": "step", "epoch": 0, "step": 1, "loss": 1.0},
+        {"event": "step", "epoch": 0, "step": 2, "loss": 0.9, "advice": "DDP would spend"},
+    ]
+    metrics.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    follower = _MetricsFollower(metrics)
+    first = follower.poll()
+    assert first is not None and first.advice == "DDP would spend"
+    with metrics.open("a") as stream:
+        stream.write(json.dumps({"event": "step", "epoch": 0, "step": 3, "loss": 0.8}) + "\n")
+    later = follower.poll()
+    assert later is not None and (later.step, later.advice) == (3, "DDP would spend")

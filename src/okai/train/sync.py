@@ -26,6 +26,8 @@ docs/training.md ("Synchronisation").
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from typing import Any, Protocol
 
@@ -35,6 +37,9 @@ from torch import nn
 
 from okai.errors import UsageError
 from okai.manifest import DilocoSync, JobSpec
+from okai.train.advice import LinkMeasure, ddp_advice, ddp_network_seconds, ring_bytes
+
+log = logging.getLogger(__name__)
 
 WIRE_TYPES = {"none": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -73,13 +78,30 @@ def strategy_for(job: JobSpec, world_size: int) -> Strategy:
     return Ddp(world_size)
 
 
-def ring_bytes(payload: int, world_size: int) -> int:
-    """Bytes one rank sends in a ring all-reduce of `payload` bytes: 2 (n - 1) / n of it."""
-    return 2 * (world_size - 1) * payload // world_size
-
-
 def _trained(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
+
+
+PROBE_BYTES = 1 << 20
+ADVISE_AFTER = 5
+"""Steps timed (after the first, which warms up) before judging whether DDP fits the link."""
+
+
+def measure_link() -> LinkMeasure:
+    """A short probe between the ranks: round trips of a tiny all-reduce, then 1 MiB ones."""
+    tiny = torch.zeros(1)
+    dist.all_reduce(tiny)
+    began = time.perf_counter()
+    for _ in range(3):
+        dist.all_reduce(tiny)
+    rtt = (time.perf_counter() - began) / 3
+    big = torch.zeros(PROBE_BYTES // 4)
+    began = time.perf_counter()
+    for _ in range(2):
+        dist.all_reduce(big)
+    transfer = max((time.perf_counter() - began) / 2 - rtt, 1e-6)
+    sent = ring_bytes(PROBE_BYTES, dist.get_world_size())
+    return LinkMeasure(mbit_per_second=sent * 8 / transfer / 1e6, rtt_ms=rtt * 1000)
 
 
 class Ddp:
@@ -89,20 +111,40 @@ class Ddp:
         self.world_size = world_size
         self.bytes_sent = 0
         self._per_step = 0
+        self._parameters = 0
+        self._link: LinkMeasure | None = None
+        self._timed: list[float] = []
 
     def wrap(self, model: nn.Module) -> nn.Module:
+        trained = _trained(model)
+        self._parameters = sum(p.numel() for p in trained)
         self._per_step = ring_bytes(
-            sum(p.numel() * p.element_size() for p in _trained(model)), self.world_size
+            sum(p.numel() * p.element_size() for p in trained), self.world_size
         )
         if not dist.is_initialized():
             return model
+        if int(os.environ.get("LOCAL_WORLD_SIZE", self.world_size)) < self.world_size:
+            # Ranks on other nodes: is the link fast enough for DDP? (see after_step)
+            self._link = measure_link()
         device = next(model.parameters()).device
         device_ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
     def after_step(self, model: nn.Module, step: int, final_step: int) -> dict[str, Any]:
         self.bytes_sent += self._per_step
-        return {}
+        if self._link is None:
+            return {}
+        self._timed.append(time.perf_counter())
+        if len(self._timed) <= ADVISE_AFTER:
+            return {}
+        link, self._link = self._link, None  # judged once per attempt
+        step_seconds = (self._timed[-1] - self._timed[0]) / ADVISE_AFTER
+        network = ddp_network_seconds(self._parameters, self.world_size, link)
+        advice = ddp_advice(self._parameters, self.world_size, link, step_seconds - network)
+        if advice is None:
+            return {}
+        log.warning("%s", advice)
+        return {"advice": advice}
 
     def totals(self) -> dict[str, Any]:
         return {"bytesSent": self.bytes_sent}
