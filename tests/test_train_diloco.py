@@ -20,6 +20,7 @@ from conftest import run_okai
 from okai.digest import Digest
 from okai.errors import DocumentError, UsageError
 from okai.manifest import DilocoSync, JobSpec, ManifestRef
+from okai.provenance.attestation import Attestation, build_attestation
 from okai.train import (
     LaunchOptions,
     LocalShardSource,
@@ -203,6 +204,13 @@ def test_diloco_trains_and_its_metrics_show_inner_and_outer_steps_and_bytes(
     # 4 outer steps of bf16 deltas, this rank's share of a ring all-reduce of two
     assert (last["outerSteps"], last["bytesSent"]) == (4, 4 * ring_bytes(2 * parameters, 2))
     assert events(reference.run_dir, "start")[0]["sync"] == "diloco"
+    # The attestation names the strategy and its settings, in the job it carries.
+    attestation = build_attestation(reference.receipt)
+    parsed = Attestation.from_data(json.loads(attestation.canonical_bytes()), "attestation")
+    assert parsed.job == job and parsed.job_digest == job.digest()
+    assert parsed.to_json()["predicate"]["buildDefinition"]["externalParameters"]["job"][
+        "sync"
+    ] == {**job.sync.to_json()}  # type: ignore[union-attr]
 
 
 @pytest.mark.slow
@@ -294,7 +302,7 @@ def test_ddp_on_a_slow_link_is_warned_about_and_names_diloco() -> None:
     advice = ddp_advice(1_130_000, 2, slow, compute_seconds=0.010)
     assert advice is not None
     assert "about 99% of each step on the network" in advice
-    assert "4.5 MB of gradients a step over 50 Mbit/s with 40 ms round trips" in advice
+    assert "(763 ms a step: 4.5 MB of gradients over 50 Mbit/s with 40 ms round trips)" in advice
     assert 'strategy = "diloco"' in advice
     # 4.5 MB at 50 Mbit/s: 0.72 s, plus one round trip
     assert ddp_network_seconds(1_130_000, 2, slow) == pytest.approx(0.76, abs=0.01)

@@ -47,9 +47,9 @@ def ddp_advice(
     if share < DOMINATES:
         return None
     return (
-        f"DDP would spend about {share:.0%} of each step on the network: "
-        f"{4 * parameters / 1e6:.1f} MB of gradients a step over {link.mbit_per_second:,.0f} "
-        f"Mbit/s with {link.rtt_ms:.0f} ms round trips, against {compute_seconds * 1000:.0f} ms "
-        'of computation; [sync] strategy = "diloco" sends about inner_steps times less '
+        f"DDP would spend about {share:.0%} of each step on the network ({network * 1000:,.0f} "
+        f"ms a step: {4 * parameters / 1e6:.1f} MB of gradients over "
+        f"{link.mbit_per_second:,.0f} Mbit/s with {link.rtt_ms:.0f} ms round trips); "
+        '[sync] strategy = "diloco" sends about inner_steps times less '
         "(docs/training.md, Synchronisation)"
     )

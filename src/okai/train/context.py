@@ -7,7 +7,7 @@ becomes `model.safetensors`. The context gives it:
 - `ctx.hyperparameters`, `ctx.seed`, `ctx.rank`, `ctx.world_size`,
   `ctx.device`, `ctx.is_main`, `ctx.run_dir`;
 - `ctx.fit(model, optimizer, epochs=..., batch_size=...)`: okai's loop, with
-  distributed data parallelism, this rank's verified data in the job's fixed
+  the job's synchronisation (DDP or DiLoCo, okai.train.sync), this rank's verified data in the job's fixed
   order, checkpoints and resume, metrics, evaluation on held-out files.
   Use it and a killed worker costs only the steps since the last checkpoint;
 - `ctx.batches(epoch, batch_size)`, `ctx.evaluate(model)`, `ctx.log(...)`
