@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+from cluster_helpers import digits_stack
 from conftest import run_okai
 from okai.digest import Digest
 from okai.errors import DocumentError, UsageError
@@ -24,6 +25,7 @@ from okai.provenance.attestation import Attestation, build_attestation
 from okai.train import (
     LaunchOptions,
     LocalShardSource,
+    Receipt,
     RunResult,
     SourceSpec,
     digits_files,
@@ -338,3 +340,25 @@ def test_the_warning_in_the_metrics_reaches_the_progress_of_okai_train(tmp_path:
         stream.write(json.dumps({"event": "step", "epoch": 0, "step": 3, "loss": 0.8}) + "\n")
     later = follower.poll()
     assert later is not None and (later.step, later.advice) == (3, "DDP would spend")
+
+
+@pytest.mark.slow
+def test_a_local_cluster_trains_a_diloco_job_to_the_same_model_bytes(
+    reference: RunResult, job: JobSpec, tmp_path: Path
+) -> None:
+    """`okai cluster up`: two node agents, one process each, data from a Walrus server."""
+    with digits_stack(tmp_path) as stack:
+        on_nodes = job.model_copy(
+            update={"datasets": (stack.dataset,), "nodes": 2, "procs_per_node": 1}
+        )
+        done = run_okai(
+            "--json", "cluster", "up", str(stack.job_file("diloco", on_nodes)),
+            "--provider", "local", "--name", "diloco", timeout=RUN_TIMEOUT,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        run_okai("cluster", "down", "diloco", check=True)
+    outcome = json.loads(done.stdout)
+    receipt = Receipt.load(tmp_path / outcome["runDir"] / "receipt.json")
+    assert (receipt.nodes, receipt.world_size, receipt.job.sync) == (2, 2, job.sync)
+    assert reference.receipt is not None
+    assert receipt.model_sha256 == reference.receipt.model_sha256
