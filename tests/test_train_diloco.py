@@ -38,6 +38,8 @@ from okai.train.advice import LinkMeasure, ddp_advice, ddp_network_seconds, ring
 from okai.train.launch import _MetricsFollower
 from okai.train.models.digits_cnn import DigitsCNN
 from okai.train.sync import Diloco
+from okai.verify.report import _attested_json
+from okai.verify.rules import Attested
 from test_train_job import GOOD
 from test_train_run import worker_pid
 
@@ -213,6 +215,16 @@ def test_diloco_trains_and_its_metrics_show_inner_and_outer_steps_and_bytes(
     assert parsed.to_json()["predicate"]["buildDefinition"]["externalParameters"]["job"][
         "sync"
     ] == {**job.sync.to_json()}  # type: ignore[union-attr]
+    # and `okai verify`'s report shows it (DDP reports stay as they were: no `sync`)
+    attested = Attested(
+        attestation=parsed,
+        job=parsed.job,
+        job_digest=parsed.job_digest,
+        datasets=(),
+        image_digest=Digest("sha256:" + "0" * 64),
+        system_toplevel=None,
+    )
+    assert _attested_json(attested)["job"]["sync"]["innerSteps"] == INNER_STEPS
 
 
 @pytest.mark.slow
