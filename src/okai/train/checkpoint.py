@@ -3,8 +3,9 @@
 A checkpoint holds the model, the optimizer, the position in the data order
 (epoch, steps done in it, global step), the epoch's running totals, the
 length of `metrics.jsonl` at that moment and the synchronisation strategy's
-state (DiLoCo: outer optimizer, reference parameters, every rank's replica). Randomness needs no state (see
-okai.train.seeding), so one checkpoint serves every rank.
+state (DiLoCo: outer optimizer, reference parameters, every rank's replica).
+Randomness needs no state (see okai.train.seeding), so one checkpoint serves
+every rank.
 
 Each node keeps its own, written by its local rank 0 under
 `<run dir>/checkpoints/step-<N>/` and committed by renaming a finished folder

@@ -7,8 +7,9 @@ becomes `model.safetensors`. The context gives it:
 - `ctx.hyperparameters`, `ctx.seed`, `ctx.rank`, `ctx.world_size`,
   `ctx.device`, `ctx.is_main`, `ctx.run_dir`;
 - `ctx.fit(model, optimizer, epochs=..., batch_size=...)`: okai's loop, with
-  the job's synchronisation (DDP or DiLoCo, okai.train.sync), this rank's verified data in the job's fixed
-  order, checkpoints and resume, metrics, evaluation on held-out files.
+  the job's synchronisation (DDP or DiLoCo, okai.train.sync), this rank's
+  verified data in the job's fixed order, checkpoints and resume, metrics,
+  evaluation on held-out files.
   Use it and a killed worker costs only the steps since the last checkpoint;
 - `ctx.batches(epoch, batch_size)`, `ctx.evaluate(model)`, `ctx.log(...)`
   for a loop of one's own (which then restarts from scratch after a failure).
