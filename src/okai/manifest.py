@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     StrictBool,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -353,6 +354,24 @@ class EntrypointModel(Model):
     function: str = Field(default="train", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+class DdpSync(Model):
+    """Gradients averaged over all ranks every step (PyTorch DDP): the default."""
+
+    strategy: Literal["ddp"]
+
+
+class DilocoSync(Model):
+    """DiLoCo (Douillard et al. 2023): `inner_steps` local optimizer steps on each rank, then
+    the ranks average their parameter change and an outer Nesterov SGD applies it."""
+
+    strategy: Literal["diloco"]
+    inner_steps: int = Field(default=100, ge=1, le=1_000_000)
+    outer_lr: float = Field(default=0.7, gt=0, le=10)
+    outer_momentum: float = Field(default=0.9, ge=0, lt=1)
+    compression: Literal["none", "fp16", "bf16"] = "none"
+    """The type the parameter changes travel in; `none` sends float32."""
+
+
 class JobSpec(Document):
     """`okai.job/v1`: one serialisable description of a training run."""
 
@@ -371,6 +390,15 @@ class JobSpec(Document):
         default=0, ge=0, description="steps between checkpoints; 0 = each epoch"
     )
     output_format: Literal["safetensors"] = "safetensors"
+    sync: DdpSync | DilocoSync | None = None
+    """How ranks synchronise; None is DDP (see `_ddp_is_the_default`)."""
+
+    @field_validator("sync")
+    @classmethod
+    def _ddp_is_the_default(cls, sync: DdpSync | DilocoSync | None) -> DilocoSync | None:
+        # Written out or not, DDP is one job: the canonical document (and so the digest
+        # of every job made before `sync` existed) never names it.
+        return None if isinstance(sync, DdpSync) else sync
 
     @property
     def world_size(self) -> int:

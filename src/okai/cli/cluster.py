@@ -260,6 +260,7 @@ def _run(cli: CliState, request: ClusterRequest, backend: Backend, events: Event
 @contextmanager
 def _progress_bar(cli: CliState) -> Iterator[Callable[[ClusterProgress], None]]:
     with cli.training("starting", "") as bar:
+        advised: list[str] = []
 
         def show(update: ClusterProgress) -> None:
             states = " ".join(f"{v.rank}:{v.state}" for v in update.nodes)
@@ -267,6 +268,9 @@ def _progress_bar(cli: CliState) -> Iterator[Callable[[ClusterProgress], None]]:
             if p is None:
                 bar.note("nodes", states)
                 return
+            if p.advice and not advised:  # measured by the nodes between themselves
+                advised.append(p.advice)
+                cli.info(f"warning: {p.advice}")
             loss = f"loss {p.loss:.4f}" if p.loss is not None else ""
             bar.epoch(p.epoch, p.epochs, p.step, p.total_steps, f"step {p.step} {loss}  [{states}]")
 

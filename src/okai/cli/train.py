@@ -74,8 +74,12 @@ def train_command(
         max_restarts=max_restarts,
     )
     with cli.training("training", "verifying data") as bar:
+        advised: list[str] = []
 
         def show(update: TrainProgress) -> None:
+            if update.advice and not advised:
+                advised.append(update.advice)
+                cli.info(f"warning: {update.advice}")
             loss = f"loss {update.loss:.4f}" if update.loss is not None else "loss -"
             speed = (
                 f"{update.samples_per_second:,.0f} samples/s" if update.samples_per_second else ""

@@ -1,9 +1,11 @@
 """Checkpoints: enough state to continue a run exactly where it stopped.
 
 A checkpoint holds the model, the optimizer, the position in the data order
-(epoch, steps done in it, global step), the epoch's running totals and the
-length of `metrics.jsonl` at that moment. Randomness needs no state (see
-okai.train.seeding), so one checkpoint serves every rank.
+(epoch, steps done in it, global step), the epoch's running totals, the
+length of `metrics.jsonl` at that moment and the synchronisation strategy's
+state (DiLoCo: outer optimizer, reference parameters, every rank's replica).
+Randomness needs no state (see okai.train.seeding), so one checkpoint serves
+every rank.
 
 Each node keeps its own, written by its local rank 0 under
 `<run dir>/checkpoints/step-<N>/` and committed by renaming a finished folder
@@ -42,6 +44,8 @@ class Position:
     totals: torch.Tensor = field(default_factory=lambda: torch.zeros(3, dtype=torch.float64))
     """Running sums of this epoch on this rank: loss x samples, correct, samples."""
     metrics_bytes: int = 0
+    sync: dict[str, Any] | None = None
+    """The synchronisation strategy's own state (okai.train.sync), when it has any."""
 
 
 class Checkpointer:
@@ -76,6 +80,7 @@ class Checkpointer:
             "globalStep": at.global_step,
             "totals": at.totals.clone(),
             "metricsBytes": at.metrics_bytes,
+            "sync": at.sync,
         }
         with (partial / STATE_FILE).open("wb") as stream:
             torch.save(state, stream)
@@ -125,6 +130,7 @@ class Checkpointer:
             global_step=int(state["globalStep"]),
             totals=state["totals"].cpu(),
             metrics_bytes=int(state["metricsBytes"]),
+            sync=state.get("sync"),
         )
 
 

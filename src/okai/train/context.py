@@ -7,8 +7,9 @@ becomes `model.safetensors`. The context gives it:
 - `ctx.hyperparameters`, `ctx.seed`, `ctx.rank`, `ctx.world_size`,
   `ctx.device`, `ctx.is_main`, `ctx.run_dir`;
 - `ctx.fit(model, optimizer, epochs=..., batch_size=...)`: okai's loop, with
-  distributed data parallelism, this rank's verified data in the job's fixed
-  order, checkpoints and resume, metrics, evaluation on held-out files.
+  the job's synchronisation (DDP or DiLoCo, okai.train.sync), this rank's
+  verified data in the job's fixed order, checkpoints and resume, metrics,
+  evaluation on held-out files.
   Use it and a killed worker costs only the steps since the last checkpoint;
 - `ctx.batches(epoch, batch_size)`, `ctx.evaluate(model)`, `ctx.log(...)`
   for a loop of one's own (which then restarts from scratch after a failure).
@@ -34,6 +35,7 @@ from okai.train.checkpoint import Checkpointer, Position
 from okai.train.loader import Batch, RankStream
 from okai.train.metrics import MetricsLog, finite
 from okai.train.seeding import derive_seed, step_seed
+from okai.train.sync import Strategy, strategy_for
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 EVAL_BATCH = 512
@@ -149,7 +151,7 @@ class Context:
         batch_size: int,
         loss_fn: LossFunction = F.cross_entropy,
     ) -> nn.Module:
-        """Train `model` data-parallel over all ranks; returns it (unwrapped) when done."""
+        """Train `model` data-parallel over all ranks (the job's `sync`); returns it unwrapped."""
         if epochs < 1 or batch_size < 1:
             raise UsageError(
                 f"epochs and batch_size must be at least 1, got {epochs}, {batch_size}"
@@ -165,6 +167,9 @@ class Context:
             )
         resumed = self.checkpoints.restore(model, optimizer, self.device)
         at = resumed or Position()
+        strategy = strategy_for(self.job, self.world_size)
+        parallel = strategy.wrap(model)
+        strategy.load(at.sync, model, optimizer, self.rank)
         if resumed is not None:
             self.metrics.truncate(resumed.metrics_bytes)
             if not self.is_main:
@@ -177,8 +182,8 @@ class Context:
             batchSize=batch_size,
             resumedFromStep=None if resumed is None else resumed.global_step,
             fetchSeconds=round(self.fetch_seconds, 3),
+            sync=strategy.name,
         )
-        parallel = self._distribute(model)
         for epoch in range(at.epoch, epochs):
             first = at.step_in_epoch if epoch == at.epoch else 0
             totals = at.totals if epoch == at.epoch else torch.zeros(3, dtype=torch.float64)
@@ -186,6 +191,7 @@ class Context:
                 parallel,
                 model,
                 optimizer,
+                strategy,
                 loss_fn,
                 epoch,
                 epochs,
@@ -202,6 +208,7 @@ class Context:
         parallel: nn.Module,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
+        strategy: Strategy,
         loss_fn: LossFunction,
         epoch: int,
         epochs: int,
@@ -233,6 +240,7 @@ class Context:
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             global_step += 1
+            synced = strategy.after_step(model, global_step, final_step)
             value = loss.item()
             loss_sum += value * len(y)
             correct += int(torch.count_nonzero(output.argmax(1) == y))
@@ -248,6 +256,7 @@ class Context:
                     step=global_step,
                     loss=finite(value),
                     samplesPerSecond=round(rate, 1),
+                    **synced,
                 )
             if every and global_step % every == 0 and global_step < final_step:
                 pause = time.perf_counter()
@@ -256,7 +265,14 @@ class Context:
                 self.checkpoints.save(
                     model,
                     optimizer,
-                    Position(epoch, index + 1, global_step, here, self.metrics.size()),
+                    Position(
+                        epoch,
+                        index + 1,
+                        global_step,
+                        here,
+                        self.metrics.size(),
+                        strategy.state(model, optimizer),
+                    ),
                 )
                 paused += time.perf_counter() - pause
                 last += time.perf_counter() - pause
@@ -282,10 +298,12 @@ class Context:
             samplesPerSecond=round(done / max(seconds, 1e-9), 1),
             dataWaitSeconds=round(wait, 6),
             stepSeconds=round(seconds, 6),
+            **strategy.totals(),
         )
         following = Position(epoch + 1, 0, global_step)
         if every == 0 and epoch + 1 < epochs:
             following.metrics_bytes = self.metrics.size()
+            following.sync = strategy.state(model, optimizer)
             self.checkpoints.save(model, optimizer, following)
         return following
 
@@ -303,12 +321,6 @@ class Context:
         torch.default_generator.manual_seed(seed)
         if self.device.type == "cuda":
             torch.cuda.manual_seed(seed)
-
-    def _distribute(self, model: nn.Module) -> nn.Module:
-        if not dist.is_initialized():
-            return model
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
     def _sum_over_ranks(self, values: torch.Tensor) -> torch.Tensor:
         if dist.is_initialized():

@@ -117,6 +117,8 @@ class Progress:
     total_steps: int | None
     loss: float | None
     samples_per_second: float | None
+    advice: str | None = None
+    """A warning about the run's set-up (okai.train.advice), once one was given."""
 
 
 @dataclass(frozen=True)
@@ -338,6 +340,7 @@ class _MetricsFollower:
         self.offset = 0
         self.epochs: int | None = None
         self.steps_per_epoch: int | None = None
+        self.advice: str | None = None
 
     def poll(self) -> Progress | None:
         try:
@@ -361,6 +364,7 @@ class _MetricsFollower:
                 self.epochs = record.get("epochs")
                 self.steps_per_epoch = record.get("stepsPerEpoch")
             elif record.get("event") == "step":
+                self.advice = record.get("advice", self.advice)
                 total = (
                     self.epochs * self.steps_per_epoch
                     if self.epochs is not None and self.steps_per_epoch is not None
@@ -373,6 +377,7 @@ class _MetricsFollower:
                     total_steps=total,
                     loss=record.get("loss"),
                     samples_per_second=record.get("samplesPerSecond"),
+                    advice=self.advice,
                 )
         return latest
 

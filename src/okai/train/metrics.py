@@ -2,11 +2,14 @@
 
 Only rank 0 writes. Line kinds (`event`):
 
-- `start`:  worldSize, epochs, stepsPerEpoch, batchSize, resumedFromStep
-- `step`:   epoch, step, loss (rank 0's batch), samplesPerSecond (all ranks)
+- `start`:  worldSize, epochs, stepsPerEpoch, batchSize, resumedFromStep, sync
+- `step`:   epoch, step, loss (rank 0's batch), samplesPerSecond (all ranks);
+            DiLoCo: innerStep, outerStep; `advice` once when DDP is warned about
 - `epoch`:  epoch, step, trainLoss, trainAccuracy (all ranks), testLoss,
             testAccuracy (held-out files, all ranks), samplesPerSecond,
-            dataWaitSeconds and stepSeconds (rank 0's share of the epoch)
+            dataWaitSeconds and stepSeconds (rank 0's share of the epoch),
+            bytesSent (rank 0's synchronisation traffic so far); DiLoCo:
+            outerSteps, syncSeconds (see okai.train.sync)
 
 A resumed run first cuts the file back to where the checkpoint was taken, so
 the file of a resumed run reads like that of an uninterrupted one.

@@ -235,6 +235,8 @@ def _attested_json(attested: Attested) -> dict[str, Any]:
             "nodes": job.nodes,
             "procsPerNode": job.procs_per_node,
             "hyperparameters": dict(job.hyperparameters),
+            # DDP, the default, is left out as in the job document itself.
+            **({} if job.sync is None else {"sync": job.sync.to_json()}),
         },
         "codeDigest": attestation.code_digest,
         "imageDigest": attestation.image_digest,

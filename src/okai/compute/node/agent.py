@@ -275,6 +275,7 @@ class Agent:
             total_steps=update.total_steps,
             loss=update.loss,
             samples_per_second=update.samples_per_second,
+            advice=update.advice,
         )
         now = time.monotonic()
         if now - self._last_progress >= PROGRESS_EVERY_S:

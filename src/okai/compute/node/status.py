@@ -59,6 +59,8 @@ class ProgressInfo(_Wire):
     total_steps: int | None = None
     loss: float | None = None
     samples_per_second: float | None = None
+    advice: str | None = None
+    """A warning about the run's set-up, e.g. DDP on a slow link (okai.train.advice)."""
 
 
 class StoredFile(_Wire):
