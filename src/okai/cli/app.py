@@ -30,6 +30,7 @@ from okai.cli import (
 from okai.cli.output import CliState, stderr
 from okai.config import NETWORK_NAMES
 from okai.errors import ExitCode, OkaiError
+from okai.inert import inert
 
 app = typer.Typer(
     name="okai",
@@ -87,10 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     except OkaiError as exc:
         if debug:
             traceback.print_exc()
-        # Text, not markup: messages may quote attacker-controlled strings.
-        stderr.print(Text.assemble(("error: ", "bold red"), exc.message))
+        # Inert text, not markup: messages may quote attacker-controlled strings.
+        stderr.print(Text.assemble(("error: ", "bold red"), inert(exc.message)))
         if exc.hint:
-            stderr.print(Text.assemble(("hint: ", "dim"), exc.hint))
+            stderr.print(Text.assemble(("hint: ", "dim"), inert(exc.hint)))
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

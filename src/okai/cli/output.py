@@ -3,11 +3,15 @@
 Human-readable output uses rich; `--json` makes stdout exactly one JSON
 document per command, for scripts. Progress bars go to stderr and are hidden
 in `--json` mode.
+
+Much of what is shown was written by strangers (records, manifests, node statuses),
+so both consoles treat every string as text, never rich markup, with control and bidi
+characters escaped (`okai.inert`); `Text` objects built here from such strings pass
+them through `inert` too. JSON is printed in ASCII, those characters escaped.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,11 +30,22 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 from okai.config import Settings, load_settings
+from okai.inert import inert, inert_json
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+
+class InertConsole(Console):
+    """A console printing strings as inert text: no markup, no emoji codes, no controls."""
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        options["markup"] = options["emoji"] = False
+        return super().render_str(inert(text), **options)
+
+
+stdout = InertConsole(soft_wrap=True, markup=False, emoji=False)
+stderr = InertConsole(stderr=True, soft_wrap=True, markup=False, emoji=False)
 
 
 @dataclass
@@ -51,19 +66,24 @@ class CliState:
     def emit(self, data: Any, human: Callable[[Console], None] | None = None) -> None:
         """Print a command's result: JSON for scripts, or `human` for people."""
         if self.json or human is None:
-            stdout.print_json(json.dumps(data, default=str))
+            stdout.file.write(inert_json(data) + "\n")
+            stdout.file.flush()
         else:
             human(stdout)
 
     def info(self, message: str) -> None:
         if not self.json:
-            stderr.print(message, highlight=False, markup=False)
+            stderr.print(message, highlight=False)
+
+    def warn(self, message: str) -> None:
+        """A warning on stderr, shown with `--json` too: scripts' logs should keep it."""
+        stderr.print(Text.assemble(("warning: ", "bold yellow"), inert(message)))
 
     @contextmanager
     def transfer(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
         """A byte-transfer progress bar with throughput; yields `advance(nbytes)`."""
         with Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             DownloadColumn(binary_units=True),
             TransferSpeedColumn(),
@@ -79,7 +99,7 @@ class CliState:
     def steps(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
         """A progress bar counting items (shards, steps); yields `advance(n)`."""
         with Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             TaskProgressColumn(),
             TimeRemainingColumn(),
@@ -93,15 +113,17 @@ class CliState:
     def training(self, description: str, detail: str) -> Iterator[TrainingBar]:
         """A training progress bar: steps done of the total, a free detail column, time."""
         with Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             TaskProgressColumn(),
-            TextColumn("{task.fields[detail]}"),
+            TextColumn("{task.fields[detail]}", markup=False),
             TimeElapsedColumn(),
             console=stderr,
             disable=self.json,
         ) as progress:
-            yield TrainingBar(progress, progress.add_task(description, total=None, detail=detail))
+            yield TrainingBar(
+                progress, progress.add_task(inert(description), total=None, detail=inert(detail))
+            )
 
 
 @dataclass(frozen=True)
@@ -113,7 +135,7 @@ class TrainingBar:
 
     def note(self, description: str, detail: str) -> None:
         """Show a phase before training reports steps."""
-        self._progress.update(self._task, description=description, detail=detail)
+        self._progress.update(self._task, description=inert(description), detail=inert(detail))
 
     def epoch(
         self, epoch: int, epochs: int | None, step: int, total_steps: int | None, detail: str
@@ -125,7 +147,7 @@ class TrainingBar:
             description=f"epoch {epoch + 1}{of}",
             completed=step,
             total=total_steps,
-            detail=detail,
+            detail=inert(detail),
         )
 
 

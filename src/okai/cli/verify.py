@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import unicodedata
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +12,7 @@ from rich.text import Text
 
 from okai.cli.output import CliState, state
 from okai.errors import ExitCode, OperationalError, UsageError, VerificationError
+from okai.inert import inert
 
 if TYPE_CHECKING:
     from okai.verify import VerifyReport
@@ -22,22 +22,6 @@ if TYPE_CHECKING:
 
 STYLES = {"passed": "green", "failed": "bold red", "not checked": "yellow", "pending": "dim"}
 MARKS = {"passed": "✓", "failed": "✗", "not checked": "–", "pending": "…"}
-
-
-def printable(value: Any, limit: int = 160) -> str:
-    """Text safe for a terminal: control and bidi characters escaped, long text cut.
-
-    Records and attestations are written by strangers; a model name must not move the
-    cursor, reorder the line (U+202E) or fill the screen.
-    """
-    text = str(value)
-    cut = len(text) > limit
-    text = text[:limit]
-    safe = "".join(
-        f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch
-        for ch in text
-    )
-    return safe + (f"… ({len(str(value)) - limit} more characters)" if cut else "")
 
 
 def with_json(ctx: typer.Context, json_output: bool) -> CliState:
@@ -87,6 +71,14 @@ def verify(
             "--workdir", help="Keep the reproduction's run directory here (default: temporary)."
         ),
     ] = None,
+    unsafe_no_sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-no-sandbox",
+            help="With --reproduce: run the recorded code without a sandbox, able to read "
+            "your files and reach the network. Only for code you trust.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Verify a model's provenance: each check passed, failed or not checked, with the reason.
@@ -95,6 +87,7 @@ def verify(
     failures are endpoints that could not be read.
     """
     from okai.chain.client import RegistryClient
+    from okai.train.sandbox import Sandbox
     from okai.verify import ModelTarget, Options, TrainReproducer, verify_model
     from okai.walrus.client import WalrusClient
 
@@ -103,10 +96,18 @@ def verify(
         raise UsageError("--image re-downloads the image as part of --deep; add --deep")
     if attest and not reproduce:
         raise UsageError("--attest records a reproduction, so it needs --reproduce")
+    if unsafe_no_sandbox and not reproduce:
+        raise UsageError("--unsafe-no-sandbox is about running the recorded code: add --reproduce")
     target = ModelTarget.parse(model)
     settings = cli.settings
+    reproducer = None
+    if reproduce:
+        # Before anything is read: refuse now rather than after the downloads.
+        sandbox = None if unsafe_no_sandbox else Sandbox.find()
+        if sandbox is None:
+            cli.warn("re-training WITHOUT a sandbox: the recorded code can read your files")
+        reproducer = TrainReproducer.for_network(settings.network.name, sandbox, cli.info)
     registry = RegistryClient.from_settings(settings, sign=attest)
-    reproducer = TrainReproducer(settings.network.name, cli.info) if reproduce else None
     with WalrusClient.from_network(settings.network, settings.secrets) as walrus:
         report = verify_model(
             target,
@@ -147,16 +148,16 @@ def _exit(report: VerifyReport) -> None:
 
 def render(console: Console, report: VerifyReport) -> None:
     """The checks as a table, then what the record and the attestation say."""
-    table = Table(title=Text(f"okai verify {printable(report.target)}"), show_lines=False)
+    table = Table(title=Text(f"okai verify {inert(report.target)}"), show_lines=False)
     table.add_column("check")
     table.add_column("status")
     table.add_column("reason", overflow="fold")
     for check in report.checks:
         style = STYLES[check.status]
         table.add_row(
-            Text(check.id),
+            Text(inert(check.id)),
             Text(f"{MARKS[check.status]} {check.status}", style=style),
-            Text(printable(check.reason, 400)),
+            Text(inert(check.reason, 400)),
         )
     console.print(table)
     facts = report.evaluation.facts
@@ -190,7 +191,7 @@ def render(console: Console, report: VerifyReport) -> None:
         rows.append(("witness", f"{report.witness.status}: {report.witness.reason}{suffix}"))
     details = Table(show_header=False, box=None)
     for key, value in rows:
-        details.add_row(Text(key, style="bold"), Text(printable(value, 300)))
+        details.add_row(Text(key, style="bold"), Text(inert(value, 300)))
     console.print(details)
     style = "bold green" if report.verdict == "verified" else "bold red"
     console.print(Text(report.verdict.upper(), style=style))
