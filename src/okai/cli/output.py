@@ -15,25 +15,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.text import Text
 
-from okai.config import Settings, load_settings
 from okai.inert import inert, inert_json
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from okai.config import Settings
+
+# rich.progress is imported by the methods that show a bar: most commands never do.
 
 
 class InertConsole(Console):
@@ -60,6 +55,8 @@ class CliState:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from okai.config import load_settings  # pydantic: not for `okai --help`
+
             self._settings = load_settings(self.network)
         return self._settings
 
@@ -82,6 +79,15 @@ class CliState:
     @contextmanager
     def transfer(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
         """A byte-transfer progress bar with throughput; yields `advance(nbytes)`."""
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         with Progress(
             TextColumn("{task.description}", markup=False),
             BarColumn(),
@@ -98,6 +104,14 @@ class CliState:
     @contextmanager
     def steps(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
         """A progress bar counting items (shards, steps); yields `advance(n)`."""
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         with Progress(
             TextColumn("{task.description}", markup=False),
             BarColumn(),
@@ -112,6 +126,14 @@ class CliState:
     @contextmanager
     def training(self, description: str, detail: str) -> Iterator[TrainingBar]:
         """A training progress bar: steps done of the total, a free detail column, time."""
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         with Progress(
             TextColumn("{task.description}", markup=False),
             BarColumn(),
