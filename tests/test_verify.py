@@ -6,8 +6,13 @@ corrupting reads, records written by hand) and must be caught and named by check
 
 from __future__ import annotations
 
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from chain_support import account, blob_id
@@ -20,6 +25,8 @@ from okai.errors import ExitCode, UsageError
 from okai.manifest import JobSpec
 from okai.provenance.record import load_run, record_run
 from okai.verify import CHECK_IDS, ModelTarget, Options, VerifyReport, verify_model
+from okai.verify.bounds import Bounds, VerifyTimeout
+from okai.walrus.client import WalrusClient
 from provenance_support import (
     OTHER_TOPLEVEL,
     Inputs,
@@ -448,3 +455,63 @@ def test_the_json_report_keeps_its_shape(stack: Stack, inputs: Inputs, tmp_path:
         "metrics",
     }
     assert set(data["datasets"][1]) == {"index", "kind", "locator", "digest", "manifest"}
+
+
+class SlowAggregator:
+    """An aggregator in front of the stack's Walrus server that waits before each answer."""
+
+    def __init__(self, upstream: str, delay: float) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+            def do_GET(self) -> None:
+                time.sleep(delay)
+                reply = httpx.get(upstream + self.path, timeout=30)
+                self.send_response(reply.status_code)
+                self.send_header("Content-Length", str(len(reply.content)))
+                self.end_headers()
+                self.wfile.write(reply.content)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_running_out_of_time_names_the_slow_read(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[17.0])
+    slow = SlowAggregator(stack.walrus.url, delay=6.0)
+    try:
+        walrus = stack.walrus_client()
+        walrus_slow = WalrusClient([slow.url], stack.walrus.url, retry=walrus.retry, timeout=10.0)
+        with walrus_slow, pytest.raises(VerifyTimeout) as stopped:
+            verify_model(
+                ModelTarget(path=model),
+                Options(),
+                registry=stack.registry(signer=None),
+                walrus=walrus_slow,
+                bounds=Bounds(timeout_s=4),
+            )
+    finally:
+        slow.close()
+    assert re.search(
+        r"ran past its 4 s while reading (attestation|image manifest)", str(stopped.value)
+    )
+    assert "--timeout" in (stopped.value.hint or "")
+
+
+def test_a_raw_blob_over_the_read_limit_is_refused_with_the_reason(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[18.0])
+    report = verify(stack, model, Options(deep=True), bounds=Bounds(max_blob_bytes=8))
+    assert statuses(report)["datasets.shards"] == "failed"
+    assert "--max-blob-size" in reason(report, "datasets.shards")
+    assert statuses(report)["datasets.manifests"] == "passed"

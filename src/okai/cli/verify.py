@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 # okai.verify, okai.chain and okai.walrus are imported inside the command: web3 takes
 # seconds to import, and every other `okai` command would pay for it at start-up.
 
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_MAX_BLOB_SIZE = "1GiB"
+"""okai.verify.bounds' defaults, repeated: importing them here would import web3."""
+
 STYLES = {"passed": "green", "failed": "bold red", "not checked": "yellow", "pending": "dim"}
 MARKS = {"passed": "✓", "failed": "✗", "not checked": "–", "pending": "…"}
 
@@ -79,6 +83,21 @@ def verify(
             "your files and reach the network. Only for code you trust.",
         ),
     ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            help="Stop after this many seconds, saying what was slow (0: no limit).",
+            min=0,
+        ),
+    ] = DEFAULT_TIMEOUT_S,
+    max_blob_size: Annotated[
+        str,
+        typer.Option(
+            "--max-blob-size",
+            help="Read at most this much of a blob the record gives no size for (e.g. 2GiB).",
+        ),
+    ] = DEFAULT_MAX_BLOB_SIZE,
     json_output: JsonOption = False,
 ) -> None:
     """Verify a model's provenance: each check passed, failed or not checked, with the reason.
@@ -89,7 +108,9 @@ def verify(
     from okai.chain.client import RegistryClient
     from okai.train.sandbox import Sandbox
     from okai.verify import ModelTarget, Options, TrainReproducer, verify_model
+    from okai.verify.bounds import Bounds
     from okai.walrus.client import WalrusClient
+    from okai.walrus.dataset import parse_size
 
     cli = with_json(ctx, json_output)
     if image and not deep:
@@ -98,6 +119,7 @@ def verify(
         raise UsageError("--attest records a reproduction, so it needs --reproduce")
     if unsafe_no_sandbox and not reproduce:
         raise UsageError("--unsafe-no-sandbox is about running the recorded code: add --reproduce")
+    bounds = Bounds(timeout_s=timeout or None, max_blob_bytes=parse_size(max_blob_size))
     target = ModelTarget.parse(model)
     settings = cli.settings
     reproducer = None
@@ -106,7 +128,9 @@ def verify(
         sandbox = None if unsafe_no_sandbox else Sandbox.find()
         if sandbox is None:
             cli.warn("re-training WITHOUT a sandbox: the recorded code can read your files")
-        reproducer = TrainReproducer.for_network(settings.network.name, sandbox, cli.info)
+        reproducer = TrainReproducer.for_network(
+            settings.network.name, sandbox, cli.info, bounds.check
+        )
     registry = RegistryClient.from_settings(settings, sign=attest)
     with WalrusClient.from_network(settings.network, settings.secrets) as walrus:
         report = verify_model(
@@ -118,6 +142,7 @@ def verify(
             witness=attest,
             workdir=workdir,
             progress=cli,
+            bounds=bounds,
         )
     cli.emit(report.to_json(), lambda console: render(console, report))
     _exit(report)

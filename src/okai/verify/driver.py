@@ -23,6 +23,7 @@ from okai.chain.errors import ChainError, ModelNotRecorded, WitnessIsSubmitter, 
 from okai.chain.records import Transaction
 from okai.digest import CHUNK_SIZE, Digest
 from okai.errors import IntegrityError, OkaiError, UsageError
+from okai.verify.bounds import Bounds, OverReadLimit, VerifyTimeout
 from okai.verify.checks import PASSED, Options
 from okai.verify.observations import (
     QUILT_PATCH_KEY,
@@ -105,14 +106,16 @@ def verify_model(
     witness: bool = False,
     workdir: Path | None = None,
     progress: Progress | None = None,
+    bounds: Bounds | None = None,
 ) -> VerifyReport:
     """Run the requested checks on `target`; with `witness`, record a reproduction on chain.
 
     `reproducer` is required with `options.reproduce`; `witness` needs it and a signing
     registry client. `workdir` keeps the reproduction's run directory (else a temporary
-    one is removed).
+    one is removed). `bounds`: the deadline and read limit (defaults: `okai.verify.bounds`).
     """
     ui = progress or Silent()
+    bounds = bounds or Bounds()
     if witness and not options.reproduce:
         raise UsageError("--attest records a reproduction, so it needs --reproduce")
     if options.reproduce and reproducer is None:
@@ -120,10 +123,12 @@ def verify_model(
     network = NetworkId(registry.network.name, registry.network.chain_id)
     model = _model_input(target, ui)
     digest = evaluate(Inputs(options, network, model)).facts.model_digest
+    bounds.check("hashing the model")
     chain = None if digest is None else _read_chain(registry, digest)
+    bounds.check("reading the registry")
     if witness and isinstance(chain, ChainAnswer) and chain.record is not None:
         _check_may_witness(registry, chain.record.submitter, chain.record.model_digest)
-    inputs, evaluation = _read_blobs(Inputs(options, network, model, chain), walrus, ui)
+    inputs, evaluation = _read_blobs(Inputs(options, network, model, chain), walrus, ui, bounds)
     if options.reproduce:
         reproduction = _reproduce(evaluation, reproducer, workdir, ui)
         inputs = replace(inputs, reproduction=reproduction)
@@ -199,7 +204,9 @@ def _check_may_witness(registry: RegistryClient, submitter: str, digest: Digest)
 # ---------------------------------------------------------------- Walrus
 
 
-def _read_blobs(inputs: Inputs, walrus: WalrusClient, ui: Progress) -> tuple[Inputs, Evaluation]:
+def _read_blobs(
+    inputs: Inputs, walrus: WalrusClient, ui: Progress, bounds: Bounds
+) -> tuple[Inputs, Evaluation]:
     """Evaluate, read what the rules need, repeat (at most MAX_ROUNDS times).
 
     Returns the inputs with every blob read, and their evaluation.
@@ -211,12 +218,12 @@ def _read_blobs(inputs: Inputs, walrus: WalrusClient, ui: Progress) -> tuple[Inp
             evaluation = evaluate(current)
             if not evaluation.needs:
                 return current, evaluation
-            blobs.update(_read_all(walrus, evaluation.needs, Path(scratch), ui))
+            blobs.update(_read_all(walrus, evaluation.needs, Path(scratch), ui, bounds))
     raise OkaiError(f"verification still needed blobs after {MAX_ROUNDS} rounds of reads")
 
 
 def _read_all(
-    walrus: WalrusClient, needs: list[Need], scratch: Path, ui: Progress
+    walrus: WalrusClient, needs: list[Need], scratch: Path, ui: Progress, bounds: Bounds
 ) -> dict[str, BlobObservation]:
     data = [n for n in needs if not n.keep]
     # Raw blobs okai never pushed have no size on record: then the bar counts bytes only.
@@ -231,7 +238,12 @@ def _read_all(
                 advance(n)
 
         def read(need: Need) -> tuple[str, BlobObservation]:
-            return need.key, read_blob(walrus, need, scratch, locked)
+            what = f"reading {need.label} (blob {need.key})"
+            bounds.check(what)  # before a read that may never send a byte
+            counted = bounds.reading(what, need.size is not None, locked)
+            observation = read_blob(walrus, need, scratch, counted)
+            bounds.check(what)  # and after it, naming the read that took the time
+            return need.key, observation
 
         with ThreadPoolExecutor(min(READ_WORKERS, len(needs))) as pool:
             return dict(pool.map(read, needs))
@@ -280,6 +292,10 @@ def read_blob(walrus: WalrusClient, need: Need, scratch: Path, advance: Advance)
             dest.unlink(missing_ok=True)
     except IntegrityError as exc:
         return BlobRead(Digest.parse(exc.actual), None)
+    except VerifyTimeout:
+        raise
+    except OverReadLimit as exc:
+        return BlobFailure(exc.message, unavailable=False)
     except (BlobNotFound, BlobBlocked, WalrusProtocolError) as exc:
         return BlobFailure(exc.message, unavailable=False)
     except OkaiError as exc:
@@ -324,7 +340,7 @@ def _reproduce(
             return Reproduction(digest=reproducer(attested.job, workdir))
         with tempfile.TemporaryDirectory(prefix="okai-reproduce-") as scratch:
             return Reproduction(digest=reproducer(attested.job, Path(scratch)))
-    except UsageError:
+    except (UsageError, VerifyTimeout):
         raise
     except OkaiError as exc:
         return Reproduction(error=exc.message)

@@ -41,30 +41,39 @@ class TrainReproducer:
         open_source: Callable[[], AbstractContextManager[Any]],
         sandbox: Any,
         report: Callable[[str], None] = lambda message: None,
+        deadline: Callable[[str], None] = lambda doing: None,
     ):
         self.open_source = open_source
         self.sandbox = sandbox
         self.report = report
+        self.deadline = deadline
+        """Called while re-training with what is being done; raises once time is up."""
 
     @classmethod
     def for_network(
-        cls, network: str, sandbox: Any, report: Callable[[str], None] = lambda message: None
+        cls,
+        network: str,
+        sandbox: Any,
+        report: Callable[[str], None] = lambda message: None,
+        deadline: Callable[[str], None] = lambda doing: None,
     ) -> TrainReproducer:
         """Inputs read from `network`'s Walrus."""
         train = _train_module()
-        return cls(lambda: train.WalrusShardSource.open(network), sandbox, report)
+        return cls(lambda: train.WalrusShardSource.open(network), sandbox, report, deadline)
 
     def __call__(self, job: JobSpec, workdir: Path) -> Digest:
         train = _train_module()
         self.report("fetching and verifying the job's code and data")
         with self.open_source() as source:
             staged = train.stage_inputs(job, source, workdir / "inputs")
+        self.deadline("fetching the job's inputs")
         options = train.LaunchOptions(
             source=staged, run_dir=workdir / "run", sandbox=self.sandbox, max_restarts=0
         )
         last_epoch: list[int] = []
 
         def progress(state: Any) -> None:
+            self.deadline(f"re-training (epoch {state.epoch + 1}, step {state.step})")
             # One line per epoch: re-training can take minutes and the bar belongs to training.
             if not last_epoch or state.epoch != last_epoch[-1]:
                 last_epoch.append(state.epoch)
