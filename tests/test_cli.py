@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import run_okai
+from conftest import REPO, run_okai
 from okai.cli.app import app
 
 GROUPS = ["dev", "demo", "config", "walrus", "blob", "data", "train", "chain", "record",
@@ -106,3 +106,7 @@ def test_the_verify_bounds_default_to_the_library_defaults() -> None:
 
     assert command.DEFAULT_TIMEOUT_S == bounds.DEFAULT_TIMEOUT_S
     assert parse_size(command.DEFAULT_MAX_BLOB_SIZE) == bounds.DEFAULT_MAX_BLOB_BYTES
+    page = (REPO / "web" / "src" / "walrus.js").read_text(encoding="utf-8")
+    assert (
+        f"MAX_UNSIZED_BLOB_BYTES = 2 ** {bounds.DEFAULT_MAX_BLOB_BYTES.bit_length() - 1};" in page
+    )
