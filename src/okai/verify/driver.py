@@ -294,9 +294,7 @@ def read_blob(walrus: WalrusClient, need: Need, scratch: Path, advance: Advance)
         return BlobRead(Digest.parse(exc.actual), None)
     except VerifyTimeout:
         raise
-    except OverReadLimit as exc:
-        return BlobFailure(exc.message, unavailable=False)
-    except (BlobNotFound, BlobBlocked, WalrusProtocolError) as exc:
+    except (OverReadLimit, BlobNotFound, BlobBlocked, WalrusProtocolError) as exc:
         return BlobFailure(exc.message, unavailable=False)
     except OkaiError as exc:
         return BlobFailure(exc.message)
