@@ -4,6 +4,7 @@
 #   nix-bin    nix-instantiate, to parse every .nix file in the tests
 #   iproute2   `ip netns` for multi-host training tests
 #   nodejs/npm anvil, solc, walrus-wasm and the web page build
+#   bubblewrap the sandbox `okai verify --reproduce` runs recorded code in
 set -euo pipefail
 
 need=()
@@ -12,6 +13,7 @@ command -v nix-instantiate >/dev/null || need+=(nix-bin)
 command -v ip >/dev/null || need+=(iproute2)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+command -v bwrap >/dev/null || need+=(bubblewrap)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from conftest import run_okai
+from conftest import REPO, run_okai
 from okai.cli.app import app
 
 GROUPS = ["dev", "demo", "config", "walrus", "blob", "data", "train", "chain", "record",
@@ -59,3 +61,52 @@ def test_hostile_strings_in_errors_are_printed_literally(okai_home: Path) -> Non
     result = run_okai("config", "show")
     assert result.returncode == 2
     assert "[bold red]x[/]" in result.stderr
+
+
+def test_the_root_lists_each_command_with_its_own_help() -> None:
+    """The root's table of commands (kept to import nothing) says what each module says."""
+    from okai.cli.app import COMMANDS, NETWORK_NAMES, load_command
+    from okai.config import NETWORK_NAMES as CONFIGURED
+
+    assert NETWORK_NAMES == CONFIGURED
+    assert sorted(COMMANDS) == sorted(GROUPS)
+    for name, (_, help_text) in COMMANDS.items():
+        command = load_command(name)
+        assert command.name == name
+        assert (command.help or "").strip().splitlines()[0] == help_text
+
+
+def test_help_and_a_command_import_only_what_they_use() -> None:
+    """Start-up time: `okai --help` imports no command module; `okai config show` no web3."""
+    probe = (
+        "import json, sys\n"
+        "from okai.cli.app import main\n"
+        "try:\n    main(sys.argv[1:])\n"
+        "except SystemExit:\n    pass\n"
+        "cli = sorted(m for m in sys.modules if m.startswith('okai.cli.'))\n"
+        "print(json.dumps({'cli': cli, 'web3': 'web3' in sys.modules}), file=sys.stderr)\n"
+    )
+
+    def modules(*args: str) -> dict[str, object]:
+        result = subprocess.run(
+            [sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True
+        )
+        loaded: dict[str, object] = json.loads(result.stderr.strip().splitlines()[-1])
+        return loaded
+
+    assert modules("--help") == {"cli": ["okai.cli.app", "okai.cli.output"], "web3": False}
+    assert modules("--json", "config", "show")["web3"] is False
+
+
+def test_the_verify_bounds_default_to_the_library_defaults() -> None:
+    """cli/verify.py repeats them so that `okai` does not import web3 to start."""
+    from okai.cli import verify as command
+    from okai.verify import bounds
+    from okai.walrus.dataset import parse_size
+
+    assert command.DEFAULT_TIMEOUT_S == bounds.DEFAULT_TIMEOUT_S
+    assert parse_size(command.DEFAULT_MAX_BLOB_SIZE) == bounds.DEFAULT_MAX_BLOB_BYTES
+    page = (REPO / "web" / "src" / "walrus.js").read_text(encoding="utf-8")
+    assert (
+        f"MAX_UNSIZED_BLOB_BYTES = 2 ** {bounds.DEFAULT_MAX_BLOB_BYTES.bit_length() - 1};" in page
+    )

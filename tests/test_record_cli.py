@@ -157,17 +157,23 @@ def test_the_submitter_cannot_attest_its_own_model(
 
 
 def test_hostile_strings_are_shown_inert(on_stack: Stack, inputs: Inputs, tmp_path: Path) -> None:
+    """A job name carrying every class of hostile text, in the report and in --json."""
     from provenance_support import job_for
+    from test_inert import HOSTILE, shown_safely
 
-    job = job_for(inputs, name="\x1b[31mred\x1b[0m \u202eevil <script>")
-    write_run(tmp_path / "run", inputs, values=[25.0], job=job)
+    name = " ".join(raw for raw, _ in HOSTILE.values())
+    write_run(tmp_path / "run", inputs, values=[25.0], job=job_for(inputs, name=name))
     assert run_okai("record", str(tmp_path / "run")).returncode == 0
 
-    result = run_okai("verify", str(tmp_path / "run" / "model.safetensors"), *TRUST)
+    human = run_okai("verify", str(tmp_path / "run" / "model.safetensors"), *TRUST)
+    scripted = run_okai("--json", "verify", str(tmp_path / "run" / "model.safetensors"), *TRUST)
 
-    assert result.returncode == 0, result.stderr
-    assert "\x1b[31m" not in result.stdout and "\u202e" not in result.stdout
-    assert "\\u001b[31mred" in result.stdout and "\\u202eevil" in result.stdout
+    assert human.returncode == scripted.returncode == 0, human.stderr + scripted.stderr
+    assert scripted.stdout.isascii()
+    assert json.loads(scripted.stdout)["attestation"]["job"]["name"] == name
+    for key in HOSTILE:
+        shown_safely(human.stdout, key)
+        shown_safely(scripted.stdout, key)
 
 
 def test_the_command_default_epochs_are_the_library_default() -> None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from okai.errors import UsageError
+from okai.errors import OperationalError, UsageError
 from okai.manifest import ManifestRef
 from okai.train import LaunchOptions, LocalShardSource, Rendezvous, SourceSpec, digits_job, launch
-from okai.train.launch import _environment, _torchrun_command, interface_of
+from okai.train.launch import _environment, _torchrun_command, interface_of, read_run_file
 
 REF = ManifestRef(manifest_blob_id="b" * 43, sha256="sha256:" + "c" * 64)
 
@@ -54,9 +55,8 @@ def test_the_node_whose_address_is_the_endpoint_hosts_the_store(
 ) -> None:
     def conf(local_addr: str | None) -> str:
         rendezvous = Rendezvous(endpoint="10.9.0.1:29400", run_id="r", local_addr=local_addr)
-        command = _torchrun_command(
-            tmp_path, "r", 1, 2, LaunchOptions(source=options.source, rendezvous=rendezvous)
-        )
+        launch_options = LaunchOptions(source=options.source, rendezvous=rendezvous)
+        command = _torchrun_command(tmp_path, str(options.source), "r", 1, 2, launch_options)
         return next(arg for arg in command if arg.startswith("--rdzv-conf="))
 
     assert conf("10.9.0.1").endswith(",is_host=1")
@@ -78,3 +78,23 @@ def test_the_package_exports_what_it_declares() -> None:
 
     assert okai.train.__all__ == sorted(okai.train.__all__)
     assert all(hasattr(okai.train, name) for name in okai.train.__all__)
+
+
+def test_files_the_training_code_wrote_are_read_bounded_and_never_followed(
+    tmp_path: Path,
+) -> None:
+    """A hostile run directory: links to secrets or devices and FIFOs in place of files."""
+    secret = tmp_path / "secret"
+    secret.write_text("the verifier's key")
+    (tmp_path / "link").symlink_to(secret)
+    (tmp_path / "zero").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "big").write_bytes(b"x" * 5000)
+
+    for name in ("link", "zero"):
+        with pytest.raises(OperationalError, match="cannot read"):
+            read_run_file(tmp_path / name, 100)
+    with pytest.raises(OperationalError, match="not a regular file"):
+        read_run_file(tmp_path / "fifo", 100)
+    assert read_run_file(tmp_path / "big", 100) == b"x" * 100
+    assert read_run_file(tmp_path / "missing", 100) is None

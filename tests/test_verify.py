@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from chain_support import account, blob_id
@@ -28,6 +33,7 @@ from okai.manifest import JobSpec
 from okai.provenance import software
 from okai.provenance.record import load_run, record_run
 from okai.verify import CHECK_IDS, ModelTarget, Options, TrustPolicy, VerifyReport, verify_model
+from okai.verify.bounds import Bounds, VerifyTimeout
 from okai.verify.driver import READ_WORKERS, read_blob
 from okai.verify.limits import ReadLimits
 from okai.verify.observations import BlobFailure, Need
@@ -644,13 +650,13 @@ def test_deep_verification_through_the_cli_reports_the_fall_over(
 def test_every_read_is_bounded(stack: Stack, inputs: Inputs, tmp_path: Path) -> None:
     model = recorded(stack, tmp_path / "run", inputs, values=[20.0])
 
-    tight = verify(stack, model, Options(deep=True), limits=ReadLimits(blob=200))
+    tight = verify(stack, model, Options(deep=True), bounds=Bounds(limits=ReadLimits(blob=200)))
     assert statuses(tight)["datasets.shards"] == "failed"
     assert "too large" in reason(tight, "datasets.shards")
     assert "200 bytes allowed" in reason(tight, "datasets.shards")
     assert tight.exit_code == ExitCode.VERIFICATION_FAILED
 
-    small = verify(stack, model, Options(deep=True), limits=ReadLimits(manifest=100))
+    small = verify(stack, model, Options(deep=True), bounds=Bounds(limits=ReadLimits(manifest=100)))
     assert statuses(small)["datasets.manifests"] == "failed"
     assert "too large" in reason(small, "datasets.manifests")
 
@@ -667,3 +673,53 @@ def test_read_limits_come_from_the_environment() -> None:
     assert limits == ReadLimits(blob=1000)
     with pytest.raises(ConfigError, match="OKAI_VERIFY_MAX_MANIFEST_BYTES"):
         ReadLimits.from_env({"OKAI_VERIFY_MAX_MANIFEST_BYTES": "-1"})
+
+
+class SlowAggregator:
+    """An aggregator in front of the stack's Walrus server that waits before each answer."""
+
+    def __init__(self, upstream: str, delay: float) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+            def do_GET(self) -> None:
+                time.sleep(delay)
+                reply = httpx.get(upstream + self.path, timeout=30)
+                self.send_response(reply.status_code)
+                self.send_header("Content-Length", str(len(reply.content)))
+                self.end_headers()
+                self.wfile.write(reply.content)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_running_out_of_time_names_the_slow_read(
+    stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    model = recorded(stack, tmp_path / "run", inputs, values=[31.0])
+    slow = SlowAggregator(stack.walrus.url, delay=6.0)
+    try:
+        walrus = stack.walrus_client()
+        walrus_slow = WalrusClient([slow.url], stack.walrus.url, retry=walrus.retry, timeout=10.0)
+        with walrus_slow, pytest.raises(VerifyTimeout) as stopped:
+            verify_model(
+                ModelTarget(path=model),
+                Options(),
+                registry=stack.registry(signer=None),
+                walrus=walrus_slow,
+                bounds=Bounds(timeout_s=4),
+            )
+    finally:
+        slow.close()
+    assert re.search(
+        r"ran past its 4 s while reading (attestation|image manifest)", str(stopped.value)
+    )
+    assert "--timeout" in (stopped.value.hint or "")

@@ -5,6 +5,10 @@ import { sha256Stream } from './hash.js';
 
 const RETRY_STATUSES = new Set([429, 500, 502, 503, 504]);
 const ATTEMPTS = 3;
+/** No answer, or no byte of the body, for this long: the attempt is abandoned (cancelled). */
+export const STALL_MS = 30_000;
+/** Most read of a blob with no size limit given: `okai verify --max-blob-size`'s default. */
+export const MAX_UNSIZED_BLOB_BYTES = 2 ** 30;
 
 export class WalrusReadError extends Error {}
 
@@ -35,31 +39,71 @@ export function blobUrl(aggregator, blobId) {
 }
 
 /**
+ * An AbortSignal that follows `signal` and also fires once `poke` has not been called for
+ * `stallMs`: a stalled aggregator costs seconds, and its connection is cancelled.
+ */
+function watchdog(signal, stallMs) {
+  const controller = new AbortController();
+  const follow = () => controller.abort(signal.reason);
+  signal?.addEventListener('abort', follow, { once: true });
+  let timer;
+  const poke = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => controller.abort(new WalrusReadError(`the aggregator sent nothing for ${stallMs / 1000} s`)), stallMs);
+  };
+  poke();
+  const stop = () => {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', follow);
+  };
+  return { signal: controller.signal, poke, stop };
+}
+
+/**
  * Fetch a blob and hash it while it streams (transient failures retried a bounded number
- * of times). Options as for sha256Stream. Returns { digest, size, bytes? }.
+ * of times). Options as for sha256Stream, plus `stallMs` (default STALL_MS); `maxBytes`
+ * defaults to MAX_UNSIZED_BLOB_BYTES. Returns { digest, size, bytes? }.
  */
 export async function readBlob(aggregator, blobId, options = {}) {
   const url = blobUrl(aggregator, blobId);
+  const { stallMs = STALL_MS, maxBytes = MAX_UNSIZED_BLOB_BYTES, onBytes = () => {} } = options;
   let lastError = null;
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     if (attempt > 0) await sleep(250 * 2 ** attempt, options.signal);
-    let response;
+    const dog = watchdog(options.signal, stallMs);
     try {
-      response = await fetch(url, {
+      const response = await fetch(url, {
         credentials: 'omit',
         referrerPolicy: 'no-referrer',
         cache: 'no-store',
-        signal: options.signal,
+        signal: dog.signal,
       });
+      if (response.ok) {
+        const stream = sha256Stream(response.body, {
+          ...options,
+          maxBytes,
+          signal: dog.signal,
+          onBytes: (n) => {
+            dog.poke();
+            onBytes(n);
+          },
+        });
+        return await stream;
+      }
+      await response.body?.cancel();
+      lastError = new WalrusReadError(`the aggregator answered HTTP ${response.status}`);
+      if (!RETRY_STATUSES.has(response.status)) break;
     } catch (error) {
       if (options.signal?.aborted) throw error;
-      lastError = new WalrusReadError(`cannot reach the aggregator (${error.message})`);
-      continue;
+      if (!dog.signal.aborted) {
+        if (!(error instanceof TypeError)) throw error; // too large, or a bug: not the network
+        lastError = new WalrusReadError(`cannot reach the aggregator (${error.message})`);
+      } else {
+        lastError = dog.signal.reason;
+      }
+    } finally {
+      dog.stop();
     }
-    if (response.ok) return sha256Stream(response.body, options);
-    await response.body?.cancel();
-    lastError = new WalrusReadError(`the aggregator answered HTTP ${response.status}`);
-    if (!RETRY_STATUSES.has(response.status)) break;
   }
   throw lastError;
 }

@@ -2,34 +2,119 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-import traceback
-from typing import Annotated
+from collections.abc import Iterator, MutableMapping
+from typing import Annotated, Any
 
 import typer
 from rich.text import Text
+from typer.core import TyperCommand, TyperGroup
 
 from okai import __version__
-from okai.cli import (
-    blob,
-    chain,
-    cluster,
-    config,
-    data,
-    demo,
-    dev,
-    image,
-    node,
-    record,
-    train,
-    verify,
-    walrus,
-    web,
-)
 from okai.cli.output import CliState, stderr
-from okai.config import NETWORK_NAMES
 from okai.errors import ExitCode, OkaiError
+from okai.inert import inert
+
+NETWORK_NAMES = ("dev", "coston2", "flare", "songbird", "coston")
+"""okai.config.NETWORK_NAMES, repeated: importing okai.config would import pydantic."""
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "dev": ("okai.cli.dev", "The local stack: anvil and the Walrus server on loopback."),
+    "demo": ("okai.cli.demo", "Run the whole pipeline on the local stack."),
+    "config": ("okai.cli.config", "Inspect the effective configuration."),
+    "walrus": (
+        "okai.cli.walrus",
+        "Run and inspect Walrus endpoints (the local Walrus-compatible server).",
+    ),
+    "blob": ("okai.cli.blob", "Store and read raw blobs on Walrus, verified by SHA-256."),
+    "data": ("okai.cli.data", "Push datasets to Walrus as verified shards, pull them back."),
+    "train": ("okai.cli.train", "Run a training job (okai.job/v1) with torchrun."),
+    "chain": (
+        "okai.cli.chain",
+        "The provenance registry on Flare: deploy it and read its records.",
+    ),
+    "image": ("okai.cli.image", "Build the NixOS worker image and publish it."),
+    "cluster": ("okai.cli.cluster", "Bring training clusters up and down (local or Fluence)."),
+    "node": ("okai.cli.node", "The node agent that runs on every training node."),
+    "web": ("okai.cli.web", "Serve the verification web page."),
+    "record": (
+        "okai.cli.record",
+        "Store a run's model and attestation on Walrus and record them on chain.",
+    ),
+    "verify": (
+        "okai.cli.verify",
+        "Verify a model's provenance: each check passed, failed or not checked, with the reason.",
+    ),
+}
+"""Every command: its module and its one-line help (tests/test_cli.py checks both).
+
+A command's module is imported only when the command runs (or its help is asked for):
+some import web3, torch's launcher or the compute providers, and `okai --help` or
+`okai config show` should not wait for them."""
+
+
+def load_command(name: str) -> Any:
+    """The click command of `name`, importing its module."""
+    module = importlib.import_module(COMMANDS[name][0])
+    if hasattr(module, "app"):
+        return typer.main.get_group(module.app)
+    single = typer.Typer()
+    single.command(name=name)(getattr(module, name))
+    return typer.main.get_command(single)
+
+
+class _Commands(MutableMapping[str, Any]):
+    """The root's subcommands: every name listed, each module imported on first use."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.loaded:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            self.loaded[name] = load_command(name)
+        return self.loaded[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self.loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self.loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**dict.fromkeys(COMMANDS), **self.loaded})
+
+    def __len__(self) -> int:
+        return len(set(COMMANDS) | set(self.loaded))
+
+
+class LazyGroup(TyperGroup):
+    """The root group: lists commands from `COMMANDS`, imports one only to run it."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = _Commands()
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        commands = self.commands
+        assert isinstance(commands, _Commands)
+        if cmd_name in commands.loaded:
+            return commands.loaded[cmd_name]
+        if cmd_name in COMMANDS:  # for the listing of `okai --help`
+            return TyperCommand(name=cmd_name, help=COMMANDS[cmd_name][1])
+        return None
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] in COMMANDS:
+            self.commands[args[0]]
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(
     name="okai",
@@ -38,6 +123,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    cls=LazyGroup,
 )
 
 
@@ -70,12 +156,6 @@ def root(
     ctx.obj = CliState(json=json_output, debug=debug, network=network)
 
 
-for module in (dev, demo, config, walrus, blob, data, train, chain, image, cluster, node, web):
-    app.add_typer(module.app)
-app.command(name="record")(record.record)
-app.command(name="verify")(verify.verify)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn errors into messages and exit codes."""
     args = sys.argv[1:] if argv is None else argv
@@ -86,11 +166,13 @@ def main(argv: list[str] | None = None) -> None:
         code = command.main(args=args, prog_name="okai", standalone_mode=False)
     except OkaiError as exc:
         if debug:
+            import traceback  # only here: its import is not free
+
             traceback.print_exc()
-        # Text, not markup: messages may quote attacker-controlled strings.
-        stderr.print(Text.assemble(("error: ", "bold red"), exc.message))
+        # Inert text, not markup: messages may quote attacker-controlled strings.
+        stderr.print(Text.assemble(("error: ", "bold red"), inert(exc.message)))
         if exc.hint:
-            stderr.print(Text.assemble(("hint: ", "dim"), exc.hint))
+            stderr.print(Text.assemble(("hint: ", "dim"), inert(exc.hint)))
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from okai.cli.output import CliState, state
-from okai.cli.verify import printable
 from okai.digest import Digest
+from okai.inert import inert
 from okai.walrus.client import WalrusClient
 
 app = typer.Typer(
@@ -28,7 +28,7 @@ def client_for(cli: CliState) -> WalrusClient:
 
 def reporting(client: WalrusClient, cli: CliState) -> WalrusClient:
     """`client`, telling on stderr each fall-over, hedge and demotion of its aggregators."""
-    client.book.on_event = lambda event: cli.info(f"walrus: {printable(event.describe(), 400)}")
+    client.book.on_event = lambda event: cli.info(f"walrus: {inert(event.describe(), 400)}")
     return client
 
 

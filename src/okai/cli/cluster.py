@@ -21,6 +21,7 @@ from okai.compute import interrupt, preflight
 from okai.compute.cluster import Backend, ClusterProgress, ClusterRequest, Events
 from okai.compute.state import ClusterState, ClusterStatus, list_states
 from okai.errors import UsageError
+from okai.inert import inert
 from okai.train.job import load_checked_job
 
 app = typer.Typer(
@@ -251,7 +252,9 @@ def _run(cli: CliState, request: ClusterRequest, backend: Backend, events: Event
         if isinstance(accuracy, float):
             console.print(f"held-out accuracy  {accuracy:.2%}")
         console.print(
-            Text(f"the cluster is still up: `okai cluster down {outcome.cluster}` removes it")
+            Text(
+                inert(f"the cluster is still up: `okai cluster down {outcome.cluster}` removes it")
+            )
         )
 
     cli.emit(data, human)
@@ -340,13 +343,14 @@ def _list(console: Console, items: list[dict[str, object]]) -> None:
 
 def _show(console: Console, data: dict[str, object]) -> None:
     console.print(
-        Text(f"cluster {data['name']} ({data['provider']}): {data['status']}"), highlight=False
+        Text(inert(f"cluster {data['name']} ({data['provider']}): {data['status']}")),
+        highlight=False,
     )
     if data.get("error"):  # why `up` stopped, or what a teardown left
         console.print(Text(f"reason: {data['error']}"), highlight=False)
     run = data.get("run")
     if isinstance(run, dict):
-        console.print(Text(f"run {run.get('runId')}: {run.get('state')}"), highlight=False)
+        console.print(Text(inert(f"run {run.get('runId')}: {run.get('state')}")), highlight=False)
     table = Table("node", "address", "agent", "progress / error")
     nodes = data.get("nodes")
     for node in nodes if isinstance(nodes, list) else []:
@@ -360,7 +364,10 @@ def _show(console: Console, data: dict[str, object]) -> None:
         elif node.get("note"):
             detail = node["note"]
         table.add_row(
-            str(node["rank"]), str(node.get("address") or ""), str(node["state"]), Text(detail)
+            str(node["rank"]),
+            str(node.get("address") or ""),
+            str(node["state"]),
+            Text(inert(detail)),
         )
     console.print(table)
 
@@ -398,4 +405,4 @@ def down_command(ctx: typer.Context, name: Name = None) -> None:
         "status": cluster.status.value,
         "resources": len(cluster.live_resources()),
     }
-    cli.emit(data, lambda console: console.print(Text(f"cluster {cluster.name} is down")))
+    cli.emit(data, lambda console: console.print(Text(inert(f"cluster {cluster.name} is down"))))

@@ -12,11 +12,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from okai import paths
 from okai.cli.blob import client_for
 from okai.cli.output import state
 from okai.digest import Digest
+from okai.inert import inert
 from okai.manifest import DatasetManifest
 from okai.walrus.dataset import (
     DEFAULT_WORKERS,
@@ -40,7 +42,7 @@ RefArgument = Annotated[
 
 
 def _manifest_table(console: Console, manifest: DatasetManifest, digest: Digest) -> None:
-    console.print(f"[bold]{manifest.name}[/]  {digest}", highlight=False)
+    console.print(Text.assemble((inert(manifest.name), "bold"), f"  {digest}"), highlight=False)
     table = Table("file", "size", "shards", "sha256", "media type")
     for file in manifest.files:
         count = sum(1 for shard in manifest.shards if shard.path == file.path)

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from okai.cli.output import state
+from okai.inert import inert
 from okai.pipeline import DemoResult, run_demo
 
 app = typer.Typer(name="demo", help="Run the whole pipeline on the local stack.")
@@ -23,7 +24,7 @@ def _summary(console: Console, result: DemoResult) -> None:
             Text(step.name),
             Text(step.status, style=colours[step.status]),
             f"{step.seconds:.1f}",
-            Text(step.detail),
+            Text(inert(step.detail)),
         )
     console.print(table)
     console.print(Text(f"model     {result.model_digest}"))

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from okai.cli.verify import JsonOption, printable, with_json
+from okai.cli.verify import JsonOption, with_json
+from okai.inert import inert
 
 if TYPE_CHECKING:
     from okai.provenance.record import RecordResult
@@ -74,8 +75,8 @@ def render(console: Console, result: RecordResult) -> None:
     ]
     if data["explorer"]:
         rows.append(("explorer", data["explorer"]))
-    table = Table(show_header=False, title=Text(f"okai record {printable(result.run.directory)}"))
+    table = Table(show_header=False, title=Text(f"okai record {inert(result.run.directory)}"))
     for key, value in rows:
-        table.add_row(Text(key, style="bold"), Text(printable(value, 400)))
+        table.add_row(Text(key, style="bold"), Text(inert(value, 400)))
     console.print(table)
-    console.print(Text(f"verify with: okai verify {data['modelDigest']}", style="dim"))
+    console.print(Text(f"verify with: okai verify {inert(data['modelDigest'])}", style="dim"))

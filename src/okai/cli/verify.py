@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import unicodedata
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,35 +13,21 @@ from rich.text import Text
 
 from okai.cli.output import CliState, state
 from okai.errors import ExitCode, OperationalError, UsageError, VerificationError
-
-if TYPE_CHECKING:
-    from okai.verify.policy import TrustPolicy
+from okai.inert import inert
 
 if TYPE_CHECKING:
     from okai.verify import VerifyReport
     from okai.verify.checks import Check
+    from okai.verify.policy import TrustPolicy
 
 # okai.verify, okai.chain and okai.walrus are imported inside the command: web3 takes
 # seconds to import, and every other `okai` command would pay for it at start-up.
 
+DEFAULT_TIMEOUT_S = 600.0
+"""okai.verify.bounds' default, repeated: importing it here would import web3."""
+
 STYLES = {"passed": "green", "failed": "bold red", "not checked": "yellow", "pending": "dim"}
 MARKS = {"passed": "✓", "failed": "✗", "not checked": "–", "pending": "…"}
-
-
-def printable(value: Any, limit: int = 160) -> str:
-    """Text safe for a terminal: control and bidi characters escaped, long text cut.
-
-    Records and attestations are written by strangers; a model name must not move the
-    cursor, reorder the line (U+202E) or fill the screen.
-    """
-    text = str(value)
-    cut = len(text) > limit
-    text = text[:limit]
-    safe = "".join(
-        f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch
-        for ch in text
-    )
-    return safe + (f"… ({len(str(value)) - limit} more characters)" if cut else "")
 
 
 def with_json(ctx: typer.Context, json_output: bool) -> CliState:
@@ -126,6 +112,30 @@ def verify(
             "or .okai/deployments.json in this folder set.",
         ),
     ] = False,
+    unsafe_no_sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-no-sandbox",
+            help="With --reproduce: run the recorded code without a sandbox, able to read "
+            "your files and reach the network. Only for code you trust.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            help="Stop after this many seconds, saying what was slow (0: no limit).",
+            min=0,
+        ),
+    ] = DEFAULT_TIMEOUT_S,
+    max_blob_size: Annotated[
+        str | None,
+        typer.Option(
+            "--max-blob-size",
+            help="Read at most this much of any data blob, shard or image (e.g. 2GiB; "
+            "default: OKAI_VERIFY_MAX_BLOB_BYTES or 16GiB).",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Verify a model's provenance: each check passed, failed or not checked, with the reason.
@@ -136,14 +146,24 @@ def verify(
     could not be read.
     """
     from okai.chain.client import RegistryClient
+    from okai.train.sandbox import Sandbox
     from okai.verify import ModelTarget, Options, TrainReproducer, verify_model
+    from okai.verify.bounds import Bounds
+    from okai.verify.limits import ReadLimits
     from okai.walrus.client import WalrusClient
+    from okai.walrus.dataset import parse_size
 
     cli = with_json(ctx, json_output)
     if image and not deep:
         raise UsageError("--image re-downloads the image as part of --deep; add --deep")
     if attest and not reproduce:
         raise UsageError("--attest records a reproduction, so it needs --reproduce")
+    if unsafe_no_sandbox and not reproduce:
+        raise UsageError("--unsafe-no-sandbox is about running the recorded code: add --reproduce")
+    limits = ReadLimits.from_env()
+    if max_blob_size is not None:
+        limits = replace(limits, blob=parse_size(max_blob_size))
+    bounds = Bounds(timeout_s=timeout or None, limits=limits)
     target = ModelTarget.parse(model)
     policy = trust_policy(
         trust_file or [],
@@ -161,8 +181,16 @@ def verify(
             "them (the report then says so), set OKAI_REGISTRY / OKAI_RPC_URL, or run "
             "elsewhere",
         )
+    reproducer = None
+    if reproduce:
+        # Before anything is read: refuse now rather than after the downloads.
+        sandbox = None if unsafe_no_sandbox else Sandbox.find()
+        if sandbox is None:
+            cli.warn("re-training WITHOUT a sandbox: the recorded code can read your files")
+        reproducer = TrainReproducer.for_network(
+            settings.network.name, sandbox, cli.info, bounds.check
+        )
     registry = RegistryClient.from_settings(settings, sign=attest)
-    reproducer = TrainReproducer(settings.network.name, cli.info) if reproduce else None
     from okai.cli.blob import reporting
 
     client = WalrusClient.from_network(settings.network, settings.secrets)
@@ -178,6 +206,7 @@ def verify(
             witness=attest,
             workdir=workdir,
             progress=cli,
+            bounds=bounds,
         )
     data = {**report.to_json(), "aggregators": walrus.book.report()}
     cli.emit(data, lambda console: render(console, report))
@@ -268,7 +297,7 @@ def render(console: Console, report: VerifyReport) -> None:
     _rows(console, where)
     for claim in report.claims:
         if len(report.claims) > 1:
-            console.print(Text(f"claim by {claim.submitter}: {claim.verdict}", style="bold"))
+            console.print(Text(inert(f"claim by {claim.submitter}: {claim.verdict}"), style="bold"))
         _checks_table(console, report, claim.checks)
     facts = report.evaluation.facts
     context = report.main.context
@@ -320,7 +349,7 @@ def render(console: Console, report: VerifyReport) -> None:
 def _checks_table(console: Console, report: VerifyReport, checks: dict[str, Check]) -> None:
     from okai.verify.checks import CHECK_IDS
 
-    table = Table(title=Text(f"okai verify {printable(report.target)}"), show_lines=False)
+    table = Table(title=Text(f"okai verify {inert(report.target)}"), show_lines=False)
     table.add_column("check")
     table.add_column("status")
     table.add_column("reason", overflow="fold")
@@ -328,9 +357,9 @@ def _checks_table(console: Console, report: VerifyReport, checks: dict[str, Chec
         check = checks[check_id]
         style = STYLES[check.status]
         table.add_row(
-            Text(check.id),
+            Text(inert(check.id)),
             Text(f"{MARKS[check.status]} {check.status}", style=style),
-            Text(printable(check.reason, 400)),
+            Text(inert(check.reason, 400)),
         )
     console.print(table)
 
@@ -338,5 +367,5 @@ def _checks_table(console: Console, report: VerifyReport, checks: dict[str, Chec
 def _rows(console: Console, rows: list[tuple[str, str]]) -> None:
     details = Table(show_header=False, box=None)
     for key, value in rows:
-        details.add_row(Text(key, style="bold"), Text(printable(value, 300)))
+        details.add_row(Text(key, style="bold"), Text(inert(value, 300)))
     console.print(details)

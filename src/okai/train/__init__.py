@@ -7,7 +7,13 @@ by the worker processes that torchrun starts.
 
 from okai.provenance.receipt import Receipt
 from okai.train.builtins import BUILTINS, check_job
-from okai.train.data import LocalShardSource, ShardSource, SourceSpec, WalrusShardSource
+from okai.train.data import (
+    LocalShardSource,
+    ShardSource,
+    SourceSpec,
+    WalrusShardSource,
+    stage_inputs,
+)
 from okai.train.demo import digits_files, digits_job
 from okai.train.errors import BlobUnavailable, EntrypointError, TrainingFailed
 from okai.train.job import job_from_toml, job_to_toml, load_job
@@ -37,5 +43,6 @@ __all__ = [
     "launch",
     "load_job",
     "partition",
+    "stage_inputs",
     "train",
 ]

@@ -19,8 +19,10 @@ from __future__ import annotations
 import base64
 import importlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +32,13 @@ from okai.config import load_settings
 from okai.digest import Digest, canonical_json
 from okai.errors import IntegrityError, NotBuiltError, UsageError
 from okai.manifest import (
+    BlobRef,
     DatasetFile,
     DatasetManifest,
     DatasetShard,
     DatasetTotals,
+    EntrypointModel,
+    JobSpec,
     ManifestRef,
 )
 from okai.paths import cache_dir
@@ -262,3 +267,48 @@ def open_source(spec: SourceSpec) -> Iterator[ShardSource]:
     else:
         with WalrusShardSource.open(spec.location or None) as source:
             yield source
+
+
+STAGE_WORKERS = 4
+
+
+def stage_inputs(job: JobSpec, source: ShardSource, store: Path) -> SourceSpec:
+    """Fetch and verify every blob `job` trains from, filed as a local store at `store`.
+
+    What a sandboxed run reads instead of the network: its entry point, manifests,
+    shards and raw blobs, each checked by `source` against the digest the job (or a
+    checked manifest) pins, before the code runs.
+    """
+    blobs = store / "blobs"
+    blobs.mkdir(parents=True, exist_ok=True)
+    model = job.model
+    if isinstance(model, EntrypointModel):
+        _file(
+            source.blob(model.entrypoint_blob_id, Digest(model.sha256)),
+            blobs,
+            model.entrypoint_blob_id,
+        )
+    shards: list[DatasetShard] = []
+    for ref in job.datasets:
+        if isinstance(ref, ManifestRef):
+            manifest = source.manifest(ref)
+            (blobs / ref.manifest_blob_id).write_bytes(manifest.canonical_bytes())
+            shards += manifest.shards
+        elif isinstance(ref, BlobRef) and ref.sha256 is not None:
+            _file(source.blob(ref.blob_id, Digest(ref.sha256)), blobs, ref.blob_id)
+    with ThreadPoolExecutor(STAGE_WORKERS) as pool:
+        list(pool.map(lambda shard: _file(source.shard(shard), blobs, shard.blob_id), shards))
+    return SourceSpec.local(store)
+
+
+def _file(verified: Path, blobs: Path, blob_id: str) -> None:
+    """Link (or copy) a verified file into the store under its blob ID."""
+    dest = blobs / blob_id
+    if dest.exists():
+        return
+    try:
+        os.link(verified, dest)
+    except FileExistsError:
+        return
+    except OSError:  # another file system, or links not allowed
+        shutil.copyfile(verified, dest)

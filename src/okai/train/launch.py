@@ -20,6 +20,7 @@ import re
 import secrets
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -54,9 +55,14 @@ from okai.train.rundir import (
     RECEIPT_FILE,
     STARTED_AT_ENV,
 )
+from okai.train.sandbox import INPUTS, RUN, Sandbox, Wrapped, environment, without_secrets
 
 POLL_SECONDS = 0.2
 STOP_GRACE_SECONDS = 30
+MAX_RECORD_BYTES = 1 << 20
+"""Most read of a receipt or an error record: the training code wrote them."""
+MAX_METRICS_READ = 4 << 20
+"""Most of metrics.jsonl read per poll."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +111,8 @@ class LaunchOptions:
     max_restarts: int = 3
     env: Mapping[str, str] = field(default_factory=dict)
     """Extra environment for torchrun and the workers."""
+    sandbox: Sandbox | None = None
+    """Run torchrun inside this sandbox (one node, a local source): a stranger's code."""
 
 
 @dataclass(frozen=True)
@@ -159,14 +167,31 @@ def launch(
         )
     if options.max_restarts < 0:
         raise UsageError(f"max restarts must be 0 or more, got {options.max_restarts}")
+    sandbox = options.sandbox
+    if sandbox is not None and (nnodes > 1 or options.source.kind != "local"):
+        raise UsageError("a sandboxed run has no network: one node, data from a local store")
     run_id = _run_id(job, options)
     run_dir = options.run_dir or options.runs_root / run_id
     _prepare(run_dir, job)
-    command = _torchrun_command(run_dir, run_id, nproc, nnodes, options)
+    if sandbox is None:
+        command = Wrapped(
+            _torchrun_command(
+                run_dir.resolve(), str(options.source), run_id, nproc, nnodes, options
+            ),
+            (),
+        )
+    else:
+        inner = _torchrun_command(RUN, f"local:{INPUTS}", run_id, nproc, nnodes, options)
+        command = sandbox.wrap(inner, Path(options.source.location), run_dir)
     env = _environment(options)
-    with (run_dir / LOGS_DIR / "torchrun.log").open("ab") as log:
+    with (run_dir / LOGS_DIR / "torchrun.log").open("ab") as log, command:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            command.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            pass_fds=command.fds,
         )
         # Alone, stop at once on an error no restart can fix; with other nodes, let
         # torchrun's restarts run out so that every node fails together.
@@ -175,8 +200,28 @@ def launch(
     if code != 0:
         raise _failure(run_dir, code)
     receipt_path = run_dir / RECEIPT_FILE
-    receipt = Receipt.load(receipt_path) if receipt_path.exists() else None
+    raw = read_run_file(receipt_path, MAX_RECORD_BYTES)
+    receipt = None if raw is None else Receipt.from_json_bytes(raw, receipt_path)
     return RunResult(run_id=run_id, run_dir=run_dir, receipt=receipt)
+
+
+def read_run_file(path: Path, limit: int, offset: int = 0) -> bytes | None:
+    """Up to `limit` bytes of a regular file in a run directory; None if there is none.
+
+    The training code writes the run directory and may be hostile: a symbolic link (to
+    a secret, to /dev/zero) or a FIFO in place of a file is refused, not followed.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OperationalError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OperationalError(f"{path} is not a regular file")
+        stream.seek(offset)
+        return stream.read(limit)
 
 
 def _run_id(job: JobSpec, options: LaunchOptions) -> str:
@@ -211,7 +256,7 @@ def _prepare(run_dir: Path, job: JobSpec) -> None:
 
 
 def _torchrun_command(
-    run_dir: Path, run_id: str, nproc: int, nnodes: int, options: LaunchOptions
+    run_dir: Path, source: str, run_id: str, nproc: int, nnodes: int, options: LaunchOptions
 ) -> list[str]:
     command = [
         sys.executable,
@@ -241,8 +286,8 @@ def _torchrun_command(
         *command,
         "-m",
         "okai.train.worker",
-        f"--run-dir={run_dir.resolve()}",
-        f"--source={options.source}",
+        f"--run-dir={run_dir}",
+        f"--source={source}",
         f"--run-id={run_id}",
     ]
 
@@ -255,7 +300,10 @@ def _is_host(rendezvous: Rendezvous) -> str:
 
 
 def _environment(options: LaunchOptions) -> dict[str, str]:
-    env = dict(os.environ)
+    """The workers' environment: the caller's less its credentials, or, sandboxed, an
+    allow-list. Workers run the job's code, which must never see the node agent's
+    publisher tokens or a verifier's keys."""
+    env = environment() if options.sandbox is not None else without_secrets(os.environ)
     env[STARTED_AT_ENV] = utc_now()
     env["PYTHONUNBUFFERED"] = "1"
     # With the rendezvous store shared by workers (torch's default), workers restarted by
@@ -349,9 +397,10 @@ class _MetricsFollower:
             return None
         if size < self.offset:  # cut back by a resumed run
             self.offset = 0
-        with self.path.open("rb") as stream:
-            stream.seek(self.offset)
-            chunk = stream.read()
+        try:
+            chunk = read_run_file(self.path, MAX_METRICS_READ, self.offset) or b""
+        except OperationalError:
+            return None
         complete = chunk[: chunk.rfind(b"\n") + 1]
         self.offset += len(complete)
         latest: Progress | None = None
@@ -392,12 +441,17 @@ def _failure(run_dir: Path, code: int) -> OkaiError:
     records = []
     for path in [errors / FATAL_FILE, *sorted(errors.glob("rank-*.json"))]:
         try:
-            records.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError):
+            record = json.loads(read_run_file(path, MAX_RECORD_BYTES) or b"")
+        except (OkaiError, ValueError):
             continue
+        if isinstance(record, dict):
+            records.append(record)
     records.sort(key=lambda record: 0 if record.get("fatal") else 1 if record.get("okai") else 2)
     if records:
-        return _rebuild(records[0], run_dir)
+        try:
+            return _rebuild(records[0], run_dir)
+        except (KeyError, TypeError, ValueError):
+            pass  # a record not as workers write it: the training code wrote it
     return TrainingFailed(
         f"training failed (torchrun exited with {code}) and no rank recorded why",
         logs=run_dir / LOGS_DIR,

@@ -25,6 +25,7 @@ from okai.chain.records import ImageRecord, Transaction
 from okai.digest import CHUNK_SIZE, Digest
 from okai.errors import IntegrityError, OkaiError, UsageError
 from okai.provenance.software import before_reproduction
+from okai.verify.bounds import Bounds, VerifyTimeout
 from okai.verify.checks import PASSED, Options, failed
 from okai.verify.limits import ReadLimits
 from okai.verify.observations import (
@@ -121,7 +122,7 @@ def verify_model(
     workdir: Path | None = None,
     progress: Progress | None = None,
     overridden: tuple[str, ...] = (),
-    limits: ReadLimits | None = None,
+    bounds: Bounds | None = None,
 ) -> VerifyReport:
     """Run the requested checks on `target` under `policy`; with `witness`, record a
     reproduction of the judged claim on chain.
@@ -130,11 +131,12 @@ def verify_model(
     judged, each on its own, and none can be "verified". `reproducer` is required with
     `options.reproduce`; `witness` needs it and a signing registry client. `workdir` keeps
     the reproduction's run directory (else a temporary one is removed). `overridden` names
-    the settings that local files changed on a public network, for the report. `limits`
-    bounds every Walrus read (default: `ReadLimits.from_env()`).
+    the settings that local files changed on a public network, for the report. `bounds`:
+    the deadline and the read limits (default: `Bounds()`, limits from `OKAI_VERIFY_MAX_*`).
     """
     ui = progress or Silent()
     policy = policy or TrustPolicy()
+    bounds = bounds or Bounds()
     if witness and not options.reproduce:
         raise UsageError("--attest records a reproduction, so it needs --reproduce")
     if options.reproduce and reproducer is None:
@@ -143,10 +145,11 @@ def verify_model(
     origin = Origin.of(registry, overridden)
     model = _model_input(target, ui)
     digest = evaluate(Inputs(options, network, model)).facts.model_digest
+    bounds.check("hashing the model")
     chain = None if digest is None else read_claims(registry, digest, policy)
+    bounds.check("reading the registry")
     claims: list[Claim] = [(None, ClaimContext((), 0), ())] if chain is None else chain.claims
     problem = None if chain is None else chain.code_problem
-    read_limits = limits or ReadLimits.from_env()
     judged = [
         _judge(
             answer,
@@ -163,7 +166,7 @@ def verify_model(
             witness,
             workdir,
             ui,
-            read_limits,
+            bounds,
         )
         for answer, context, images in claims
     ]
@@ -185,12 +188,12 @@ def _judge(
     witness: bool,
     workdir: Path | None,
     ui: Progress,
-    limits: ReadLimits,
+    bounds: Bounds,
 ) -> ClaimReport:
     """One claim: read what its checks need, re-train if asked, apply the policy."""
     if witness and isinstance(answer, ChainAnswer) and answer.record is not None:
         _check_may_witness(registry, answer.record.submitter, answer.record.model_digest)
-    inputs, evaluation = _read_blobs(Inputs(options, network, model, answer), walrus, ui, limits)
+    inputs, evaluation = _read_blobs(Inputs(options, network, model, answer), walrus, ui, bounds)
     if isinstance(answer, ChainAnswer) and answer.image is not None:
         # Several image claims (trusted publishers, or anyone's when unpinned): judge the
         # first whose system is the one the node ran, so no squatter decides which counts.
@@ -200,7 +203,7 @@ def _judge(
             if image == answer.image:
                 continue
             inputs, evaluation = _read_blobs(
-                Inputs(options, network, model, replace(answer, image=image)), walrus, ui, limits
+                Inputs(options, network, model, replace(answer, image=image)), walrus, ui, bounds
             )
             context = replace(context, image_publishers=(image.registrant,))
     if options.reproduce:
@@ -355,7 +358,7 @@ def _check_may_witness(registry: RegistryClient, submitter: str, digest: Digest)
 
 
 def _read_blobs(
-    inputs: Inputs, walrus: WalrusClient, ui: Progress, limits: ReadLimits
+    inputs: Inputs, walrus: WalrusClient, ui: Progress, bounds: Bounds
 ) -> tuple[Inputs, Evaluation]:
     """Evaluate, read what the rules need, repeat (at most MAX_ROUNDS times).
 
@@ -368,12 +371,12 @@ def _read_blobs(
             evaluation = evaluate(current)
             if not evaluation.needs:
                 return current, evaluation
-            blobs.update(_read_all(walrus, evaluation.needs, Path(scratch), ui, limits))
+            blobs.update(_read_all(walrus, evaluation.needs, Path(scratch), ui, bounds))
     raise OkaiError(f"verification still needed blobs after {MAX_ROUNDS} rounds of reads")
 
 
 def _read_all(
-    walrus: WalrusClient, needs: list[Need], scratch: Path, ui: Progress, limits: ReadLimits
+    walrus: WalrusClient, needs: list[Need], scratch: Path, ui: Progress, bounds: Bounds
 ) -> dict[str, BlobObservation]:
     data = [n for n in needs if not n.keep]
     # Raw blobs okai never pushed have no size on record: then the bar counts bytes only.
@@ -388,7 +391,12 @@ def _read_all(
                 advance(n)
 
         def read(need: Need) -> tuple[str, BlobObservation]:
-            return need.key, read_blob(walrus, need, scratch, locked, limits)
+            what = f"reading {need.label} (blob {need.key})"
+            bounds.check(what)  # before a read that may never send a byte
+            counted = bounds.reading(what, locked)
+            observation = read_blob(walrus, need, scratch, counted, bounds.limits)
+            bounds.check(what)  # and after it, naming the read that took the time
+            return need.key, observation
 
         with ThreadPoolExecutor(min(READ_WORKERS, len(needs))) as pool:
             return dict(pool.map(read, needs))
@@ -445,6 +453,8 @@ def read_blob(
             dest.unlink(missing_ok=True)
     except IntegrityError as exc:
         return BlobRead(Digest.parse(exc.actual), None, source=exc.source)
+    except VerifyTimeout:
+        raise
     except (BlobNotFound, BlobBlocked, WalrusProtocolError, ReadLimitExceeded) as exc:
         return BlobFailure(exc.message, unavailable=False)
     except OkaiError as exc:
@@ -547,7 +557,7 @@ def _reproduce(
             return Reproduction(digest=reproducer(attested.job, workdir))
         with tempfile.TemporaryDirectory(prefix="okai-reproduce-") as scratch:
             return Reproduction(digest=reproducer(attested.job, Path(scratch)))
-    except UsageError:
+    except (UsageError, VerifyTimeout):
         raise
     except OkaiError as exc:
         return Reproduction(error=exc.message)

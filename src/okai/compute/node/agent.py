@@ -45,6 +45,7 @@ from okai.compute.node.status import (
 from okai.config import load_settings
 from okai.digest import Digest
 from okai.errors import IntegrityError, OkaiError, OperationalError, UsageError
+from okai.inert import inert
 from okai.manifest import JobSpec
 from okai.train import LaunchOptions, Progress, Receipt, Rendezvous, SourceSpec, launch, load_job
 from okai.train.receipt import (
@@ -289,7 +290,10 @@ class Agent:
         write_status(self.state_dir, self.status)
 
     def log(self, message: str) -> None:
-        """A line in `<state dir>/agent.log` (and on stderr, which the journal keeps)."""
+        """A line in `<state dir>/agent.log` (and on stderr, which the journal keeps).
+
+        Messages quote jobs, records and peers: inert, so the log stays one line each."""
+        message = inert(message)
         line = f"{utc_now()} {message}\n"
         with contextlib.suppress(OSError), (self.state_dir / AGENT_LOG).open("a") as log:
             log.write(line)
