@@ -10,6 +10,7 @@
   httpx,
   matplotlib,
   numpy,
+  pyarrow,
   pydantic,
   rfc8785,
   rich,
@@ -47,6 +48,7 @@ buildPythonApplication {
     httpx
     matplotlib
     numpy
+    pyarrow
     pydantic
     rfc8785
     rich

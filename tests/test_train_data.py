@@ -243,7 +243,11 @@ def test_malformed_data_files_are_document_errors(
     tmp_path: Path, content: bytes, field: str | None
 ) -> None:
     source = LocalShardSource(tmp_path)
-    ref, _ = source.put_dataset("bad", {"train/bad.safetensors": content})
+    with pytest.raises(DocumentError) as refused:  # a push checks the file ...
+        source.put_dataset("bad", {"train/bad.safetensors": content})
+    assert (refused.value.source, refused.value.field) == ("train/bad.safetensors", field)
+    # ... and training checks it again: a manifest need not come from a careful pusher.
+    ref, _ = source.put_dataset("bad", {"train/bad.safetensors": content}, inspected=False)
     plan = DataPlan.build([source.manifest(ref)])
     with pytest.raises(DocumentError) as caught:
         fetch(source, partition(plan.train, 0, 1))

@@ -185,6 +185,10 @@ def document_error(exc: ValidationError, source: str | Path) -> DocumentError:
 # ---------------------------------------------------------------- dataset
 
 
+DataFormat = Literal["safetensors", "jsonl", "text", "parquet", "webdataset", "file"]
+"""How a dataset file holds samples (see okai.formats and docs/data.md)."""
+
+
 class DatasetShard(Model):
     """One stored blob: the bytes [offset, offset+size) of file `path`."""
 
@@ -194,6 +198,12 @@ class DatasetShard(Model):
     sha256: DigestField
     blob_id: BlobId
     media_type: str = "application/octet-stream"
+    first_sample: int | None = Field(
+        default=None,
+        ge=0,
+        description="formats whose samples can span shards (jsonl, text, webdataset): "
+        "the index in the file of the first sample that starts in this shard",
+    )
 
 
 class DatasetFile(Model):
@@ -203,6 +213,10 @@ class DatasetFile(Model):
     size: int = Field(ge=0)
     sha256: DigestField
     media_type: str = "application/octet-stream"
+    format: DataFormat | None = Field(
+        default=None, description="recorded at push time; absent in manifests of older okai"
+    )
+    samples: int | None = Field(default=None, ge=0, description="samples in the file")
 
 
 class DatasetTotals(Model):
@@ -227,6 +241,8 @@ class DatasetManifest(Document):
         for shard in self.shards:
             by_path.setdefault(shard.path, []).append(shard)
         for file in self.files:
+            if (file.format is None) != (file.samples is None):
+                raise ValueError(f"file {file.path!r} has a format or a sample count, not both")
             pieces = sorted(by_path.pop(file.path, []), key=lambda shard: shard.offset)
             expected_offset = 0
             for shard in pieces:

@@ -4,42 +4,45 @@ Two stages:
 
 1. `fetch` (before the first step): the rank fetches the shards of its files
    through the source, several at once, each verified against its SHA-256, and
-   reads how many samples each file holds. A corrupted or substituted shard stops
+   takes each file's sample count from the manifest (or, for data pushed
+   without one, from the verified file). A corrupted or substituted shard stops
    the run here, before training, with an IntegrityError naming the shard. The
    sample counts fix the number of steps of an epoch, agreed by all ranks once.
-2. `batches` (during training): a background thread reads the next files, hashes
-   the exact bytes it is about to decode against the file's digest, decodes and
-   shuffles them, while the current file trains. At most `prefetch` decoded
-   files wait in memory.
+2. `batches` / `samples` (during training): a background thread reads the next
+   files, hashes the exact bytes it is about to decode against the file's
+   digest, decodes and shuffles them, while the current file trains. At most
+   `prefetch` decoded files wait in memory.
 
-A data file is a safetensors file with a tensor `x` (samples along the first
-dimension) and a tensor `y` of integer labels of the same length.
+Formats are those of `okai.formats`. A safetensors file's samples are rows of
+its tensors `x` and `y` and batch without help; samples of the other formats
+are dicts, which a `collate` function turns into a batch `(x, y)`.
 """
 
 from __future__ import annotations
 
-import json
+import io
 import queue
-import struct
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from safetensors.torch import load as load_safetensors
 
 from okai.digest import Digest
-from okai.errors import DocumentError, IntegrityError
+from okai.errors import DocumentError, IntegrityError, UsageError
+from okai.formats import MAX_SAFETENSORS_HEADER, Sample, decode, inspect, safetensors_samples
 from okai.train.data import ShardSource
 from okai.train.plan import Assignment, DataFile
 from okai.train.seeding import derive_seed
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-MAX_HEADER = 100 << 20
-"""safetensors' own limit on the JSON header."""
+Collate = Callable[[list[Sample]], Batch]
+"""Turns a list of samples (dicts) into a batch `(inputs, targets)`."""
 
 
 @dataclass(frozen=True)
@@ -86,32 +89,20 @@ def _fetch_one(source: ShardSource, assignment: Assignment) -> ReadyFile:
 
 
 def _count_samples(file: DataFile, parts: Sequence[Path]) -> int:
-    """Read the sample count from the safetensors header, without loading the tensors."""
+    """The manifest's count; read from the file only for data pushed without one."""
+    if file.samples is not None:
+        return file.samples
     where = f"data file {file.path}"
+    if file.format == "safetensors":
+        return safetensors_samples(io.BytesIO(_header_bytes(parts)), where)
+    return inspect(file.format, io.BytesIO(_read_all(parts)), where).samples
+
+
+def _header_bytes(parts: Sequence[Path]) -> bytes:
+    """The safetensors length prefix and header of a file stored as `parts`."""
     prefix = _read_prefix(parts, 8)
-    if len(prefix) < 8:
-        raise DocumentError(where, None, "too short to be a safetensors file")
-    (length,) = struct.unpack("<Q", prefix)
-    if length > MAX_HEADER:
-        raise DocumentError(where, None, f"safetensors header of {length} bytes is too large")
-    try:
-        header = json.loads(_read_prefix(parts, 8 + length)[8:])
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DocumentError(where, None, f"not a safetensors file: {exc}") from exc
-    if not isinstance(header, dict):
-        raise DocumentError(where, None, "not a safetensors file: header is not an object")
-    shapes = {}
-    for name in ("x", "y"):
-        entry = header.get(name)
-        shape = entry.get("shape") if isinstance(entry, dict) else None
-        if not isinstance(shape, list) or not shape:
-            raise DocumentError(where, name, "missing: a data file holds tensors x and y")
-        shapes[name] = shape
-    if shapes["x"][0] != shapes["y"][0] or len(shapes["y"]) != 1:
-        raise DocumentError(
-            where, "y", f"shape {shapes['y']} is not one label per sample of x {shapes['x']}"
-        )
-    return int(shapes["x"][0])
+    length = int.from_bytes(prefix, "little") if len(prefix) == 8 else 0
+    return _read_prefix(parts, 8 + min(length, MAX_SAFETENSORS_HEADER))
 
 
 def _read_prefix(parts: Sequence[Path], size: int) -> bytes:
@@ -124,22 +115,102 @@ def _read_prefix(parts: Sequence[Path], size: int) -> bytes:
     return bytes(out)
 
 
-def read_verified(ready: ReadyFile) -> dict[str, torch.Tensor]:
+def _read_all(parts: Sequence[Path]) -> bytes:
+    return b"".join(path.read_bytes() for path in parts)
+
+
+class Rows(Protocol):
+    """Some samples of a file, in order: tensor rows, or a list of dicts."""
+
+    def __len__(self) -> int: ...
+    def take(self, index: torch.Tensor) -> Rows: ...
+    def cut(self, begin: int, end: int) -> Rows: ...
+    def join(self, other: Rows) -> Rows: ...
+    def samples(self) -> list[Sample]: ...
+
+
+@dataclass(frozen=True)
+class TensorRows:
+    """Samples of a safetensors file: rows of `x` and their labels `y`."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, index: torch.Tensor) -> TensorRows:
+        return TensorRows(self.x[index], self.y[index])
+
+    def cut(self, begin: int, end: int) -> TensorRows:
+        return TensorRows(self.x[begin:end], self.y[begin:end])
+
+    def join(self, other: Rows) -> TensorRows:
+        assert isinstance(other, TensorRows)
+        return TensorRows(torch.cat([self.x, other.x]), torch.cat([self.y, other.y]))
+
+    def samples(self) -> list[Sample]:
+        return [{"x": x, "y": y} for x, y in zip(self.x, self.y, strict=True)]
+
+
+@dataclass(frozen=True)
+class RecordRows:
+    """Samples of every other format: dicts (see okai.formats)."""
+
+    items: list[Sample]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def take(self, index: torch.Tensor) -> RecordRows:
+        return RecordRows([self.items[i] for i in index.tolist()])
+
+    def cut(self, begin: int, end: int) -> RecordRows:
+        return RecordRows(self.items[begin:end])
+
+    def join(self, other: Rows) -> RecordRows:
+        assert isinstance(other, RecordRows)
+        return RecordRows(self.items + other.items)
+
+    def samples(self) -> list[Sample]:
+        return self.items
+
+
+def read_verified(ready: ReadyFile) -> Rows:
     """Read a file's bytes once, check them against its digest, and decode those bytes."""
     file = ready.file
-    data = b"".join(path.read_bytes() for path in ready.parts)
+    data = _read_all(ready.parts)
     actual = Digest.of_bytes(data)
     if actual != file.sha256:
         raise IntegrityError(f"data file {file.path}", file.sha256, actual)
-    try:
-        tensors = load_safetensors(data)
-    except Exception as exc:  # safetensors raises its own untyped errors
+    where = f"data file {file.path}"
+    if file.format == "safetensors":
+        try:
+            tensors = load_safetensors(data)
+        except Exception as exc:  # safetensors raises its own untyped errors
+            raise DocumentError(where, None, f"not a safetensors file: {exc}") from exc
+        if tensors["y"].is_floating_point() or tensors["y"].is_complex():
+            raise DocumentError(where, "y", "labels must be integers")
+        rows: Rows = TensorRows(tensors["x"], tensors["y"].long())
+    else:
+        rows = RecordRows(decode(file.format, data, file.path))
+    if len(rows) != ready.samples:
         raise DocumentError(
-            f"data file {file.path}", None, f"not a safetensors file: {exc}"
-        ) from exc
-    if tensors["y"].is_floating_point() or tensors["y"].is_complex():
-        raise DocumentError(f"data file {file.path}", "y", "labels must be integers")
-    return tensors
+            where, None, f"holds {len(rows)} samples; the manifest says {ready.samples}"
+        )
+    return rows
+
+
+def collate_rows(rows: Rows, collate: Collate | None, fmt: str) -> Batch:
+    """A batch from rows: tensor rows as they are, other samples through `collate`."""
+    if collate is not None:
+        return collate(rows.samples())
+    if isinstance(rows, TensorRows):
+        return rows.x, rows.y
+    raise UsageError(
+        f"{fmt} samples are dicts, not tensors: pass a collate function "
+        "(ctx.fit(..., collate=...)) that turns a list of samples into (inputs, targets)"
+    )
 
 
 class RankStream:
@@ -152,6 +223,7 @@ class RankStream:
         self.seed = seed
         self.rank = rank
         self.prefetch = max(1, prefetch)
+        self.format = self.files[0].file.format if self.files else "safetensors"
         self.wait_seconds = 0.0
         """Time the consumer spent blocked on the background reader, summed."""
 
@@ -160,51 +232,65 @@ class RankStream:
         return sum(ready.share for ready in self.files)
 
     def batches(
-        self, epoch: int, batch_size: int, *, start: int = 0, stop: int | None = None
+        self,
+        epoch: int,
+        batch_size: int,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        collate: Collate | None = None,
     ) -> Iterator[Batch]:
         """Batches `start` to `stop` (exclusive) of `epoch`, all of exactly `batch_size` samples."""
         stop = self.samples // batch_size if stop is None else stop
         if stop * batch_size > self.samples:
             raise ValueError(f"rank {self.rank} has {self.samples} samples, fewer than asked")
+        pieces = self._epoch_pieces(epoch, start * batch_size, stop * batch_size)
+        for rows in self._assemble(pieces, batch_size, keep_remainder=False):
+            yield collate_rows(rows, collate, self.format)
+
+    def in_order(self, epoch: int) -> Iterator[Sample]:
+        """Every sample of this rank's share in `epoch`'s order (the order batches take)."""
+        for rows in self._rows(self._epoch_pieces(epoch, 0, self.samples)):
+            yield from rows.samples()
+
+    def ordered(self, batch_size: int, collate: Collate | None = None) -> Iterator[Batch]:
+        """All of this rank's samples in file order, unshuffled; the last batch may be short."""
+        pieces = _window([(ready, None) for ready in self.files], 0, self.samples)
+        for rows in self._assemble(pieces, batch_size, keep_remainder=True):
+            yield collate_rows(rows, collate, self.format)
+
+    def _epoch_pieces(self, epoch: int, begin: int, end: int) -> list[_Piece]:
         order = torch.randperm(
             len(self.files), generator=_generator(self.seed, "file-order", epoch, self.rank)
         )
-        pieces = _window(
-            [(self.files[i], epoch) for i in order.tolist()],
-            start * batch_size,
-            stop * batch_size,
-        )
-        yield from self._assemble(pieces, batch_size, keep_remainder=False)
+        return _window([(self.files[i], epoch) for i in order.tolist()], begin, end)
 
-    def ordered(self, batch_size: int) -> Iterator[Batch]:
-        """All of this rank's samples in file order, unshuffled; the last batch may be short."""
-        pieces = _window([(ready, None) for ready in self.files], 0, self.samples)
-        yield from self._assemble(pieces, batch_size, keep_remainder=True)
+    def _rows(self, pieces: list[_Piece]) -> Iterator[Rows]:
+        """Each piece's rows, decoded `prefetch` ahead; time blocked is added to wait_seconds."""
+        reader = _Reader(pieces, self.seed, self.prefetch)
+        try:
+            while True:
+                began = time.perf_counter()
+                rows = reader.next()
+                self.wait_seconds += time.perf_counter() - began
+                if rows is None:
+                    return
+                yield rows
+        finally:
+            reader.close()
 
     def _assemble(
         self, pieces: list[_Piece], batch_size: int, *, keep_remainder: bool
-    ) -> Iterator[Batch]:
-        reader = _Reader(pieces, self.seed, self.prefetch)
-        try:
-            rest_x: torch.Tensor | None = None
-            rest_y: torch.Tensor | None = None
-            while True:
-                began = time.perf_counter()
-                chunk = reader.next()
-                self.wait_seconds += time.perf_counter() - began
-                if chunk is None:
-                    break
-                x, y = chunk
-                if rest_x is not None and rest_y is not None:
-                    x, y = torch.cat([rest_x, x]), torch.cat([rest_y, y])
-                full = len(y) - len(y) % batch_size
-                for offset in range(0, full, batch_size):
-                    yield x[offset : offset + batch_size], y[offset : offset + batch_size]
-                rest_x, rest_y = x[full:], y[full:]
-            if keep_remainder and rest_x is not None and rest_y is not None and len(rest_y):
-                yield rest_x, rest_y
-        finally:
-            reader.close()
+    ) -> Iterator[Rows]:
+        rest: Rows | None = None
+        for chunk in self._rows(pieces):
+            rows = chunk if rest is None else rest.join(chunk)
+            full = len(rows) - len(rows) % batch_size
+            for offset in range(0, full, batch_size):
+                yield rows.cut(offset, offset + batch_size)
+            rest = rows.cut(full, len(rows))
+        if keep_remainder and rest is not None and len(rest):
+            yield rest
 
 
 @dataclass(frozen=True)
@@ -232,8 +318,8 @@ def _generator(seed: int, purpose: str, *position: int) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(seed, purpose, *position))
 
 
-def _select(piece: _Piece, seed: int) -> Batch:
-    tensors = read_verified(piece.ready)
+def _select(piece: _Piece, seed: int) -> Rows:
+    rows = read_verified(piece.ready)
     assignment = piece.ready.assignment
     if piece.epoch is None:
         order = torch.arange(piece.ready.samples)
@@ -243,7 +329,7 @@ def _select(piece: _Piece, seed: int) -> Batch:
             generator=_generator(seed, "sample-order", piece.epoch, assignment.file.index),
         )
     own = order[assignment.start :: assignment.stride][piece.skip : piece.skip + piece.take]
-    return tensors["x"][own], tensors["y"][own].long()
+    return rows.take(own)
 
 
 class _Reader:
@@ -278,13 +364,13 @@ class _Reader:
                 continue
         return False
 
-    def next(self) -> Batch | None:
+    def next(self) -> Rows | None:
         item = self._queue.get()
         if item is self._END:
             return None
         if isinstance(item, BaseException):
             raise item
-        assert isinstance(item, tuple)
+        assert isinstance(item, (TensorRows, RecordRows))
         return item
 
     def close(self) -> None:
