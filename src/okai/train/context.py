@@ -102,6 +102,8 @@ class Context:
     summary: Summary = field(default_factory=Summary)
     fetch_seconds: float = 0.0
     """How long this rank took to fetch and verify its data before training."""
+    labels: tuple[str, ...] = ()
+    """For plain files: the folder names of the job's training files, sorted (every rank's)."""
     _options: _FitOptions = field(default_factory=lambda: _FitOptions(), init=False, repr=False)
 
     @property

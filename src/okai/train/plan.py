@@ -22,7 +22,7 @@ from pathlib import PurePosixPath
 
 from okai.digest import Digest
 from okai.errors import UsageError
-from okai.formats import detect
+from okai.formats import detect, label_of
 from okai.manifest import DataFormat, DatasetManifest, DatasetShard
 
 HELD_OUT_DIR = "test"
@@ -63,6 +63,11 @@ class DataPlan:
 
     train: tuple[DataFile, ...]
     test: tuple[DataFile, ...]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The labels of plain files (their folders' names) in the training files, sorted."""
+        return tuple(sorted({label_of(f.path) for f in self.train if f.format == "file"}))
 
     @classmethod
     def build(

@@ -173,6 +173,7 @@ def _run(run_dir: Path, source_arg: str, run_id: str, env: RankEnv) -> None:
             metrics=MetricsLog(run_dir / METRICS_FILE, enabled=env.rank == 0),
             checkpoints=Checkpointer(run_dir, job_digest=job.digest(), writer=env.local_rank == 0),
             fetch_seconds=fetch_seconds,
+            labels=plan.labels,
         )
         torch.manual_seed(job.seed)
         model = train_fn(ctx)
