@@ -8,12 +8,8 @@ in without touching the tests.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,10 +30,9 @@ from okai.train import (
     job_to_toml,
     launch,
 )
+from train_helpers import RUN_TIMEOUT, kill_after_first_checkpoint
 
 pytestmark = pytest.mark.slow
-
-RUN_TIMEOUT = 300
 
 
 @pytest.fixture(scope="module")
@@ -107,43 +102,11 @@ def test_the_same_job_trains_the_same_model_bytes(
     assert output["runId"].startswith("digits-cnn-")
 
 
-def worker_pid(run_dir: Path, rank: int) -> int | None:
-    """The process of `rank` in the run `run_dir`, found through /proc."""
-    wanted = f"--run-dir={run_dir.resolve()}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"okai.train.worker" not in command or wanted not in command:
-                continue
-            environment = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"RANK={rank}".encode() in environment:
-            return int(entry.name)
-    return None
-
-
 def test_a_worker_killed_mid_run_is_restarted_and_the_model_is_unchanged(
     reference: RunResult, job: JobSpec, data_source: tuple[SourceSpec, ManifestRef], tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "killed"
-    killed: list[str] = []
-
-    def kill_rank_1_after_the_first_checkpoint() -> None:
-        deadline = time.monotonic() + RUN_TIMEOUT
-        latest = run_dir / "checkpoints" / "latest"
-        while time.monotonic() < deadline and not (run_dir / "receipt.json").exists():
-            pid = worker_pid(run_dir, 1) if latest.exists() else None
-            if pid is not None:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(latest.read_text().strip())
-                return
-            time.sleep(0.02)
-
-    killer = threading.Thread(target=kill_rank_1_after_the_first_checkpoint, daemon=True)
-    killer.start()
+    killer, killed = kill_after_first_checkpoint(run_dir)
     result = launch(job, LaunchOptions(source=data_source[0], run_dir=run_dir))
     killer.join(timeout=5)
     assert killed, "the run finished before a checkpoint could be followed by a kill"
