@@ -111,5 +111,5 @@ def test_gpt_hyperparameters_are_checked_before_any_process_starts(job: JobSpec)
     with pytest.raises(DocumentError, match="width 30 is not a multiple of heads 4"):
         check_job(odd, "job.toml")
     unknown = job.model_copy(update={"hyperparameters": {**TINY, "layers": 3}})
-    with pytest.raises(DocumentError, match="'hyperparameters.layers': unknown field"):
+    with pytest.raises(DocumentError, match=r"'hyperparameters\.layers': unknown field"):
         check_job(unknown, "job.toml")
