@@ -106,6 +106,12 @@ def truncated_tar(root: Path) -> str:
     return "shard.tar"
 
 
+def tar_cut_in_a_header(root: Path) -> str:
+    data = tar_bytes(random.Random(0), 6)
+    write(root / "shard.tar", data[: 1024 * 4 + 100])  # inside the 5th member's header
+    return "shard.tar"
+
+
 def linked_tar(root: Path) -> str:
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as archive:
@@ -154,6 +160,7 @@ def bad_safetensors(root: Path) -> str:
         (corrupt_parquet, "not a readable Parquet file"),
         (truncated_parquet, "not a readable Parquet file"),
         (truncated_tar, "truncated"),
+        (tar_cut_in_a_header, "cut short"),
         (linked_tar, "is not a regular file"),
         (split_sample_tar, "members are not adjacent"),
         (bad_json, "line 2 is not JSON"),

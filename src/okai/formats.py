@@ -215,10 +215,27 @@ def _tar_samples(stream: BinaryIO, where: str, *, keep_data: bool) -> Iterator[t
                 if extension in current:
                     raise DocumentError(where, None, f"sample {key!r} has two {extension!r}")
                 current[extension] = data if keep_data else b""
+            end = archive.offset
     except (tarfile.TarError, EOFError) as exc:
         raise DocumentError(where, None, f"not a complete tar file: {exc}") from exc
+    problem = tar_end_problem(stream, end)
+    if problem:
+        raise DocumentError(where, None, problem)
     if current is not None:
         yield start, current
+
+
+def tar_end_problem(stream: BinaryIO, end: int) -> str | None:
+    """Why a tar whose last member ends at `end` is not whole, or None.
+
+    tarfile reads a header cut short after the first member as the end of the
+    archive; a whole tar ends with two zero blocks (and zero padding) instead.
+    """
+    stream.seek(end)
+    rest = stream.read()
+    if len(rest) < 1024 or rest.count(0) != len(rest):
+        return "not a complete tar file: it is cut short, or has bytes after its last member"
+    return None
 
 
 def decode(fmt: DataFormat, data: bytes, path: str) -> list[Sample]:

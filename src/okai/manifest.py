@@ -332,6 +332,18 @@ class EntrypointModel(Model):
     sha256: DigestField
     kind: Literal["file", "package"] = "file"
     function: str = Field(default="train", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    module: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+        description="a package (a tar of a source tree): the module that defines `function`",
+    )
+
+    @model_validator(mode="after")
+    def _module_for_packages(self) -> Self:
+        if (self.kind == "package") != (self.module is not None):
+            raise ValueError("a package entry point names its module; a file entry point does not")
+        return self
 
 
 class JobSpec(Document):

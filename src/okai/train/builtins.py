@@ -14,7 +14,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from okai.errors import DocumentError
-from okai.manifest import BlobRef, BuiltinModel, EntrypointModel, JobSpec, QuiltPatchRef
+from okai.manifest import BlobRef, BuiltinModel, JobSpec, QuiltPatchRef
 
 
 class DigitsHyperparameters(BaseModel):
@@ -105,10 +105,6 @@ def check_job(job: JobSpec, source: str | Path) -> None:
                 source, "model.builtin", f"unknown built-in model {model.builtin!r}; known: {known}"
             )
         builtin_hyperparameters(job, source)
-    elif isinstance(model, EntrypointModel) and model.kind != "file":
-        raise DocumentError(
-            source, "model.kind", "only single-file entry points ('file') can be trained so far"
-        )
     for index, ref in enumerate(job.datasets):
         if isinstance(ref, QuiltPatchRef):
             raise DocumentError(
