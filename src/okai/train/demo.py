@@ -125,16 +125,17 @@ def _jsonl(records: list[dict[str, str]]) -> bytes:
 
 
 GPT_DEMO_HYPERPARAMETERS: dict[str, int | float | str | bool] = {
-    "epochs": 1,
+    "epochs": 3,
     "batch_size": 16,
-    "lr": 0.003,
+    "lr": 0.006,
     "width": 128,
     "depth": 2,
     "heads": 4,
     "context": 128,
     "evaluate_every": 25,
 }
-"""A small configuration for the demo (0.4M parameters, about a minute on 2 CPU processes)."""
+"""A small configuration for the demo: 0.4M parameters, 3 epochs of 57 steps, a few minutes
+on 2 busy CPU processes."""
 
 
 def gpt_job(
