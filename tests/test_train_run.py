@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 from cluster_helpers import json_results, two_netns_hosts
 from conftest import REPO, run_okai
 from okai.digest import Digest
+from okai.errors import IntegrityError
 from okai.manifest import EntrypointModel, JobSpec, ManifestRef
 from okai.train import (
     LaunchOptions,
@@ -128,18 +131,23 @@ def test_a_worker_killed_mid_run_is_restarted_and_the_model_is_unchanged(
     assert steps == list(range(1, 12 * 22 + 1))  # cut back to the checkpoint, then continued
 
 
-def test_a_corrupted_shard_fails_the_run_before_training(
+def corrupt(blob: Path) -> bytes:
+    """Flip one bit in the middle of a stored blob; returns the original bytes."""
+    original = blob.read_bytes()
+    data = bytearray(original)
+    data[len(data) // 2] ^= 0x01
+    blob.write_bytes(bytes(data))
+    return original
+
+
+def test_a_corrupted_shard_stops_the_run_with_exit_3_naming_it(
     job: JobSpec, data_source: tuple[SourceSpec, ManifestRef], tmp_path: Path, okai_home: Path
 ) -> None:
     store = tmp_path / "store"
     subprocess.run(["cp", "-r", data_source[0].location, str(store)], check=True)
-    source = LocalShardSource(store)
-    manifest = source.manifest(job.datasets[0])  # type: ignore[arg-type]
+    manifest = LocalShardSource(store).manifest(job.datasets[0])  # type: ignore[arg-type]
     shard = next(s for s in manifest.shards if s.path == "train/digits-005.safetensors")
-    blob = store / "blobs" / shard.blob_id
-    data = bytearray(blob.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    blob.write_bytes(bytes(data))
+    corrupt(store / "blobs" / shard.blob_id)
     (okai_home / "job.toml").write_text(job_to_toml(job), encoding="utf-8")
 
     result = run_okai(
@@ -149,10 +157,43 @@ def test_a_corrupted_shard_fails_the_run_before_training(
     assert "integrity check failed for shard train/digits-005.safetensors" in result.stderr
     assert shard.blob_id in result.stderr and shard.sha256 in result.stderr
     run = okai_home / "runs" / "bad"
-    assert not (run / "metrics.jsonl").exists()  # no step was taken
     assert not (run / "model.safetensors").exists() and not (run / "receipt.json").exists()
     fatal = json.loads((run / "errors" / "fatal.json").read_text())
     assert (fatal["type"], fatal["rank"]) == ("IntegrityError", 1)  # file 5 is rank 1's
+
+
+def test_data_spoiled_mid_run_stops_it_and_a_fixed_source_resumes_to_the_same_model(
+    reference: RunResult, job: JobSpec, data_source: tuple[SourceSpec, ManifestRef], tmp_path: Path
+) -> None:
+    """Streaming meets bad bytes only when it reaches them: exit 3, then a restart resumes."""
+    store = tmp_path / "store"
+    subprocess.run(["cp", "-r", data_source[0].location, str(store)], check=True)
+    manifest = LocalShardSource(store).manifest(job.datasets[0])  # type: ignore[arg-type]
+    shard = next(s for s in manifest.shards if s.path == "train/digits-005.safetensors")
+    blob = store / "blobs" / shard.blob_id
+    run_dir = tmp_path / "run"
+    original: list[bytes] = []
+
+    def spoil_after_the_first_checkpoint() -> None:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while time.monotonic() < deadline and not original:
+            if (run_dir / "checkpoints" / "latest").exists():
+                original.append(corrupt(blob))
+            time.sleep(0.02)
+
+    spoiler = threading.Thread(target=spoil_after_the_first_checkpoint, daemon=True)
+    spoiler.start()
+    with pytest.raises(IntegrityError, match=r"data file train/digits-005\.safetensors"):
+        launch(job, LaunchOptions(source=SourceSpec.local(store), run_dir=run_dir))
+    spoiler.join(timeout=5)
+    assert not (run_dir / "receipt.json").exists()
+
+    blob.write_bytes(original[0])  # the source is fixed; the same command runs again
+    result = launch(job, LaunchOptions(source=SourceSpec.local(store), run_dir=run_dir))
+    assert receipt_of(result).model_sha256 == receipt_of(reference).model_sha256
+    starts = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    resumed = [line["resumedFromStep"] for line in starts if line["event"] == "start"]
+    assert resumed[0] is None and resumed[-1] is not None and resumed[-1] >= 20
 
 
 def test_a_user_entry_point_trains_from_its_verified_blob(

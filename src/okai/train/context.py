@@ -153,14 +153,15 @@ class Context:
         out = []
         for ready in stream.files:
             file = ready.file
-            if len(ready.parts) == 1:
-                local = ready.parts[0]
+            parts = ready.parts()
+            if len(parts) == 1:
+                local = parts[0]
             else:
                 local = self.run_dir / "data" / f"rank-{self.rank}" / file.path
                 local.parent.mkdir(parents=True, exist_ok=True)
                 partial = local.with_name(f".{local.name}.partial")
                 with partial.open("wb") as out_stream:
-                    for part in ready.parts:
+                    for part in parts:
                         out_stream.write(part.read_bytes())
                 os.replace(partial, local)
             actual = Digest.of_file(local)

@@ -2,16 +2,19 @@
 
 Two stages:
 
-1. `fetch` (before the first step): the rank fetches the shards of its files
-   through the source, several at once, each verified against its SHA-256, and
-   takes each file's sample count from the manifest (or, for data pushed
-   without one, from the verified file). A corrupted or substituted shard stops
-   the run here, before training, with an IntegrityError naming the shard. The
-   sample counts fix the number of steps of an epoch, agreed by all ranks once.
-2. `batches` / `samples` (during training): a background thread reads the next
-   files, hashes the exact bytes it is about to decode against the file's
-   digest, decodes and shuffles them, while the current file trains. At most
-   `prefetch` decoded files wait in memory.
+1. `fetch` (before the first step): the rank learns how many samples each of
+   its files holds. A manifest that records the counts needs no download: the
+   rank starts at once. Only data pushed without counts is fetched here (its
+   shards verified against their SHA-256) to count its samples. The counts fix
+   the number of steps of an epoch, agreed by all ranks once.
+2. `batches` / `samples` (during training, streaming): a background thread
+   walks the epoch's files in order. It keeps the shards of the next
+   `read_ahead` files downloading (each verified by the source against its
+   SHA-256, and a corrupted or substituted one stops the run with an
+   IntegrityError naming the shard), hashes the exact bytes it is about to
+   decode against the file's digest, decodes and shuffles them, while the
+   current file trains. At most `prefetch` decoded files wait in memory. The
+   order is the job's whatever the timing, so streaming changes no model byte.
 
 Formats are those of `okai.formats`. A safetensors file's samples are rows of
 its tensors `x` and `y` and batch without help; samples of the other formats
@@ -25,7 +28,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -45,14 +48,26 @@ Collate = Callable[[list[Sample]], Batch]
 """Turns a list of samples (dicts) into a batch `(inputs, targets)`."""
 
 
-@dataclass(frozen=True)
-class ReadyFile:
-    """A file of this rank whose shards are local and verified."""
+READ_AHEAD = 4
+"""Files whose shards a rank keeps downloading ahead of the one it decodes."""
 
-    assignment: Assignment
-    parts: tuple[Path, ...]
-    samples: int
-    """Samples in the whole file; this rank keeps `share` of them."""
+
+class ReadyFile:
+    """A file of this rank: its sample count is known; its shards are fetched (verified) on use."""
+
+    def __init__(
+        self,
+        assignment: Assignment,
+        samples: int,
+        source: ShardSource,
+        parts: tuple[Path, ...] | None = None,
+    ) -> None:
+        self.assignment = assignment
+        self.samples = samples
+        """Samples in the whole file; this rank keeps `share` of them."""
+        self._source = source
+        self._parts = parts
+        self._lock = threading.Lock()
 
     @property
     def file(self) -> DataFile:
@@ -62,11 +77,18 @@ class ReadyFile:
     def share(self) -> int:
         return len(range(self.assignment.start, self.samples, self.assignment.stride))
 
+    def parts(self) -> tuple[Path, ...]:
+        """Local files of the file's shards in offset order, each verified by the source."""
+        with self._lock:
+            if self._parts is None:
+                self._parts = _fetch_parts(self._source, self.file)
+            return self._parts
+
 
 def fetch(
     source: ShardSource, assignments: Sequence[Assignment], *, workers: int = 4
 ) -> list[ReadyFile]:
-    """Stage 1: fetch and verify every shard of `assignments` and count their samples."""
+    """Stage 1: each file's sample count: the manifest's, else fetched, verified and counted."""
     if not assignments:
         return []
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="okai-fetch") as pool:
@@ -81,17 +103,20 @@ def fetch(
 
 def _fetch_one(source: ShardSource, assignment: Assignment) -> ReadyFile:
     file = assignment.file
+    if file.samples is not None:
+        return ReadyFile(assignment, file.samples, source)
+    parts = _fetch_parts(source, file)
+    return ReadyFile(assignment, _count_samples(file, parts), source, parts)
+
+
+def _fetch_parts(source: ShardSource, file: DataFile) -> tuple[Path, ...]:
     if file.blob_id is not None:
-        parts: tuple[Path, ...] = (source.blob(file.blob_id, file.sha256),)
-    else:
-        parts = tuple(source.shard(shard) for shard in file.shards)
-    return ReadyFile(assignment, parts, _count_samples(file, parts))
+        return (source.blob(file.blob_id, file.sha256),)
+    return tuple(source.shard(shard) for shard in file.shards)
 
 
 def _count_samples(file: DataFile, parts: Sequence[Path]) -> int:
-    """The manifest's count; read from the file only for data pushed without one."""
-    if file.samples is not None:
-        return file.samples
+    """The sample count of a file pushed without one, read from its verified parts."""
     where = f"data file {file.path}"
     if file.format == "safetensors":
         return safetensors_samples(io.BytesIO(_header_bytes(parts)), where)
@@ -179,7 +204,7 @@ class RecordRows:
 def read_verified(ready: ReadyFile) -> Rows:
     """Read a file's bytes once, check them against its digest, and decode those bytes."""
     file = ready.file
-    data = _read_all(ready.parts)
+    data = _read_all(ready.parts())
     actual = Digest.of_bytes(data)
     if actual != file.sha256:
         raise IntegrityError(f"data file {file.path}", file.sha256, actual)
@@ -217,12 +242,19 @@ class RankStream:
     """Stage 2: this rank's samples as batches, in a shuffled order fixed by the job's seed."""
 
     def __init__(
-        self, files: Sequence[ReadyFile], *, seed: int, rank: int, prefetch: int = 2
+        self,
+        files: Sequence[ReadyFile],
+        *,
+        seed: int,
+        rank: int,
+        prefetch: int = 2,
+        read_ahead: int = READ_AHEAD,
     ) -> None:
         self.files = list(files)
         self.seed = seed
         self.rank = rank
         self.prefetch = max(1, prefetch)
+        self.read_ahead = max(1, read_ahead)
         self.format = self.files[0].file.format if self.files else "safetensors"
         self.wait_seconds = 0.0
         """Time the consumer spent blocked on the background reader, summed."""
@@ -267,7 +299,7 @@ class RankStream:
 
     def _rows(self, pieces: list[_Piece]) -> Iterator[Rows]:
         """Each piece's rows, decoded `prefetch` ahead; time blocked is added to wait_seconds."""
-        reader = _Reader(pieces, self.seed, self.prefetch)
+        reader = _Reader(pieces, self.seed, self.prefetch, self.read_ahead)
         try:
             while True:
                 began = time.perf_counter()
@@ -337,22 +369,32 @@ class _Reader:
 
     _END = object()
 
-    def __init__(self, pieces: list[_Piece], seed: int, depth: int) -> None:
+    def __init__(self, pieces: list[_Piece], seed: int, depth: int, read_ahead: int) -> None:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
+        self._read_ahead = read_ahead
         self._thread = threading.Thread(
             target=self._run, args=(pieces, seed), name="okai-prefetch", daemon=True
         )
         self._thread.start()
 
     def _run(self, pieces: list[_Piece], seed: int) -> None:
+        downloads = ThreadPoolExecutor(self._read_ahead, thread_name_prefix="okai-read-ahead")
+        fetching: dict[int, Future[tuple[Path, ...]]] = {}
         try:
-            for piece in pieces:
+            for index, piece in enumerate(pieces):
+                for ahead in pieces[index : index + self._read_ahead]:
+                    key = id(ahead)
+                    if key not in fetching:
+                        fetching[key] = downloads.submit(ahead.ready.parts)
+                fetching.pop(id(piece)).result()
                 if not self._put(_select(piece, seed)):
                     return
         except BaseException as exc:  # handed to the consumer, which re-raises it
             self._put(exc)
             return
+        finally:
+            downloads.shutdown(wait=False, cancel_futures=True)
         self._put(self._END)
 
     def _put(self, item: object) -> bool:
