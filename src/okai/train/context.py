@@ -101,7 +101,7 @@ class Context:
     checkpoints: Checkpointer
     summary: Summary = field(default_factory=Summary)
     fetch_seconds: float = 0.0
-    """How long this rank took to fetch and verify its data before training."""
+    """How long this rank took to plan its data (and fetch data pushed without counts)."""
     labels: tuple[str, ...] = ()
     """For plain files: the folder names of the job's training files, sorted (every rank's)."""
     _options: _FitOptions = field(default_factory=lambda: _FitOptions(), init=False, repr=False)

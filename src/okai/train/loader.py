@@ -1,4 +1,4 @@
-"""A rank's data: fetch and verify its files, then stream shuffled batches with prefetch.
+"""A rank's data: plan its files, then stream them, verified, as shuffled batches.
 
 Two stages:
 

@@ -1,7 +1,7 @@
 """`python -m okai.train.worker`: one rank of a run, as torchrun starts it.
 
 Build, run, close: the worker reads the canonical job from the run directory,
-joins the process group, fetches and verifies its data, trains, and (rank 0)
+joins the process group, plans its data (which then streams in, verified), trains, and (rank 0)
 writes the model, the curve and the receipt; the process group is destroyed
 on every path.
 
@@ -154,7 +154,8 @@ def _run(run_dir: Path, source_arg: str, run_id: str, env: RankEnv) -> None:
             )
         fetch_seconds = time.perf_counter() - fetch_began
         log.info(
-            "verified %d training files (%d samples) and %d held-out files",
+            "%d training files (%d samples) and %d held-out files; their shards stream, "
+            "verified, as training goes",
             len(train_files),
             sum(ready.share for ready in train_files),
             len(test_files or ()),
