@@ -178,7 +178,7 @@ def test_every_rank_pulls_only_the_shards_of_its_own_files(tmp_path: Path) -> No
     source, ref, manifest = dataset(tmp_path, [3, 3, 3, 3])
     plan = DataPlan.build([source.manifest(ref)])
     ready = fetch(source, partition(plan.train, 1, 2))
-    fetched = {path.name for item in ready for path in item.parts}
+    fetched = {path.name for item in ready for path in item.parts()}
     owned = {
         s.blob_id
         for s in manifest.shards
@@ -220,6 +220,7 @@ def test_bytes_changed_on_disk_after_verification_are_never_decoded(tmp_path: Pa
     source, ref, manifest = dataset(tmp_path, [6])
     plan = DataPlan.build([source.manifest(ref)])
     stream = rank_stream(source, plan, 0, 1)
+    stream.files[0].parts()  # fetched and verified, as the read-ahead does
     path = source.root / "blobs" / manifest.shards[0].blob_id
     path.write_bytes(samples_file(500, 6))
     with pytest.raises(IntegrityError, match=r"data file train/part-0\.safetensors"):
@@ -243,7 +244,11 @@ def test_malformed_data_files_are_document_errors(
     tmp_path: Path, content: bytes, field: str | None
 ) -> None:
     source = LocalShardSource(tmp_path)
-    ref, _ = source.put_dataset("bad", {"train/bad.safetensors": content})
+    with pytest.raises(DocumentError) as refused:  # a push checks the file ...
+        source.put_dataset("bad", {"train/bad.safetensors": content})
+    assert (refused.value.source, refused.value.field) == ("train/bad.safetensors", field)
+    # ... and training checks it again: a manifest need not come from a careful pusher.
+    ref, _ = source.put_dataset("bad", {"train/bad.safetensors": content}, inspected=False)
     plan = DataPlan.build([source.manifest(ref)])
     with pytest.raises(DocumentError) as caught:
         fetch(source, partition(plan.train, 0, 1))

@@ -114,7 +114,11 @@ def test_bad_job_files_name_the_file_and_field(text: str, field: str | None, pro
 @pytest.mark.parametrize(
     ("change", "field", "problem"),
     [
-        ({"model": BuiltinModel(builtin="resnet-9000")}, "model.builtin", "known: digits-cnn"),
+        (
+            {"model": BuiltinModel(builtin="resnet-9000")},
+            "model.builtin",
+            "known: byte-gpt, digits-cnn",
+        ),
         ({"hyperparameters": {"epochs": 0}}, "hyperparameters.epochs", "greater than or equal"),
         ({"hyperparameters": {"epoch": 3}}, "hyperparameters.epoch", "unknown field"),
     ],

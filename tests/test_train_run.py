@@ -8,8 +8,6 @@ in without touching the tests.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -22,6 +20,7 @@ import pytest
 from cluster_helpers import json_results, two_netns_hosts
 from conftest import REPO, run_okai
 from okai.digest import Digest
+from okai.errors import IntegrityError
 from okai.manifest import EntrypointModel, JobSpec, ManifestRef
 from okai.train import (
     LaunchOptions,
@@ -34,10 +33,9 @@ from okai.train import (
     job_to_toml,
     launch,
 )
+from train_helpers import RUN_TIMEOUT, kill_after_first_checkpoint
 
 pytestmark = pytest.mark.slow
-
-RUN_TIMEOUT = 300
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +87,7 @@ def test_the_demo_reaches_95_percent_and_leaves_a_complete_run_directory(
     assert sum(e["event"] == "step" for e in events) == 12 * 22
     assert [e["epoch"] for e in events if e["event"] == "epoch"] == list(range(12))
     logs = list((run / "logs").rglob("stderr.log"))
-    assert len(logs) == 2 and all("verified 4 training files" in p.read_text() for p in logs)
+    assert len(logs) == 2 and all("4 training files" in p.read_text() for p in logs)
 
 
 def test_the_same_job_trains_the_same_model_bytes(
@@ -107,43 +105,11 @@ def test_the_same_job_trains_the_same_model_bytes(
     assert output["runId"].startswith("digits-cnn-")
 
 
-def worker_pid(run_dir: Path, rank: int) -> int | None:
-    """The process of `rank` in the run `run_dir`, found through /proc."""
-    wanted = f"--run-dir={run_dir.resolve()}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"okai.train.worker" not in command or wanted not in command:
-                continue
-            environment = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"RANK={rank}".encode() in environment:
-            return int(entry.name)
-    return None
-
-
 def test_a_worker_killed_mid_run_is_restarted_and_the_model_is_unchanged(
     reference: RunResult, job: JobSpec, data_source: tuple[SourceSpec, ManifestRef], tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "killed"
-    killed: list[str] = []
-
-    def kill_rank_1_after_the_first_checkpoint() -> None:
-        deadline = time.monotonic() + RUN_TIMEOUT
-        latest = run_dir / "checkpoints" / "latest"
-        while time.monotonic() < deadline and not (run_dir / "receipt.json").exists():
-            pid = worker_pid(run_dir, 1) if latest.exists() else None
-            if pid is not None:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(latest.read_text().strip())
-                return
-            time.sleep(0.02)
-
-    killer = threading.Thread(target=kill_rank_1_after_the_first_checkpoint, daemon=True)
-    killer.start()
+    killer, killed = kill_after_first_checkpoint(run_dir)
     result = launch(job, LaunchOptions(source=data_source[0], run_dir=run_dir))
     killer.join(timeout=5)
     assert killed, "the run finished before a checkpoint could be followed by a kill"
@@ -165,18 +131,23 @@ def test_a_worker_killed_mid_run_is_restarted_and_the_model_is_unchanged(
     assert steps == list(range(1, 12 * 22 + 1))  # cut back to the checkpoint, then continued
 
 
-def test_a_corrupted_shard_fails_the_run_before_training(
+def corrupt(blob: Path) -> bytes:
+    """Flip one bit in the middle of a stored blob; returns the original bytes."""
+    original = blob.read_bytes()
+    data = bytearray(original)
+    data[len(data) // 2] ^= 0x01
+    blob.write_bytes(bytes(data))
+    return original
+
+
+def test_a_corrupted_shard_stops_the_run_with_exit_3_naming_it(
     job: JobSpec, data_source: tuple[SourceSpec, ManifestRef], tmp_path: Path, okai_home: Path
 ) -> None:
     store = tmp_path / "store"
     subprocess.run(["cp", "-r", data_source[0].location, str(store)], check=True)
-    source = LocalShardSource(store)
-    manifest = source.manifest(job.datasets[0])  # type: ignore[arg-type]
+    manifest = LocalShardSource(store).manifest(job.datasets[0])  # type: ignore[arg-type]
     shard = next(s for s in manifest.shards if s.path == "train/digits-005.safetensors")
-    blob = store / "blobs" / shard.blob_id
-    data = bytearray(blob.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    blob.write_bytes(bytes(data))
+    corrupt(store / "blobs" / shard.blob_id)
     (okai_home / "job.toml").write_text(job_to_toml(job), encoding="utf-8")
 
     result = run_okai(
@@ -186,10 +157,43 @@ def test_a_corrupted_shard_fails_the_run_before_training(
     assert "integrity check failed for shard train/digits-005.safetensors" in result.stderr
     assert shard.blob_id in result.stderr and shard.sha256 in result.stderr
     run = okai_home / "runs" / "bad"
-    assert not (run / "metrics.jsonl").exists()  # no step was taken
     assert not (run / "model.safetensors").exists() and not (run / "receipt.json").exists()
     fatal = json.loads((run / "errors" / "fatal.json").read_text())
     assert (fatal["type"], fatal["rank"]) == ("IntegrityError", 1)  # file 5 is rank 1's
+
+
+def test_data_spoiled_mid_run_stops_it_and_a_fixed_source_resumes_to_the_same_model(
+    reference: RunResult, job: JobSpec, data_source: tuple[SourceSpec, ManifestRef], tmp_path: Path
+) -> None:
+    """Streaming meets bad bytes only when it reaches them: exit 3, then a restart resumes."""
+    store = tmp_path / "store"
+    subprocess.run(["cp", "-r", data_source[0].location, str(store)], check=True)
+    manifest = LocalShardSource(store).manifest(job.datasets[0])  # type: ignore[arg-type]
+    shard = next(s for s in manifest.shards if s.path == "train/digits-005.safetensors")
+    blob = store / "blobs" / shard.blob_id
+    run_dir = tmp_path / "run"
+    original: list[bytes] = []
+
+    def spoil_after_the_first_checkpoint() -> None:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while time.monotonic() < deadline and not original:
+            if (run_dir / "checkpoints" / "latest").exists():
+                original.append(corrupt(blob))
+            time.sleep(0.02)
+
+    spoiler = threading.Thread(target=spoil_after_the_first_checkpoint, daemon=True)
+    spoiler.start()
+    with pytest.raises(IntegrityError, match=r"data file train/digits-005\.safetensors"):
+        launch(job, LaunchOptions(source=SourceSpec.local(store), run_dir=run_dir))
+    spoiler.join(timeout=5)
+    assert not (run_dir / "receipt.json").exists()
+
+    blob.write_bytes(original[0])  # the source is fixed; the same command runs again
+    result = launch(job, LaunchOptions(source=SourceSpec.local(store), run_dir=run_dir))
+    assert receipt_of(result).model_sha256 == receipt_of(reference).model_sha256
+    starts = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    resumed = [line["resumedFromStep"] for line in starts if line["event"] == "start"]
+    assert resumed[0] is None and resumed[-1] is not None and resumed[-1] >= 20
 
 
 def test_a_user_entry_point_trains_from_its_verified_blob(

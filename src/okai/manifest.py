@@ -221,6 +221,10 @@ def document_error(exc: ValidationError, source: str | Path) -> DocumentError:
 # ---------------------------------------------------------------- dataset
 
 
+DataFormat = Literal["safetensors", "jsonl", "text", "parquet", "webdataset", "file"]
+"""How a dataset file holds samples (see okai.formats and docs/data.md)."""
+
+
 class DatasetShard(Model):
     """One stored blob: the bytes [offset, offset+size) of file `path`."""
 
@@ -230,6 +234,12 @@ class DatasetShard(Model):
     sha256: DigestField
     blob_id: BlobId
     media_type: str = "application/octet-stream"
+    first_sample: JsonInt | None = Field(
+        default=None,
+        ge=0,
+        description="formats whose samples can span shards (jsonl, text, webdataset): "
+        "the index in the file of the first sample that starts in this shard",
+    )
 
 
 class DatasetFile(Model):
@@ -239,6 +249,10 @@ class DatasetFile(Model):
     size: JsonInt = Field(ge=0)
     sha256: DigestField
     media_type: str = "application/octet-stream"
+    format: DataFormat | None = Field(
+        default=None, description="recorded at push time; absent in manifests of older okai"
+    )
+    samples: JsonInt | None = Field(default=None, ge=0, description="samples in the file")
 
 
 class DatasetTotals(Model):
@@ -263,6 +277,8 @@ class DatasetManifest(Document):
         for shard in self.shards:
             by_path.setdefault(shard.path, []).append(shard)
         for file in self.files:
+            if (file.format is None) != (file.samples is None):
+                raise ValueError(f"file {file.path!r} has a format or a sample count, not both")
             pieces = sorted(by_path.pop(file.path, []), key=lambda shard: shard.offset)
             expected_offset = 0
             for shard in pieces:
@@ -352,6 +368,18 @@ class EntrypointModel(Model):
     sha256: DigestField
     kind: Literal["file", "package"] = "file"
     function: str = Field(default="train", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    module: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+        description="a package (a tar of a source tree): the module that defines `function`",
+    )
+
+    @model_validator(mode="after")
+    def _module_for_packages(self) -> Self:
+        if (self.kind == "package") != (self.module is not None):
+            raise ValueError("a package entry point names its module; a file entry point does not")
+        return self
 
 
 class DdpSync(Model):

@@ -1,5 +1,8 @@
 """The whole pipeline, step by step: what `okai demo` runs.
 
+Two demos: `digits` (a small CNN on scikit-learn's 8x8 digits) and `gpt` (the
+byte-level GPT on the running Python's standard-library source, as JSONL).
+
 stack -> dataset on Walrus -> image -> training on a 2-node local cluster ->
 record on chain -> verify (shallow, then deep). Every step goes through the
 same library calls as its own command; only the network's configuration
@@ -30,6 +33,8 @@ DEMO_PROCS_PER_NODE = 1
 WEB_PORT = 8787
 
 StepStatus = Literal["done", "reused", "skipped"]
+DemoModel = Literal["digits", "gpt"]
+DEMO_MODELS: tuple[DemoModel, ...] = ("digits", "gpt")
 Report = Callable[[str], None]
 
 
@@ -47,6 +52,7 @@ class Step:
 @dataclass
 class DemoResult:
     network: str
+    model: DemoModel = "digits"
     steps: list[Step] = field(default_factory=list)
     model_digest: Digest | None = None
     run_dir: Path | None = None
@@ -58,6 +64,7 @@ class DemoResult:
         return {
             "network": self.network,
             "trusted": self.trusted,
+            "model": self.model,
             "modelDigest": self.model_digest,
             "runDir": None if self.run_dir is None else str(self.run_dir),
             "pageLink": self.page_link,
@@ -87,10 +94,12 @@ def demo_folder() -> Path:
     return state_dir() / "demo"
 
 
-def run_demo(network: str | None, report: Report, transfer: Any = None) -> DemoResult:
+def run_demo(
+    network: str | None, report: Report, transfer: Any = None, model: DemoModel = "digits"
+) -> DemoResult:
     """Run the pipeline on `network` (the local stack by default); see the module docstring."""
     settings = load_settings(network)
-    result = DemoResult(network=settings.network.name)
+    result = DemoResult(network=settings.network.name, model=model)
     steps = _Steps(result, report)
 
     with steps.step("local stack") as out:
@@ -113,9 +122,9 @@ def run_demo(network: str | None, report: Report, transfer: Any = None) -> DemoR
     assert registry.signer is not None  # sign=True loaded it
     with WalrusClient.from_network(settings.network, settings.secrets) as walrus:
         with steps.step("push dataset to Walrus") as out:
-            ref, reused = _push_digits(walrus, settings, report, transfer)
+            ref, reused = _push_demo_data(walrus, settings, report, transfer, model)
             out["status"] = "reused" if reused else "done"
-            out["detail"] = f"digits manifest {ref.manifest_blob_id} ({ref.sha256})"
+            out["detail"] = f"{_DATASETS[model]} manifest {ref.manifest_blob_id} ({ref.sha256})"
 
         with steps.step("worker image") as out:
             out["status"] = "skipped"
@@ -124,7 +133,7 @@ def run_demo(network: str | None, report: Report, transfer: Any = None) -> DemoR
                 "the nodes run on an unregistered host"
             )
 
-        job = _demo_job(ref)
+        job = _demo_job(ref, model)
         previous = _previous_run(settings, job.digest(), registry)
         with steps.step(f"train on a {DEMO_NODES}-node local cluster") as out:
             if previous is not None:
@@ -160,15 +169,34 @@ def run_demo(network: str | None, report: Report, transfer: Any = None) -> DemoR
     return result
 
 
-def _push_digits(
-    walrus: Any, settings: Settings, report: Report, transfer: Any
+_DATASETS: dict[DemoModel, str] = {"digits": "digits", "gpt": "python-source"}
+
+
+def _demo_files(model: DemoModel) -> dict[str, bytes]:
+    from okai.train.demo import digits_files, python_source_files
+
+    return digits_files() if model == "digits" else python_source_files()
+
+
+def _push_demo_data(
+    walrus: Any, settings: Settings, report: Report, transfer: Any, model: DemoModel
 ) -> tuple[ManifestRef, bool]:
-    """The digits dataset on Walrus: the one pushed before if Walrus still serves it."""
-    from okai.train.demo import digits_files
+    """The demo's dataset on Walrus: the one pushed before if Walrus still serves it.
+
+    The Python-source dataset is remembered by its content's digest too: another
+    Python's standard library gives other bytes, hence another dataset.
+    """
     from okai.walrus.dataset import fetch_manifest, push_dataset
     from okai.walrus.errors import WalrusError
 
+    name = _DATASETS[model]
+    files = _demo_files(model)
     key = f"dataset/{settings.network.name}/{settings.network.walrus_publisher}"
+    if model != "digits":
+        recipe = Digest.of_bytes(
+            b"".join(Digest.of_bytes(data).encode() for data in files.values())
+        )
+        key = f"{key}/{name}/{recipe}"
     known = _load_state().get(key)
     if isinstance(known, dict):
         ref = ManifestRef.model_validate(known)
@@ -178,17 +206,17 @@ def _push_digits(
         except (WalrusError, VerificationError) as exc:
             report(f"the dataset pushed before is not usable ({exc.message}); pushing again")
 
-    data_dir = demo_folder() / "digits"
-    for relative, content in digits_files().items():
+    data_dir = demo_folder() / name
+    for relative, content in files.items():
         path = data_dir / relative
         if not path.is_file() or path.read_bytes() != content:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
-    with _progress(transfer, "push digits", None) as advance:
+    with _progress(transfer, f"push {name}", None) as advance:
         pushed = push_dataset(
             walrus,
             [data_dir],
-            name="digits",
+            name=name,
             journal_dir=demo_folder() / "journal",
             on_progress=advance,
         )
@@ -208,10 +236,11 @@ def _progress(transfer: Any, description: str, total: int | None) -> Iterator[An
             yield advance
 
 
-def _demo_job(ref: ManifestRef) -> Any:
-    from okai.train.demo import digits_job
+def _demo_job(ref: ManifestRef, model: DemoModel) -> Any:
+    from okai.train.demo import digits_job, gpt_job
 
-    return digits_job((ref,), nodes=DEMO_NODES, procs_per_node=DEMO_PROCS_PER_NODE)
+    build = digits_job if model == "digits" else gpt_job
+    return build((ref,), nodes=DEMO_NODES, procs_per_node=DEMO_PROCS_PER_NODE)
 
 
 def _train(job: Any, settings: Settings, report: Report) -> Path:

@@ -450,8 +450,11 @@ function imageManifest(blobs, image, record) {
   };
 }
 
-const SHARD_KEYS = ['path', 'offset', 'size', 'sha256', 'blobId', 'mediaType'];
-const FILE_KEYS = ['path', 'size', 'sha256', 'mediaType'];
+const SHARD_KEYS = ['path', 'offset', 'size', 'sha256', 'blobId', 'mediaType', 'firstSample'];
+const FILE_KEYS = ['path', 'size', 'sha256', 'mediaType', 'format', 'samples'];
+/** okai.manifest.DataFormat: how a dataset file holds samples. */
+const DATA_FORMATS = ['safetensors', 'jsonl', 'text', 'parquet', 'webdataset', 'file'];
+const isCount = (value) => Number.isInteger(value) && value >= 0;
 
 function hasOnly(value, keys) {
   return isObject(value) && Object.keys(value).every((key) => keys.includes(key));
@@ -466,6 +469,16 @@ function entryProblem(entry, keys) {
   return null;
 }
 
+/** A file's format and sample count: both or neither (null counts as absent). */
+function fileFormatProblem(file) {
+  const format = file.format ?? null;
+  const samples = file.samples ?? null;
+  if (format !== null && !DATA_FORMATS.includes(format)) return 'has a bad format';
+  if (samples !== null && !isCount(samples)) return 'has a bad samples count';
+  if ((format === null) !== (samples === null)) return 'has a format or a sample count, not both';
+  return null;
+}
+
 /**
  * An okai.dataset/v1 manifest's shards, or { error }: the structure and consistency rules
  * of okai.manifest.DatasetManifest (fields, safe paths, contiguous shards, totals).
@@ -476,12 +489,12 @@ export function datasetShards(doc) {
   if (typeof doc.name !== 'string' || [...doc.name].length < 1 || [...doc.name].length > 200) return { error: 'no name, or one over 200 characters' };
   if (!Array.isArray(doc.files) || !Array.isArray(doc.shards)) return { error: 'no file or shard list' };
   for (const [index, file] of doc.files.entries()) {
-    const problem = entryProblem(file, FILE_KEYS);
+    const problem = entryProblem(file, FILE_KEYS) ?? fileFormatProblem(file);
     if (problem) return { error: `file ${index + 1} ${problem}` };
   }
   const byPath = new Map();
   for (const [index, shard] of doc.shards.entries()) {
-    const problem = entryProblem(shard, SHARD_KEYS) ?? (isBlobIdText(shard.blobId) ? null : 'has a bad blobId') ?? (Number.isInteger(shard.offset) && shard.offset >= 0 ? null : 'has a bad offset');
+    const problem = entryProblem(shard, SHARD_KEYS) ?? (isBlobIdText(shard.blobId) ? null : 'has a bad blobId') ?? (Number.isInteger(shard.offset) && shard.offset >= 0 ? null : 'has a bad offset') ?? (shard.firstSample == null || isCount(shard.firstSample) ? null : 'has a bad firstSample');
     if (problem) return { error: `shard ${index + 1} ${problem}` };
     if (!byPath.has(shard.path)) byPath.set(shard.path, []);
     byPath.get(shard.path).push(shard);

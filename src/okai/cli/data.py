@@ -18,6 +18,7 @@ from okai import paths
 from okai.cli.blob import client_for
 from okai.cli.output import state
 from okai.digest import Digest
+from okai.formats import FORMATS, parse_format
 from okai.inert import inert
 from okai.manifest import DatasetManifest
 from okai.walrus.dataset import (
@@ -43,10 +44,13 @@ RefArgument = Annotated[
 
 def _manifest_table(console: Console, manifest: DatasetManifest, digest: Digest) -> None:
     console.print(Text.assemble((inert(manifest.name), "bold"), f"  {digest}"), highlight=False)
-    table = Table("file", "size", "shards", "sha256", "media type")
+    table = Table("file", "size", "shards", "format", "samples", "sha256")
     for file in manifest.files:
         count = sum(1 for shard in manifest.shards if shard.path == file.path)
-        table.add_row(file.path, f"{file.size:,}", str(count), file.sha256, file.media_type)
+        samples = "" if file.samples is None else f"{file.samples:,}"
+        table.add_row(
+            file.path, f"{file.size:,}", str(count), file.format or "", samples, file.sha256
+        )
     console.print(table)
     totals = manifest.totals
     console.print(f"{totals.files} files, {totals.shards} shards, {totals.bytes:,} bytes")
@@ -68,9 +72,18 @@ def push_command(
     out: Annotated[
         Path | None, typer.Option(help="Also write the manifest JSON to this file.")
     ] = None,
+    data_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help=f"Read every file as one format ({', '.join(FORMATS)}); "
+            "auto: by each file's name.",
+        ),
+    ] = "auto",
 ) -> None:
     """Store files as shards and a manifest; prints the dataset's REF."""
     cli = state(ctx)
+    fmt = parse_format(data_format)
     size = parse_size(shard_size)
     dataset_name = name or inputs[0].resolve().name
     total = plan_push(inputs, size).total_bytes
@@ -85,6 +98,7 @@ def push_command(
             epochs=epochs,
             permanent=permanent,
             on_progress=advance,
+            data_format=fmt,
         )
     if out is not None:
         result.manifest.write(out)

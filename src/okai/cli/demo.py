@@ -1,4 +1,4 @@
-"""`okai demo`: the whole pipeline on the local stack, with the bundled digits data."""
+"""`okai demo`: the whole pipeline on the local stack, with data the machine already has."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from rich.table import Table
 from rich.text import Text
 
 from okai.cli.output import state
+from okai.errors import UsageError
 from okai.inert import inert
-from okai.pipeline import DemoResult, run_demo
+from okai.pipeline import DEMO_MODELS, DemoResult, run_demo
 
 app = typer.Typer(name="demo", help="Run the whole pipeline on the local stack.")
 
@@ -50,12 +51,26 @@ def demo_command(
         str | None,
         typer.Option("--network", "-n", help="Run on this network instead (same as okai's own)."),
     ] = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            help="digits: a CNN on the 8x8 digits; gpt: the byte-level GPT on Python's "
+            "standard-library source."
+        ),
+    ] = "digits",
 ) -> None:
-    """Start the local stack, push the digits data, train on 2 nodes, record, verify.
+    """Start the local stack, push the demo data, train on 2 nodes, record, verify.
 
     With --network coston2 (and keys and endpoints set) the same steps run against
     the real testnets; only the configuration differs.
     """
     cli = state(ctx)
-    result = run_demo(network or cli.network, report=cli.info, transfer=cli.transfer)
+    if model not in DEMO_MODELS:
+        raise UsageError(f"unknown demo model {model!r}; choose {' or '.join(DEMO_MODELS)}")
+    result = run_demo(
+        network or cli.network,
+        report=cli.info,
+        transfer=cli.transfer,
+        model=model,
+    )
     cli.emit(result.to_json(), lambda console: _summary(console, result))

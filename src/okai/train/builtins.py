@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from okai.errors import DocumentError
-from okai.manifest import BlobRef, BuiltinModel, EntrypointModel, JobSpec, QuiltPatchRef
+from okai.manifest import BlobRef, BuiltinModel, JobSpec, QuiltPatchRef
 
 
 class DigitsHyperparameters(BaseModel):
@@ -24,6 +25,31 @@ class DigitsHyperparameters(BaseModel):
     epochs: int = Field(default=12, ge=1, le=10_000)
     batch_size: int = Field(default=32, ge=1, le=65_536)
     lr: float = Field(default=0.003, gt=0, le=10)
+
+
+class GPTHyperparameters(BaseModel):
+    """Hyper-parameters of `byte-gpt`; the defaults make a 3.2M-parameter model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(default=1, ge=1, le=10_000)
+    batch_size: int = Field(default=16, ge=1, le=65_536)
+    lr: float = Field(default=0.002, gt=0, le=10)
+    width: int = Field(default=256, ge=8, le=4096, description="embedding width")
+    depth: int = Field(default=4, ge=1, le=64, description="transformer blocks")
+    heads: int = Field(default=4, ge=1, le=64, description="attention heads; divide width")
+    context: int = Field(default=128, ge=4, le=8192, description="bytes the model sees")
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    evaluate_every: int = Field(default=50, ge=0, description="steps between held-out losses")
+    sample_bytes: int = Field(default=400, ge=0, le=65_536, description="bytes of sample.txt")
+    prompt: str = Field(default="def ", max_length=1024)
+    temperature: float = Field(default=0.8, gt=0, le=10)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> Self:
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} is not a multiple of heads {self.heads}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -45,6 +71,12 @@ BUILTINS: dict[str, Builtin] = {
             description="a small CNN on the 8x8 digits bundled with scikit-learn",
             hyperparameters=DigitsHyperparameters,
         ),
+        Builtin(
+            name="byte-gpt",
+            module="okai.train.models.byte_gpt",
+            description="a byte-level GPT (decoder-only transformer) on text or JSONL samples",
+            hyperparameters=GPTHyperparameters,
+        ),
     )
 }
 
@@ -57,7 +89,8 @@ def builtin_hyperparameters(job: JobSpec, source: str | Path) -> BaseModel:
         return builtin.hyperparameters.model_validate(job.hyperparameters)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(["hyperparameters", *map(str, first["loc"])])
+        field = ".".join(["hyperparameters", *map(str, first["loc"])]) if first["loc"] else None
+        field = field or "hyperparameters"
         problem = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
         raise DocumentError(source, field, problem) from exc
 
@@ -72,10 +105,6 @@ def check_job(job: JobSpec, source: str | Path) -> None:
                 source, "model.builtin", f"unknown built-in model {model.builtin!r}; known: {known}"
             )
         builtin_hyperparameters(job, source)
-    elif isinstance(model, EntrypointModel) and model.kind != "file":
-        raise DocumentError(
-            source, "model.kind", "only single-file entry points ('file') can be trained so far"
-        )
     for index, ref in enumerate(job.datasets):
         if isinstance(ref, QuiltPatchRef):
             raise DocumentError(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import io
 import os
 import shutil
 import tempfile
@@ -31,8 +32,10 @@ from typing import Any, Literal, Protocol
 from okai.config import load_settings
 from okai.digest import Digest, canonical_json
 from okai.errors import IntegrityError, NotBuiltError, UsageError
+from okai.formats import SPANNING, detect, inspect
 from okai.manifest import (
     BlobRef,
+    DataFormat,
     DatasetFile,
     DatasetManifest,
     DatasetShard,
@@ -141,18 +144,43 @@ class LocalShardSource:
         return blob_id
 
     def put_dataset(
-        self, name: str, files: Mapping[str, bytes], *, shard_size: int = DEFAULT_SHARD_SIZE
+        self,
+        name: str,
+        files: Mapping[str, bytes],
+        *,
+        shard_size: int = DEFAULT_SHARD_SIZE,
+        data_format: DataFormat | None = None,
+        inspected: bool = True,
     ) -> tuple[ManifestRef, DatasetManifest]:
-        """Store files as shards plus their manifest, as `okai data push` does on Walrus."""
+        """Store files as shards plus their manifest, as `okai data push` does on Walrus.
+
+        `inspected=False` records no format or sample counts and checks nothing, as
+        an older okai (or a careless or hostile pusher) would: for tests of the
+        training side's own checks.
+        """
         if shard_size < 1:
             raise UsageError(f"shard size must be at least 1 byte, got {shard_size}")
         dataset_files: list[DatasetFile] = []
         shards: list[DatasetShard] = []
         for path, data in files.items():
-            dataset_files.append(
-                DatasetFile(path=path, size=len(data), sha256=Digest.of_bytes(data))
+            fmt = data_format or detect(path)
+            offsets = list(range(0, max(len(data), 1), shard_size))
+            found = (
+                inspect(fmt, io.BytesIO(data), path, boundaries=offsets if fmt in SPANNING else ())
+                if inspected
+                else None
             )
-            for offset in range(0, max(len(data), 1), shard_size):
+            firsts = dict(zip(offsets, found.first_samples, strict=False)) if found else {}
+            dataset_files.append(
+                DatasetFile(
+                    path=path,
+                    size=len(data),
+                    sha256=Digest.of_bytes(data),
+                    format=fmt if found else None,
+                    samples=found.samples if found else None,
+                )
+            )
+            for offset in offsets:
                 piece = data[offset : offset + shard_size]
                 shards.append(
                     DatasetShard(
@@ -161,6 +189,7 @@ class LocalShardSource:
                         size=len(piece),
                         sha256=Digest.of_bytes(piece),
                         blob_id=self.put(piece),
+                        first_sample=firsts.get(offset),
                     )
                 )
         manifest = DatasetManifest(

@@ -1,55 +1,73 @@
-"""A rank's data: fetch and verify its files, then stream shuffled batches with prefetch.
+"""A rank's data: plan its files, then stream them, verified, as shuffled batches.
 
 Two stages:
 
-1. `fetch` (before the first step): the rank fetches the shards of its files
-   through the source, several at once, each verified against its SHA-256, and
-   reads how many samples each file holds. A corrupted or substituted shard stops
-   the run here, before training, with an IntegrityError naming the shard. The
-   sample counts fix the number of steps of an epoch, agreed by all ranks once.
-2. `batches` (during training): a background thread reads the next files, hashes
-   the exact bytes it is about to decode against the file's digest, decodes and
-   shuffles them, while the current file trains. At most `prefetch` decoded
-   files wait in memory.
+1. `fetch` (before the first step): the rank learns how many samples each of
+   its files holds. A manifest that records the counts needs no download: the
+   rank starts at once. Only data pushed without counts is fetched here (its
+   shards verified against their SHA-256) to count its samples. The counts fix
+   the number of steps of an epoch, agreed by all ranks once.
+2. `batches` / `samples` (during training, streaming): a background thread
+   walks the epoch's files in order. It keeps the shards of the next
+   `read_ahead` files downloading (each verified by the source against its
+   SHA-256, and a corrupted or substituted one stops the run with an
+   IntegrityError naming the shard), hashes the exact bytes it is about to
+   decode against the file's digest, decodes and shuffles them, while the
+   current file trains. At most `prefetch` decoded files wait in memory. The
+   order is the job's whatever the timing, so streaming changes no model byte.
 
-A data file is a safetensors file with a tensor `x` (samples along the first
-dimension) and a tensor `y` of integer labels of the same length.
+Formats are those of `okai.formats`. A safetensors file's samples are rows of
+its tensors `x` and `y` and batch without help; samples of the other formats
+are dicts, which a `collate` function turns into a batch `(x, y)`.
 """
 
 from __future__ import annotations
 
-import json
+import io
 import queue
-import struct
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from safetensors.torch import load as load_safetensors
 
 from okai.digest import Digest
-from okai.errors import DocumentError, IntegrityError
+from okai.errors import DocumentError, IntegrityError, UsageError
+from okai.formats import MAX_SAFETENSORS_HEADER, Sample, decode, inspect, safetensors_samples
 from okai.train.data import ShardSource
 from okai.train.plan import Assignment, DataFile
 from okai.train.seeding import derive_seed
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-MAX_HEADER = 100 << 20
-"""safetensors' own limit on the JSON header."""
+Collate = Callable[[list[Sample]], Batch]
+"""Turns a list of samples (dicts) into a batch `(inputs, targets)`."""
 
 
-@dataclass(frozen=True)
+READ_AHEAD = 4
+"""Files whose shards a rank keeps downloading ahead of the one it decodes."""
+
+
 class ReadyFile:
-    """A file of this rank whose shards are local and verified."""
+    """A file of this rank: its sample count is known; its shards are fetched (verified) on use."""
 
-    assignment: Assignment
-    parts: tuple[Path, ...]
-    samples: int
-    """Samples in the whole file; this rank keeps `share` of them."""
+    def __init__(
+        self,
+        assignment: Assignment,
+        samples: int,
+        source: ShardSource,
+        parts: tuple[Path, ...] | None = None,
+    ) -> None:
+        self.assignment = assignment
+        self.samples = samples
+        """Samples in the whole file; this rank keeps `share` of them."""
+        self._source = source
+        self._parts = parts
+        self._lock = threading.Lock()
 
     @property
     def file(self) -> DataFile:
@@ -59,11 +77,18 @@ class ReadyFile:
     def share(self) -> int:
         return len(range(self.assignment.start, self.samples, self.assignment.stride))
 
+    def parts(self) -> tuple[Path, ...]:
+        """Local files of the file's shards in offset order, each verified by the source."""
+        with self._lock:
+            if self._parts is None:
+                self._parts = _fetch_parts(self._source, self.file)
+            return self._parts
+
 
 def fetch(
     source: ShardSource, assignments: Sequence[Assignment], *, workers: int = 4
 ) -> list[ReadyFile]:
-    """Stage 1: fetch and verify every shard of `assignments` and count their samples."""
+    """Stage 1: each file's sample count: the manifest's, else fetched, verified and counted."""
     if not assignments:
         return []
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="okai-fetch") as pool:
@@ -78,40 +103,31 @@ def fetch(
 
 def _fetch_one(source: ShardSource, assignment: Assignment) -> ReadyFile:
     file = assignment.file
+    if file.samples is not None:
+        return ReadyFile(assignment, file.samples, source)
+    parts = _fetch_parts(source, file)
+    return ReadyFile(assignment, _count_samples(file, parts), source, parts)
+
+
+def _fetch_parts(source: ShardSource, file: DataFile) -> tuple[Path, ...]:
     if file.blob_id is not None:
-        parts: tuple[Path, ...] = (source.blob(file.blob_id, file.sha256),)
-    else:
-        parts = tuple(source.shard(shard) for shard in file.shards)
-    return ReadyFile(assignment, parts, _count_samples(file, parts))
+        return (source.blob(file.blob_id, file.sha256),)
+    return tuple(source.shard(shard) for shard in file.shards)
 
 
 def _count_samples(file: DataFile, parts: Sequence[Path]) -> int:
-    """Read the sample count from the safetensors header, without loading the tensors."""
+    """The sample count of a file pushed without one, read from its verified parts."""
     where = f"data file {file.path}"
+    if file.format == "safetensors":
+        return safetensors_samples(io.BytesIO(_header_bytes(parts)), where)
+    return inspect(file.format, io.BytesIO(_read_all(parts)), where).samples
+
+
+def _header_bytes(parts: Sequence[Path]) -> bytes:
+    """The safetensors length prefix and header of a file stored as `parts`."""
     prefix = _read_prefix(parts, 8)
-    if len(prefix) < 8:
-        raise DocumentError(where, None, "too short to be a safetensors file")
-    (length,) = struct.unpack("<Q", prefix)
-    if length > MAX_HEADER:
-        raise DocumentError(where, None, f"safetensors header of {length} bytes is too large")
-    try:
-        header = json.loads(_read_prefix(parts, 8 + length)[8:])
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DocumentError(where, None, f"not a safetensors file: {exc}") from exc
-    if not isinstance(header, dict):
-        raise DocumentError(where, None, "not a safetensors file: header is not an object")
-    shapes = {}
-    for name in ("x", "y"):
-        entry = header.get(name)
-        shape = entry.get("shape") if isinstance(entry, dict) else None
-        if not isinstance(shape, list) or not shape:
-            raise DocumentError(where, name, "missing: a data file holds tensors x and y")
-        shapes[name] = shape
-    if shapes["x"][0] != shapes["y"][0] or len(shapes["y"]) != 1:
-        raise DocumentError(
-            where, "y", f"shape {shapes['y']} is not one label per sample of x {shapes['x']}"
-        )
-    return int(shapes["x"][0])
+    length = int.from_bytes(prefix, "little") if len(prefix) == 8 else 0
+    return _read_prefix(parts, 8 + min(length, MAX_SAFETENSORS_HEADER))
 
 
 def _read_prefix(parts: Sequence[Path], size: int) -> bytes:
@@ -124,34 +140,122 @@ def _read_prefix(parts: Sequence[Path], size: int) -> bytes:
     return bytes(out)
 
 
-def read_verified(ready: ReadyFile) -> dict[str, torch.Tensor]:
+def _read_all(parts: Sequence[Path]) -> bytes:
+    return b"".join(path.read_bytes() for path in parts)
+
+
+class Rows(Protocol):
+    """Some samples of a file, in order: tensor rows, or a list of dicts."""
+
+    def __len__(self) -> int: ...
+    def take(self, index: torch.Tensor) -> Rows: ...
+    def cut(self, begin: int, end: int) -> Rows: ...
+    def join(self, other: Rows) -> Rows: ...
+    def samples(self) -> list[Sample]: ...
+
+
+@dataclass(frozen=True)
+class TensorRows:
+    """Samples of a safetensors file: rows of `x` and their labels `y`."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, index: torch.Tensor) -> TensorRows:
+        return TensorRows(self.x[index], self.y[index])
+
+    def cut(self, begin: int, end: int) -> TensorRows:
+        return TensorRows(self.x[begin:end], self.y[begin:end])
+
+    def join(self, other: Rows) -> TensorRows:
+        assert isinstance(other, TensorRows)
+        return TensorRows(torch.cat([self.x, other.x]), torch.cat([self.y, other.y]))
+
+    def samples(self) -> list[Sample]:
+        return [{"x": x, "y": y} for x, y in zip(self.x, self.y, strict=True)]
+
+
+@dataclass(frozen=True)
+class RecordRows:
+    """Samples of every other format: dicts (see okai.formats)."""
+
+    items: list[Sample]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def take(self, index: torch.Tensor) -> RecordRows:
+        return RecordRows([self.items[i] for i in index.tolist()])
+
+    def cut(self, begin: int, end: int) -> RecordRows:
+        return RecordRows(self.items[begin:end])
+
+    def join(self, other: Rows) -> RecordRows:
+        assert isinstance(other, RecordRows)
+        return RecordRows(self.items + other.items)
+
+    def samples(self) -> list[Sample]:
+        return self.items
+
+
+def read_verified(ready: ReadyFile) -> Rows:
     """Read a file's bytes once, check them against its digest, and decode those bytes."""
     file = ready.file
-    data = b"".join(path.read_bytes() for path in ready.parts)
+    data = _read_all(ready.parts())
     actual = Digest.of_bytes(data)
     if actual != file.sha256:
         raise IntegrityError(f"data file {file.path}", file.sha256, actual)
-    try:
-        tensors = load_safetensors(data)
-    except Exception as exc:  # safetensors raises its own untyped errors
+    where = f"data file {file.path}"
+    if file.format == "safetensors":
+        try:
+            tensors = load_safetensors(data)
+        except Exception as exc:  # safetensors raises its own untyped errors
+            raise DocumentError(where, None, f"not a safetensors file: {exc}") from exc
+        if tensors["y"].is_floating_point() or tensors["y"].is_complex():
+            raise DocumentError(where, "y", "labels must be integers")
+        rows: Rows = TensorRows(tensors["x"], tensors["y"].long())
+    else:
+        rows = RecordRows(decode(file.format, data, file.path))
+    if len(rows) != ready.samples:
         raise DocumentError(
-            f"data file {file.path}", None, f"not a safetensors file: {exc}"
-        ) from exc
-    if tensors["y"].is_floating_point() or tensors["y"].is_complex():
-        raise DocumentError(f"data file {file.path}", "y", "labels must be integers")
-    return tensors
+            where, None, f"holds {len(rows)} samples; the manifest says {ready.samples}"
+        )
+    return rows
+
+
+def collate_rows(rows: Rows, collate: Collate | None, fmt: str) -> Batch:
+    """A batch from rows: tensor rows as they are, other samples through `collate`."""
+    if collate is not None:
+        return collate(rows.samples())
+    if isinstance(rows, TensorRows):
+        return rows.x, rows.y
+    raise UsageError(
+        f"{fmt} samples are dicts, not tensors: pass a collate function "
+        "(ctx.fit(..., collate=...)) that turns a list of samples into (inputs, targets)"
+    )
 
 
 class RankStream:
     """Stage 2: this rank's samples as batches, in a shuffled order fixed by the job's seed."""
 
     def __init__(
-        self, files: Sequence[ReadyFile], *, seed: int, rank: int, prefetch: int = 2
+        self,
+        files: Sequence[ReadyFile],
+        *,
+        seed: int,
+        rank: int,
+        prefetch: int = 2,
+        read_ahead: int = READ_AHEAD,
     ) -> None:
         self.files = list(files)
         self.seed = seed
         self.rank = rank
         self.prefetch = max(1, prefetch)
+        self.read_ahead = max(1, read_ahead)
+        self.format = self.files[0].file.format if self.files else "safetensors"
         self.wait_seconds = 0.0
         """Time the consumer spent blocked on the background reader, summed."""
 
@@ -160,51 +264,65 @@ class RankStream:
         return sum(ready.share for ready in self.files)
 
     def batches(
-        self, epoch: int, batch_size: int, *, start: int = 0, stop: int | None = None
+        self,
+        epoch: int,
+        batch_size: int,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        collate: Collate | None = None,
     ) -> Iterator[Batch]:
         """Batches `start` to `stop` (exclusive) of `epoch`, all of exactly `batch_size` samples."""
         stop = self.samples // batch_size if stop is None else stop
         if stop * batch_size > self.samples:
             raise ValueError(f"rank {self.rank} has {self.samples} samples, fewer than asked")
+        pieces = self._epoch_pieces(epoch, start * batch_size, stop * batch_size)
+        for rows in self._assemble(pieces, batch_size, keep_remainder=False):
+            yield collate_rows(rows, collate, self.format)
+
+    def in_order(self, epoch: int) -> Iterator[Sample]:
+        """Every sample of this rank's share in `epoch`'s order (the order batches take)."""
+        for rows in self._rows(self._epoch_pieces(epoch, 0, self.samples)):
+            yield from rows.samples()
+
+    def ordered(self, batch_size: int, collate: Collate | None = None) -> Iterator[Batch]:
+        """All of this rank's samples in file order, unshuffled; the last batch may be short."""
+        pieces = _window([(ready, None) for ready in self.files], 0, self.samples)
+        for rows in self._assemble(pieces, batch_size, keep_remainder=True):
+            yield collate_rows(rows, collate, self.format)
+
+    def _epoch_pieces(self, epoch: int, begin: int, end: int) -> list[_Piece]:
         order = torch.randperm(
             len(self.files), generator=_generator(self.seed, "file-order", epoch, self.rank)
         )
-        pieces = _window(
-            [(self.files[i], epoch) for i in order.tolist()],
-            start * batch_size,
-            stop * batch_size,
-        )
-        yield from self._assemble(pieces, batch_size, keep_remainder=False)
+        return _window([(self.files[i], epoch) for i in order.tolist()], begin, end)
 
-    def ordered(self, batch_size: int) -> Iterator[Batch]:
-        """All of this rank's samples in file order, unshuffled; the last batch may be short."""
-        pieces = _window([(ready, None) for ready in self.files], 0, self.samples)
-        yield from self._assemble(pieces, batch_size, keep_remainder=True)
+    def _rows(self, pieces: list[_Piece]) -> Iterator[Rows]:
+        """Each piece's rows, decoded `prefetch` ahead; time blocked is added to wait_seconds."""
+        reader = _Reader(pieces, self.seed, self.prefetch, self.read_ahead)
+        try:
+            while True:
+                began = time.perf_counter()
+                rows = reader.next()
+                self.wait_seconds += time.perf_counter() - began
+                if rows is None:
+                    return
+                yield rows
+        finally:
+            reader.close()
 
     def _assemble(
         self, pieces: list[_Piece], batch_size: int, *, keep_remainder: bool
-    ) -> Iterator[Batch]:
-        reader = _Reader(pieces, self.seed, self.prefetch)
-        try:
-            rest_x: torch.Tensor | None = None
-            rest_y: torch.Tensor | None = None
-            while True:
-                began = time.perf_counter()
-                chunk = reader.next()
-                self.wait_seconds += time.perf_counter() - began
-                if chunk is None:
-                    break
-                x, y = chunk
-                if rest_x is not None and rest_y is not None:
-                    x, y = torch.cat([rest_x, x]), torch.cat([rest_y, y])
-                full = len(y) - len(y) % batch_size
-                for offset in range(0, full, batch_size):
-                    yield x[offset : offset + batch_size], y[offset : offset + batch_size]
-                rest_x, rest_y = x[full:], y[full:]
-            if keep_remainder and rest_x is not None and rest_y is not None and len(rest_y):
-                yield rest_x, rest_y
-        finally:
-            reader.close()
+    ) -> Iterator[Rows]:
+        rest: Rows | None = None
+        for chunk in self._rows(pieces):
+            rows = chunk if rest is None else rest.join(chunk)
+            full = len(rows) - len(rows) % batch_size
+            for offset in range(0, full, batch_size):
+                yield rows.cut(offset, offset + batch_size)
+            rest = rows.cut(full, len(rows))
+        if keep_remainder and rest is not None and len(rest):
+            yield rest
 
 
 @dataclass(frozen=True)
@@ -232,8 +350,8 @@ def _generator(seed: int, purpose: str, *position: int) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(seed, purpose, *position))
 
 
-def _select(piece: _Piece, seed: int) -> Batch:
-    tensors = read_verified(piece.ready)
+def _select(piece: _Piece, seed: int) -> Rows:
+    rows = read_verified(piece.ready)
     assignment = piece.ready.assignment
     if piece.epoch is None:
         order = torch.arange(piece.ready.samples)
@@ -243,7 +361,7 @@ def _select(piece: _Piece, seed: int) -> Batch:
             generator=_generator(seed, "sample-order", piece.epoch, assignment.file.index),
         )
     own = order[assignment.start :: assignment.stride][piece.skip : piece.skip + piece.take]
-    return tensors["x"][own], tensors["y"][own].long()
+    return rows.take(own)
 
 
 class _Reader:
@@ -251,22 +369,32 @@ class _Reader:
 
     _END = object()
 
-    def __init__(self, pieces: list[_Piece], seed: int, depth: int) -> None:
+    def __init__(self, pieces: list[_Piece], seed: int, depth: int, read_ahead: int) -> None:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
+        self._read_ahead = read_ahead
         self._thread = threading.Thread(
             target=self._run, args=(pieces, seed), name="okai-prefetch", daemon=True
         )
         self._thread.start()
 
     def _run(self, pieces: list[_Piece], seed: int) -> None:
+        downloads = ThreadPoolExecutor(self._read_ahead, thread_name_prefix="okai-read-ahead")
+        fetching: dict[int, Future[tuple[Path, ...]]] = {}
         try:
-            for piece in pieces:
+            for index, piece in enumerate(pieces):
+                for ahead in pieces[index : index + self._read_ahead]:
+                    key = id(ahead)
+                    if key not in fetching:
+                        fetching[key] = downloads.submit(ahead.ready.parts)
+                fetching.pop(id(piece)).result()
                 if not self._put(_select(piece, seed)):
                     return
         except BaseException as exc:  # handed to the consumer, which re-raises it
             self._put(exc)
             return
+        finally:
+            downloads.shutdown(wait=False, cancel_futures=True)
         self._put(self._END)
 
     def _put(self, item: object) -> bool:
@@ -278,13 +406,13 @@ class _Reader:
                 continue
         return False
 
-    def next(self) -> Batch | None:
+    def next(self) -> Rows | None:
         item = self._queue.get()
         if item is self._END:
             return None
         if isinstance(item, BaseException):
             raise item
-        assert isinstance(item, tuple)
+        assert isinstance(item, (TensorRows, RecordRows))
         return item
 
     def close(self) -> None:

@@ -9,7 +9,10 @@ Only rank 0 writes. Line kinds (`event`):
             testAccuracy (held-out files, all ranks), samplesPerSecond,
             dataWaitSeconds and stepSeconds (rank 0's share of the epoch),
             bytesSent (rank 0's synchronisation traffic so far); DiLoCo:
-            outerSteps, syncSeconds (see okai.train.sync)
+            outerSteps, syncSeconds (see okai.train.sync); trainBitsPerByte,
+            testBitsPerByte for a byte-level language model
+- `eval`:   epoch, step, testLoss, testAccuracy (and testBitsPerByte): a held-out
+            evaluation within an epoch (`ctx.fit(evaluate_every=N)`)
 
 A resumed run first cuts the file back to where the checkpoint was taken, so
 the file of a resumed run reads like that of an uninterrupted one.
@@ -93,7 +96,7 @@ def finite(value: float) -> float | None:
 
 
 def plot_curve(records: list[dict[str, Any]], out: Path, title: str) -> None:
-    """Loss per step and accuracy per epoch, as a PNG."""
+    """Loss per step (and held-out loss), and accuracy or bits per byte, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,6 +104,9 @@ def plot_curve(records: list[dict[str, Any]], out: Path, title: str) -> None:
 
     steps = [r for r in records if r.get("event") == "step" and r.get("loss") is not None]
     epochs = [r for r in records if r.get("event") == "epoch"]
+    held_out = [
+        r for r in records if r.get("event") in ("eval", "epoch") and r.get("testLoss") is not None
+    ]
     figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
     loss_axes.plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.8, label="batch")
     loss_axes.plot(
@@ -109,8 +115,23 @@ def plot_curve(records: list[dict[str, Any]], out: Path, title: str) -> None:
         marker="o",
         label="epoch mean",
     )
+    if held_out:
+        loss_axes.plot(
+            [r["step"] for r in held_out],
+            [r["testLoss"] for r in held_out],
+            marker="s",
+            label="held-out",
+        )
     loss_axes.set(xlabel="step", ylabel="loss", title="training loss")
     loss_axes.legend()
+    bits = [r for r in held_out if r.get("testBitsPerByte") is not None]
+    if bits:
+        accuracy_axes.plot(
+            [r["step"] for r in bits], [r["testBitsPerByte"] for r in bits], marker="s"
+        )
+        accuracy_axes.set(xlabel="step", ylabel="bits per byte", title="held-out bits per byte")
+        _finish(figure, out, title)
+        return
     epoch_numbers = [r["epoch"] + 1 for r in epochs]
     accuracy_axes.plot(
         epoch_numbers, [r.get("trainAccuracy") for r in epochs], marker="o", label="train"
@@ -121,6 +142,12 @@ def plot_curve(records: list[dict[str, Any]], out: Path, title: str) -> None:
         )
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
     accuracy_axes.legend()
+    _finish(figure, out, title)
+
+
+def _finish(figure: Any, out: Path, title: str) -> None:
+    import matplotlib.pyplot as plt
+
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(out, dpi=100)

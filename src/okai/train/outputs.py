@@ -55,6 +55,8 @@ def write_outputs(
     metrics = {
         "finalLoss": summary.final_loss,
         "testAccuracy": summary.test_accuracy,
+        "testLoss": summary.test_loss,
+        "testBitsPerByte": summary.test_bits_per_byte,
         "samplesPerSecond": None
         if summary.samples_per_second is None
         else round(summary.samples_per_second, 1),

@@ -21,7 +21,9 @@ from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 from okai.digest import Digest
-from okai.manifest import DatasetManifest, DatasetShard
+from okai.errors import UsageError
+from okai.formats import detect, label_of
+from okai.manifest import DataFormat, DatasetManifest, DatasetShard
 
 HELD_OUT_DIR = "test"
 
@@ -34,6 +36,9 @@ class DataFile:
     path: str
     size: int | None
     sha256: Digest
+    format: DataFormat
+    samples: int | None = None
+    """As the manifest records it; None: counted from the file once fetched."""
     shards: tuple[DatasetShard, ...] = ()
     blob_id: str | None = None
     """Set for data okai never pushed (one raw blob); `shards` is empty then."""
@@ -59,6 +64,11 @@ class DataPlan:
     train: tuple[DataFile, ...]
     test: tuple[DataFile, ...]
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The labels of plain files (their folders' names) in the training files, sorted."""
+        return tuple(sorted({label_of(f.path) for f in self.train if f.format == "file"}))
+
     @classmethod
     def build(
         cls,
@@ -79,11 +89,29 @@ class DataPlan:
                         path=file.path,
                         size=file.size,
                         sha256=Digest(file.sha256),
+                        format=file.format or detect(file.path),
+                        samples=file.samples,
                         shards=tuple(pieces),
                     )
                 )
         for blob_id, path, sha256 in blobs:
-            entries.append(DataFile(index=0, path=path, size=None, sha256=sha256, blob_id=blob_id))
+            entries.append(
+                DataFile(
+                    index=0,
+                    path=path,
+                    size=None,
+                    sha256=sha256,
+                    format=detect(path),
+                    blob_id=blob_id,
+                )
+            )
+        mixed = next((entry for entry in entries if entry.format != entries[0].format), None)
+        if mixed is not None:
+            raise UsageError(
+                f"the job's data mixes formats: {entries[0].path} is {entries[0].format}, "
+                f"{mixed.path} is {mixed.format}",
+                hint="a job trains on one format; push other files as their own dataset",
+            )
         train = [entry for entry in entries if not entry.held_out]
         test = [entry for entry in entries if entry.held_out]
         return cls(train=_numbered(train), test=_numbered(test))

@@ -1,7 +1,7 @@
 """`python -m okai.train.worker`: one rank of a run, as torchrun starts it.
 
 Build, run, close: the worker reads the canonical job from the run directory,
-joins the process group, fetches and verifies its data, trains, and (rank 0)
+joins the process group, plans its data (which then streams in, verified), trains, and (rank 0)
 writes the model, the curve and the receipt; the process group is destroyed
 on every path.
 
@@ -129,6 +129,7 @@ def _run(run_dir: Path, source_arg: str, run_id: str, env: RankEnv) -> None:
     dist.init_process_group(backend, timeout=PROCESS_GROUP_TIMEOUT)
     try:
         fetch_began = time.perf_counter()
+        # Open for the whole run: shards stream in through the source while training.
         with open_source(SourceSpec.parse(source_arg)) as source:
             train_fn, code = training_function(job, source)
             manifests = [
@@ -152,52 +153,56 @@ def _run(run_dir: Path, source_arg: str, run_id: str, env: RankEnv) -> None:
                 if plan.test
                 else None
             )
-        fetch_seconds = time.perf_counter() - fetch_began
-        log.info(
-            "verified %d training files (%d samples) and %d held-out files",
-            len(train_files),
-            sum(ready.share for ready in train_files),
-            len(test_files or ()),
-        )
-        ctx = Context(
-            job=job,
-            run_dir=run_dir,
-            rank=env.rank,
-            world_size=env.world_size,
-            local_rank=env.local_rank,
-            device=device,
-            train_data=RankStream(train_files, seed=job.seed, rank=env.rank),
-            test_data=None
-            if test_files is None
-            else RankStream(test_files, seed=job.seed, rank=env.rank),
-            metrics=MetricsLog(run_dir / METRICS_FILE, enabled=env.rank == 0),
-            checkpoints=Checkpointer(run_dir, job_digest=job.digest(), writer=env.local_rank == 0),
-            fetch_seconds=fetch_seconds,
-        )
-        torch.manual_seed(job.seed)
-        model = train_fn(ctx)
-        if not isinstance(model, torch.nn.Module):
-            raise EntrypointError(
-                f"train(ctx) returned {type(model).__name__}; return the trained torch.nn.Module"
+            fetch_seconds = time.perf_counter() - fetch_began
+            log.info(
+                "%d training files (%d samples) and %d held-out files; their shards stream, "
+                "verified, as training goes",
+                len(train_files),
+                sum(ready.share for ready in train_files),
+                len(test_files or ()),
             )
-        ctx.metrics.close()
-        if env.rank == 0:
-            from okai.train.outputs import write_outputs
-
-            write_outputs(
-                run_dir=run_dir,
-                run_id=run_id,
+            ctx = Context(
                 job=job,
-                model=model,
-                code=code,
-                image=image,
-                provider=os.environ.get(PROVIDER_ENV, "local"),
+                run_dir=run_dir,
+                rank=env.rank,
                 world_size=env.world_size,
-                nodes=env.nodes,
-                summary=ctx.summary,
-                started_at=started_at,
+                local_rank=env.local_rank,
+                device=device,
+                train_data=RankStream(train_files, seed=job.seed, rank=env.rank),
+                test_data=None
+                if test_files is None
+                else RankStream(test_files, seed=job.seed, rank=env.rank),
+                metrics=MetricsLog(run_dir / METRICS_FILE, enabled=env.rank == 0),
+                checkpoints=Checkpointer(
+                    run_dir, job_digest=job.digest(), writer=env.local_rank == 0
+                ),
+                fetch_seconds=fetch_seconds,
+                labels=plan.labels,
             )
-        dist.barrier()
+            torch.manual_seed(job.seed)
+            model = train_fn(ctx)
+            if not isinstance(model, torch.nn.Module):
+                raise EntrypointError(
+                    f"train(ctx) returned {type(model).__name__}; return the trained torch.nn.Module"
+                )
+            ctx.metrics.close()
+            if env.rank == 0:
+                from okai.train.outputs import write_outputs
+
+                write_outputs(
+                    run_dir=run_dir,
+                    run_id=run_id,
+                    job=job,
+                    model=model,
+                    code=code,
+                    image=image,
+                    provider=os.environ.get(PROVIDER_ENV, "local"),
+                    world_size=env.world_size,
+                    nodes=env.nodes,
+                    summary=ctx.summary,
+                    started_at=started_at,
+                )
+            dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -37,7 +37,9 @@ from typing import BinaryIO, TypeVar
 from okai import paths
 from okai.digest import Digest
 from okai.errors import DocumentError, IntegrityError, UsageError
+from okai.formats import SPANNING, detect, inspect
 from okai.manifest import (
+    DataFormat,
     DatasetFile,
     DatasetManifest,
     DatasetShard,
@@ -202,8 +204,14 @@ def push_dataset(
     epochs: int = 1,
     permanent: bool = False,
     on_progress: ProgressFn | None = None,
+    data_format: DataFormat | None = None,
 ) -> PushResult:
-    """Store files as shards plus a manifest; resumes an interrupted push of the same data."""
+    """Store files as shards plus a manifest; resumes an interrupted push of the same data.
+
+    Every file is inspected first (`okai.formats`): read as `data_format`, or as the
+    format its name implies when None. A file that is not what its format says stops
+    the push before anything is stored.
+    """
     if client.max_body and shard_size > client.max_body:
         raise WalrusRequestError(
             f"shards of {shard_size} bytes exceed the publisher's limit of {client.max_body}",
@@ -212,11 +220,25 @@ def push_dataset(
     plan = plan_push(paths, shard_size)
     files: list[DatasetFile] = []
     shards: list[tuple[SourceFile, int, int, Digest]] = []
+    first_sample: dict[tuple[str, int], int] = {}
     for source in plan.files:
         file_digest, pieces = _hash_file(source, shard_size)
+        fmt = data_format or detect(source.path)
+        offsets = [offset for offset, _, _ in pieces] if fmt in SPANNING else []
+        with open(source.local, "rb") as stream:
+            found = inspect(fmt, stream, str(source.local), boundaries=offsets)
+        first_sample.update(
+            ((source.path, offset), first)
+            for offset, first in zip(offsets, found.first_samples, strict=True)
+        )
         files.append(
             DatasetFile(
-                path=source.path, size=source.size, sha256=file_digest, media_type=source.media_type
+                path=source.path,
+                size=source.size,
+                sha256=file_digest,
+                media_type=source.media_type,
+                format=fmt,
+                samples=found.samples,
             )
         )
         shards.extend((source, offset, size, digest) for offset, size, digest in pieces)
@@ -263,6 +285,7 @@ def push_dataset(
                 sha256=digest,
                 blob_id=journal.stored[digest],
                 media_type=source.media_type,
+                first_sample=first_sample.get((source.path, offset)),
             )
             for source, offset, size, digest in shards
         ),
