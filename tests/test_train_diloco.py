@@ -41,7 +41,7 @@ from okai.train.sync import Diloco
 from okai.verify.report import _attested_json
 from okai.verify.rules import Attested
 from test_train_job import GOOD
-from test_train_run import worker_pid
+from train_helpers import worker_pid
 
 RUN_TIMEOUT = 300
 INNER_STEPS = 50
