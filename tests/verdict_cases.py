@@ -323,6 +323,12 @@ class CaseMaker:
 
         # The dataset manifest: maybe spoiled, then stored where the job says it is.
         manifest = json.loads(self.manifest)
+        if rng.random() < 0.3:  # fields later okai added: formats and sample counts
+            for file in manifest["files"]:
+                file.update(format=rng.choice(["jsonl", "text", "parquet"]), samples=3)
+            for shard in manifest["shards"]:
+                shard["firstSample"] = 0
+            notes.append("manifest with formats")
         if rng.random() < 0.25:
             notes.append("manifest: " + self.mutate(manifest))
         if rng.random() < 0.005:
@@ -352,6 +358,23 @@ class CaseMaker:
         build = statement["predicate"]["buildDefinition"]
         job = build["externalParameters"]["job"]
         job["datasets"][0]["sha256"] = manifest_digest
+        if rng.random() < 0.3:  # fields later okai added: a strategy, a package
+            job["sync"] = {
+                "strategy": "diloco",
+                "innerSteps": 50,
+                "outerLr": 0.7,
+                "outerMomentum": 0.5,
+                "compression": "bf16",
+            }
+            notes.append("job with DiLoCo")
+        if rng.random() < 0.15:
+            job["model"] = {
+                "entrypointBlobId": w.manifest_blob,
+                "sha256": manifest_digest,
+                "kind": "package",
+                "module": "trainer.main",
+            }
+            notes.append("job with a package entry point")
         build["resolvedDependencies"][1]["digest"]["sha256"] = manifest_digest[7:]
         roll = rng.random()
         if roll < 0.35:

@@ -88,9 +88,17 @@ def _json_integer(value: Any) -> Any:
     return value
 
 
+def _json_number(value: Any) -> Any:
+    """A number as JSON carries it: strings and booleans are refused rather than converted."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("not a number")
+    return value
+
+
 DigestField = Annotated[str, AfterValidator(_digest)]
 BlobId = Annotated[str, Field(pattern=BLOB_ID_PATTERN)]
 JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+JsonNumber = Annotated[float, BeforeValidator(_json_number)]
 RelativePath = Annotated[str, Field(min_length=1, max_length=4096)]
 _SCHEMA_RE = re.compile(r"^okai\.(?P<kind>[a-z]+)/v(?P<version>[0-9]+)$")
 
@@ -393,9 +401,9 @@ class DilocoSync(Model):
     the ranks average their parameter change and an outer Nesterov SGD applies it."""
 
     strategy: Literal["diloco"]
-    inner_steps: int = Field(default=100, ge=1, le=1_000_000)
-    outer_lr: float = Field(default=0.7, gt=0, le=10)
-    outer_momentum: float = Field(default=0.9, ge=0, lt=1)
+    inner_steps: JsonInt = Field(default=100, ge=1, le=1_000_000)
+    outer_lr: JsonNumber = Field(default=0.7, gt=0, le=10)
+    outer_momentum: JsonNumber = Field(default=0.9, ge=0, lt=1)
     compression: Literal["none", "fp16", "bf16"] = "none"
     """The type the parameter changes travel in; `none` sends float32."""
 

@@ -50,8 +50,11 @@ const isInteger = (value) => Number.isInteger(value); // 5.0 is 5: JSON numbers 
 const inRange = (value, low, high = Infinity) => isInteger(value) && value >= low && value <= high;
 const absent = (value) => value === undefined || value === null; // pydantic's Optional
 
-const JOB_KEYS = ['schema', 'name', 'model', 'hyperparameters', 'seed', 'deterministic', 'datasets', 'nodes', 'procsPerNode', 'checkpointEvery', 'outputFormat'];
-const ENTRYPOINT_KEYS = ['entrypointBlobId', 'sha256', 'kind', 'function'];
+const JOB_KEYS = ['schema', 'name', 'model', 'hyperparameters', 'seed', 'deterministic', 'datasets', 'nodes', 'procsPerNode', 'checkpointEvery', 'outputFormat', 'sync'];
+const ENTRYPOINT_KEYS = ['entrypointBlobId', 'sha256', 'kind', 'function', 'module'];
+const MODULE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
+const SYNC_KEYS = { ddp: ['strategy'], diloco: ['strategy', 'innerSteps', 'outerLr', 'outerMomentum', 'compression'] };
+const isNumber = (value) => typeof value === 'number' && Number.isFinite(value);
 const REF_KEYS = { manifest: ['manifestBlobId', 'sha256'], blob: ['blobId', 'sha256', 'path'], quiltPatch: ['quiltPatchId', 'sha256', 'path'] };
 const FUNCTION_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -70,6 +73,8 @@ function checkJob(job) {
     need(isBlobIdText(model.entrypointBlobId) && isDocumentDigest(model.sha256), 'job.model', 'needs an entrypoint blob ID and its sha256');
     need(model.kind === undefined || model.kind === 'file' || model.kind === 'package', 'job.model.kind', 'is not file or package');
     need(model.function === undefined || (typeof model.function === 'string' && FUNCTION_NAME.test(model.function)), 'job.model.function', 'is not a name');
+    need(absent(model.module) || (typeof model.module === 'string' && length(model.module) <= 200 && MODULE_NAME.test(model.module)), 'job.model.module', 'is not a module name');
+    need((model.kind === 'package') === !absent(model.module), 'job.model.module', 'a package entry point names its module; a file entry point does not');
   }
   const hyper = job.hyperparameters;
   need(hyper === undefined || (isObject(hyper) && Object.values(hyper).every((v) => ['number', 'string', 'boolean'].includes(typeof v))), 'job.hyperparameters', 'not a map of numbers, strings and booleans');
@@ -80,7 +85,20 @@ function checkJob(job) {
   need(job.procsPerNode === undefined || inRange(job.procsPerNode, 1, 256), 'job.procsPerNode', 'not an integer from 1 to 256');
   need(job.checkpointEvery === undefined || inRange(job.checkpointEvery, 0), 'job.checkpointEvery', 'not an integer of at least 0');
   need(job.outputFormat === undefined || job.outputFormat === 'safetensors', 'job.outputFormat', 'is not safetensors');
+  checkSync(job.sync);
   return job.datasets.map(jobDataset);
+}
+
+/** okai.manifest's DdpSync | DilocoSync (null: DDP, the default). */
+function checkSync(sync) {
+  if (absent(sync)) return;
+  need(isObject(sync) && Object.hasOwn(SYNC_KEYS, sync.strategy), 'job.sync.strategy', 'is not ddp or diloco');
+  onlyKeys(sync, SYNC_KEYS[sync.strategy], 'job.sync');
+  if (sync.strategy !== 'diloco') return;
+  need(sync.innerSteps === undefined || inRange(sync.innerSteps, 1, 1_000_000), 'job.sync.innerSteps', 'not an integer from 1 to 1000000');
+  need(sync.outerLr === undefined || (isNumber(sync.outerLr) && sync.outerLr > 0 && sync.outerLr <= 10), 'job.sync.outerLr', 'not a number above 0 and at most 10');
+  need(sync.outerMomentum === undefined || (isNumber(sync.outerMomentum) && sync.outerMomentum >= 0 && sync.outerMomentum < 1), 'job.sync.outerMomentum', 'not a number from 0 to below 1');
+  need(sync.compression === undefined || ['none', 'fp16', 'bf16'].includes(sync.compression), 'job.sync.compression', 'is not none, fp16 or bf16');
 }
 
 function need(condition, where, problem) {
