@@ -27,7 +27,7 @@ from okai.compute.fluence import FluenceClient
 from okai.compute.fluence.provider import FluenceProvider
 from okai.compute.fluence_backend import FluenceBackend, known_hosts
 from okai.compute.local import free_port
-from okai.compute.marks import TOKEN_ENV, marked_processes, stop_marked
+from okai.compute.marks import MARK_ENV, marked_processes, stop_marked
 from okai.compute.node.host import ADDRESS_ENV
 from okai.compute.state import ClusterState, ClusterStatus, NodeRecord
 from okai.config import load_settings
@@ -73,7 +73,7 @@ class Transport:
     def __call__(self, state: ClusterState, node: NodeRecord) -> NodeChannel:
         token = self.tokens.setdefault(node.name, secrets.token_hex(16))
         folder = self.root / node.name
-        env = {TOKEN_ENV: token, ADDRESS_ENV: "127.0.0.1", "OKAI_HOME": str(folder / "home")}
+        env = {MARK_ENV: token, ADDRESS_ENV: "127.0.0.1", "OKAI_HOME": str(folder / "home")}
         return LocalChannel(node.rank, folder, env=env, image_file=self.image_file)
 
     def stop_all(self) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from okai.atomic import write_atomically
-from okai.compute.marks import TOKEN_ENV, stop_marked
+from okai.compute.marks import MARK_ENV, stop_marked
 from okai.compute.node import files as node_files
 from okai.compute.node import logs as node_logs
 from okai.compute.node.host import ADDRESS_ENV, node_info
@@ -307,7 +307,7 @@ class LocalChannel:
         self._on_start(launched)
 
     def stop_agent(self) -> None:
-        token = self.env.get(TOKEN_ENV)
+        token = self.env.get(MARK_ENV)
         if token:  # the whole node: agent, torchrun and workers, however they were started
             stop_marked(token)
             return

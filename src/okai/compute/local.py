@@ -8,7 +8,7 @@ endpoints of the configured network (the local stack's server by default),
 each with its own cache, as separate machines would.
 
 Every process of a node carries a random token of that node in its
-environment (`OKAI_NODE_TOKEN`, see `okai.compute.marks`), recorded in the
+environment (`OKAI_NODE_MARK`, see `okai.compute.marks`), recorded in the
 cluster state file; `down` finds the processes to stop by that token, so it
 stops exactly the cluster's processes (agents, torchrun, workers), also after
 `okai` itself crashed, and never one that merely reuses a recorded PID.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from okai.compute.channel import LocalChannel, NodeChannel
 from okai.compute.cluster import ClusterRequest
-from okai.compute.marks import TOKEN_ENV, stop_marked
+from okai.compute.marks import MARK_ENV, stop_marked
 from okai.compute.node.host import ADDRESS_ENV
 from okai.compute.rollback import failure_reason
 from okai.compute.state import ClusterState, ClusterStatus, NodeRecord, clusters_dir
@@ -102,7 +102,7 @@ class LocalBackend:
     def channel(self, state: ClusterState, node: NodeRecord) -> LocalChannel:
         path = Path(str(node.resource_id))
         env = {
-            TOKEN_ENV: str(node.attrs["token"]),
+            MARK_ENV: str(node.attrs["token"]),
             "OKAI_HOME": str(path / "home"),
             ADDRESS_ENV: LOOPBACK,
         }

@@ -1,9 +1,12 @@
 """Processes marked by a token in their environment: how a local node's processes are found.
 
 Every process of a local node (its agent, torchrun, the workers) inherits
-`OKAI_NODE_TOKEN=<token>` from the agent's environment. Finding them by that
+`OKAI_NODE_MARK=<token>` from the agent's environment. Finding them by that
 token in `/proc/<pid>/environ` works after the process that started them is
 gone, and never matches an unrelated process that reuses a recorded PID.
+The mark is no secret, and its name says so: workers lose every variable whose name
+looks like a credential (`okai.train.sandbox.without_secrets`), and a worker that lost
+its mark would outlive `down` and a node restart.
 """
 
 from __future__ import annotations
@@ -14,16 +17,16 @@ import signal
 import time
 from pathlib import Path
 
-TOKEN_ENV = "OKAI_NODE_TOKEN"
+MARK_ENV = "OKAI_NODE_MARK"
 STOP_GRACE_S = 20.0
 MIN_TOKEN = 16
 
 
 def marked_processes(token: str) -> list[int]:
-    """PIDs of live processes whose environment holds `OKAI_NODE_TOKEN=<token>`."""
+    """PIDs of live processes whose environment holds `OKAI_NODE_MARK=<token>`."""
     if len(token) < MIN_TOKEN:  # never match by a short or empty token
         return []
-    needle = f"{TOKEN_ENV}={token}".encode()
+    needle = f"{MARK_ENV}={token}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
