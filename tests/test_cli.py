@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import REPO, run_okai
+from conftest import run_okai
 from okai.cli.app import app
 
 GROUPS = ["dev", "demo", "config", "walrus", "blob", "data", "train", "chain", "record",
