@@ -633,7 +633,10 @@ def test_deep_verification_through_the_cli_reports_the_fall_over(
     with second_aggregator(stack, corrupt=-1) as liar:
         env["OKAI_WALRUS_AGGREGATORS"] = f"{liar.url},{stack.walrus.url}"
         done = subprocess.run(
-            [sys.executable, "-m", "okai", "verify", "--deep", "--json", str(model)],
+            [
+                *(sys.executable, "-m", "okai", "verify", "--deep", "--json", str(model)),
+                *("--trainer", account(0).address, "--publisher", account(0).address),
+            ],
             capture_output=True,
             text=True,
             env=env,
