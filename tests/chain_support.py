@@ -11,8 +11,11 @@ from functools import cache
 from typing import Any
 
 import httpx
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+from hexbytes import HexBytes
 
 from okai.chain import RegistryClient, RetryPolicy
 from okai.chain.dev import dev_network
@@ -77,3 +80,43 @@ def digest(seed: int | str) -> Digest:
 
 def blob_id(seed: int | str) -> str:
     return blob_id_from_bytes32(digest(f"blob:{seed}").to_bytes32())
+
+
+def _slot(*keys: Any) -> int:
+    """The storage slot of a nested mapping entry: keys outermost first, slot last."""
+    *path, slot = keys
+    position = HexBytes(abi_encode(["uint256"], [slot]))
+    for key in path:
+        kind = "address" if isinstance(key, str) else "bytes32"
+        position = HexBytes(keccak(abi_encode([kind], [key]) + position))
+    return int.from_bytes(position, "big")
+
+
+WITNESSES_SLOT = 4
+"""`_witnesses` in ProvenanceRegistry's storage layout (images, publishers, models, claims)."""
+
+
+def spam_witnesses(
+    anvil_url: str, registry: str, model: Digest, submitter: str, count: int
+) -> None:
+    """`count` distinct witness accounts on one claim, written straight into storage.
+
+    Sending 20,000 transactions would take minutes; `anvil_setStorageAt` in JSON-RPC
+    batches writes exactly the state they would leave (checked through the views).
+    """
+    length_slot = _slot(model.to_bytes32(), submitter, WITNESSES_SLOT)
+    first = int.from_bytes(keccak(length_slot.to_bytes(32, "big")), "big")
+    writes = [(length_slot, count)]
+    writes += [(first + i, 0x5000_0000 + i) for i in range(count)]
+    for start in range(0, len(writes), 2000):
+        batch = [
+            {
+                "jsonrpc": "2.0",
+                "id": start + n,
+                "method": "anvil_setStorageAt",
+                "params": [registry, hex(slot), "0x" + value.to_bytes(32, "big").hex()],
+            }
+            for n, (slot, value) in enumerate(writes[start : start + 2000])
+        ]
+        replies = httpx.post(anvil_url, json=batch, timeout=60).json()
+        assert all("error" not in reply for reply in replies)

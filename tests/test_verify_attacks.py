@@ -15,11 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-from eth_abi.abi import encode as abi_encode
-from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 
-from chain_support import account, rpc
+from chain_support import account, rpc, spam_witnesses
 from okai.chain import RegistryClient, load_artifact
 from okai.chain.dev import dev_network
 from okai.digest import Digest
@@ -145,45 +143,6 @@ def test_front_running_a_model_record(stack: Stack, squatted: Inputs, tmp_path: 
     assert {claim.verdict for claim in nobody.claims} == {"unpinned", "not verified"}
 
 
-def _slot(*keys: Any) -> int:
-    """The storage slot of a nested mapping entry: keys outermost first, slot last."""
-    *path, slot = keys
-    position = HexBytes(abi_encode(["uint256"], [slot]))
-    for key in path:
-        kind = "address" if isinstance(key, str) else "bytes32"
-        position = HexBytes(keccak(abi_encode([kind], [key]) + position))
-    return int.from_bytes(position, "big")
-
-
-WITNESSES_SLOT = 4
-"""`_witnesses` in ProvenanceRegistry's storage layout (images, publishers, models, claims)."""
-
-
-def _spam_witnesses(stack: Stack, model: Digest, submitter: str, count: int) -> None:
-    """`count` distinct witness accounts on one claim, written straight into storage.
-
-    Sending 20,000 transactions would take minutes; `anvil_setStorageAt` in JSON-RPC
-    batches writes exactly the state they would leave (checked through the views).
-    """
-    length_slot = _slot(model.to_bytes32(), submitter, WITNESSES_SLOT)
-    first = int.from_bytes(keccak(length_slot.to_bytes(32, "big")), "big")
-    writes = [(length_slot, count)]
-    writes += [(first + i, 0x5000_0000 + i) for i in range(count)]
-    registry = stack.registry_address
-    for start in range(0, len(writes), 2000):
-        batch = [
-            {
-                "jsonrpc": "2.0",
-                "id": start + n,
-                "method": "anvil_setStorageAt",
-                "params": [registry, hex(slot), "0x" + value.to_bytes(32, "big").hex()],
-            }
-            for n, (slot, value) in enumerate(writes[start : start + 2000])
-        ]
-        replies = httpx.post(stack.anvil_url, json=batch, timeout=60).json()
-        assert all("error" not in reply for reply in replies)
-
-
 def test_witness_spam_cannot_block_verification(
     stack: Stack, squatted: Inputs, tmp_path: Path
 ) -> None:
@@ -196,7 +155,7 @@ def test_witness_spam_cannot_block_verification(
     quiet_calls = dict(stack.proxy.calls)
     assert before.verdict == "verified"
 
-    _spam_witnesses(stack, model, HONEST.address, 20_000)
+    spam_witnesses(stack.anvil_url, stack.registry_address, model, HONEST.address, 20_000)
     page, total = registry.get_witnesses(model, HONEST.address, 19_990, 100)
     assert total == 20_000 and len(set(page)) == 10
 

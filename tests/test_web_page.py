@@ -6,16 +6,31 @@ test opens a fresh page. Screenshots land in test-artifacts/ (git-ignored).
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from chain_support import account, spam_witnesses
+from okai.chain.client import RegistryClient
+from okai.chain.dev import dev_network
 from okai.chain.signer import DEV_ADDRESS
-from web_stack import ARTIFACTS, TRUST_DEV, WebStack, chromium, record_scenarios, web_stack
+from okai.digest import Digest, canonical_json
+from web_stack import (
+    ARTIFACTS,
+    TRUST_DEV,
+    WebStack,
+    World,
+    chromium,
+    record_scenarios,
+    web_stack,
+)
 
 pytestmark = pytest.mark.slow
 TIMEOUT_MS = 30_000
+OTHER_TOPLEVEL = "/nix/store/0a9s8d7f6g5h4j3k2l1qwertyuiopzxc-nixos-system-other-24.11"
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +246,77 @@ def test_a_link_that_changes_the_registry_is_flagged(web: WebStack, page: Page) 
     assert "on dev" not in verdict and "not dev's own" in verdict
     assert "Warning: this link changes the registry address of dev" in verdict
     assert f"Trusted: trainers {DEV_ADDRESS}" in verdict
+
+
+def test_witness_spam_neither_blocks_the_page_nor_costs_it_a_call(
+    web: WebStack, browser: Any
+) -> None:
+    spammed = web.record(
+        "spammed",
+        World(
+            store=web.store,
+            store_quilt=web.store_quilt,
+            model=b"model that twenty thousand accounts witnessed\n" * 4,
+        ),
+    )
+
+    def load() -> tuple[list[list[tuple[str, str]]], str]:
+        """The page's JSON-RPC requests (method and params of each call) and its witnesses line."""
+        requests: list[list[tuple[str, str]]] = []
+
+        def count(request: Any) -> None:
+            if request.method != "POST":
+                return  # the page reads blobs with GET; only JSON-RPC is POSTed
+            body = request.post_data_json
+            calls = body if isinstance(body, list) else [body]
+            requests.append([(c["method"], json.dumps(c.get("params"))) for c in calls])
+
+        opened = Page(browser)
+        opened.page.on("request", count)
+        try:
+            opened.open(web.model_url(spammed.digest))
+            assert opened.wait_verdict() == "verified", opened.page.inner_text("#checks")
+            reason = opened.reason("witnesses")
+        finally:
+            opened.close()
+        assert opened.problems == []
+        return requests, reason
+
+    quiet, none = load()
+    assert "none" in none and len(quiet) >= 4  # chain ID, code, claimants, provenance
+
+    spam_witnesses(web.rpc_url, web.registry, Digest(spammed.digest), DEV_ADDRESS, 20_000)
+    listed, total = web.client().get_witnesses(Digest(spammed.digest), DEV_ADDRESS, 19_990, 100)
+    assert total == 20_000 and len(set(listed)) == 10
+
+    spammed_requests, counted = load()
+    assert spammed_requests == quiet  # the same requests, call for call, whatever the spam
+    assert "20000 accounts recorded a reproduction, none of them trusted" in counted
+
+
+def test_of_two_trusted_image_claims_the_page_judges_the_one_whose_system_ran(
+    web: WebStack, page: Page
+) -> None:
+    good = web.models["good"]
+    # Another publisher claims the same image digest for another system, with a manifest of
+    # its own; the link trusts it first, so its claim is the first one read.
+    other = account(5)
+    manifest = copy.deepcopy(good.world.image_manifest)
+    manifest["nixos"]["systemToplevel"] = OTHER_TOPLEVEL
+    RegistryClient(dev_network(web.rpc_url), address=web.registry, signer=other).register_image(
+        Digest(good.world.image_digest),
+        Digest.of_bytes(OTHER_TOPLEVEL.encode()),
+        web.store(canonical_json(manifest)),
+        Digest.of_bytes(canonical_json(manifest)),
+    )
+    trust = f"network=dev&trainer={DEV_ADDRESS}&publisher={other.address}"
+
+    page.open(web.model_url(good.digest, trust))
+    assert page.wait_verdict() == "not-verified"
+    assert page.status("image.registered") == "failed"
+    assert "the registered image's is" in page.reason("image.registered")
+
+    page.page.goto("about:blank")  # a fresh load, not a hash change on the judged page
+    page.open(web.model_url(good.digest, f"{trust}&publisher={DEV_ADDRESS}"))
+    assert page.wait_verdict() == "verified"
+    assert page.status("image.registered") == "passed"

@@ -1,7 +1,7 @@
 // One verification: observe (hash the file, read the registry, read blobs), evaluate the
 // rules, fetch what they still need, repeat. Everything observed goes through rules.js;
 // nothing here decides a status.
-import { evaluate } from './rules.js';
+import { PASSED, PENDING, evaluate } from './rules.js';
 import { sha256File } from './hash.js';
 import { readBlob } from './walrus.js';
 import { chainId, hasRegistryCode, readProvenance, registryClient } from './chain.js';
@@ -22,6 +22,7 @@ export class Verification {
     this.source = source;
     this.policy = policy;
     this.context = null;
+    this.imageClaimsLeft = []; // image claims not judged yet (chooseImage)
     this.onChange = onChange;
     this.controller = new AbortController();
     this.inputs = { options: { deep: false }, network: { name: network.name, chainId: network.chainId }, blobs: {} };
@@ -31,7 +32,13 @@ export class Verification {
 
   /** The rules' evaluation, under the trust policy. */
   judge() {
-    const result = applyPolicy(evaluate(this.inputs), this.policy, this.context, this.inputs.options);
+    const evaluation = evaluate(this.inputs);
+    this.imageStatus = evaluation.checks['image.registered'].status; // of the claim judged now
+    if (this.imageClaimsLeft.length > 0 && this.imageStatus !== PASSED && this.imageStatus !== PENDING) {
+      // Not final while another image claim may still pass (chooseImage).
+      evaluation.checks = { ...evaluation.checks, 'image.registered': { status: PENDING, code: 'next-claim', reason: 'trying the next image claim' } };
+    }
+    const result = applyPolicy(evaluation, this.policy, this.context, this.inputs.options);
     if (this.codeProblem) {
       result.checks = { ...result.checks, 'record.exists': { status: 'failed', reason: this.codeProblem } };
       result.verdict = 'not verified';
@@ -84,8 +91,28 @@ export class Verification {
     this.update();
     if (this.result.facts.modelDigest === null) return;
     this.inputs.chain = await this.readChain(this.result.facts.modelDigest);
+    if (this.inputs.chain.image) this.imageClaimsLeft = this.inputs.chain.imageClaims.slice(1);
     this.update();
     await this.settle();
+    await this.chooseImage();
+  }
+
+  /**
+   * Several image claims (trusted publishers', or anyone's when unpinned): judge the first
+   * whose system is the one the node ran, as `okai verify` does, so no other claim decides
+   * which one counts.
+   */
+  async chooseImage() {
+    while (this.imageClaimsLeft.length > 0 && !this.aborted) {
+      if (this.imageStatus === PASSED) break;
+      const image = this.imageClaimsLeft.shift();
+      this.inputs.chain = { ...this.inputs.chain, image };
+      this.context = { ...this.context, imagePublishers: [image.registrant] };
+      this.update();
+      await this.settle();
+    }
+    this.imageClaimsLeft = [];
+    this.update();
   }
 
   async readChain(digest) {

@@ -574,6 +574,23 @@ def vectors() -> list[dict[str, Any]]:
             {"image.registered": F},
         )
     )
+    forged_manifest = copy.deepcopy(w.image_manifest)
+    forged_manifest["nixos"]["nixpkgsRevision"] = "f" * 40
+    forged_manifest["nixos"]["flakeRevision"] = "e" * 40
+    add(
+        vector(
+            "forged-image-manifest",
+            "--deep --image: the aggregator serves another well-formed image manifest (other "
+            "nixpkgs and flake revisions) under the claim's manifest blob ID. Its SHA-256 is "
+            "not the one the image claim commits to: image.registered fails and nothing of it "
+            "is used, not even to find the image.",
+            w,
+            {"image.registered": F, "image.bytes": F},
+            image=True,
+            blobs={**w.recorded()[1], w.image_manifest_blob: canonical_json(forged_manifest)},
+            codes={"image.registered": "forged-manifest", "image.bytes": "manifest-unusable"},
+        )
+    )
     shard = w.manifest["shards"][1]
     add(
         vector(
