@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from okai.verify.checks import Check
     from okai.verify.policy import TrustPolicy
 
-# okai.verify, okai.chain and okai.walrus are imported inside the command: web3 takes
-# seconds to import, and every other `okai` command would pay for it at start-up.
+# okai.verify, okai.chain and okai.walrus are imported inside the command, and web3
+# (okai.chain.client) only with --attest: it takes seconds to import.
 
 DEFAULT_TIMEOUT_S = 600.0
 """okai.verify.bounds' default, repeated: importing it here would import web3."""
@@ -145,7 +145,7 @@ def verify(
     no trainer was trusted; 3 if a check failed; 1 if the only failures are endpoints that
     could not be read.
     """
-    from okai.chain.client import RegistryClient
+    from okai.chain.reader import RegistryReader
     from okai.train.sandbox import Sandbox
     from okai.verify import ModelTarget, Options, TrainReproducer, verify_model
     from okai.verify.bounds import Bounds
@@ -190,7 +190,11 @@ def verify(
         reproducer = TrainReproducer.for_network(
             settings.network.name, sandbox, cli.info, bounds.check
         )
-    registry = RegistryClient.from_settings(settings, sign=attest)
+    registry = RegistryReader.from_settings(settings)
+    if attest:  # a transaction: web3, and the key loaded now so that it fails early
+        from okai.chain.client import RegistryClient
+
+        registry = RegistryClient.from_settings(settings, sign=True)
     from okai.cli.blob import reporting
 
     client = WalrusClient.from_network(settings.network, settings.secrets)
