@@ -22,7 +22,6 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import (
-    BadFunctionCallOutput,
     ContractLogicError,
     TransactionNotFound,
     Web3Exception,
@@ -126,11 +125,6 @@ class RegistryClient(RegistryReader):
                 hint = "the signing account needs native tokens for gas (Coston2: C2FLR from "
                 hint += "https://faucet.flare.network/coston2)"
             raise ChainError(f"{what}: the node said: {exc.message}", hint=hint) from None
-        except BadFunctionCallOutput:
-            raise ChainError(
-                f"{what}: no registry contract answers at {self.address} on {self.network.name}",
-                hint="check the registry address (okai config show), or deploy one",
-            ) from None
         except (Web3Exception, OSError, ValueError) as exc:
             raise ChainError(f"{what}: {type(exc).__name__}: {exc}") from None
 
