@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 # (okai.chain.client) only with --attest: it takes seconds to import.
 
 DEFAULT_TIMEOUT_S = 600.0
-"""okai.verify.bounds' default, repeated: importing it here would import web3."""
+"""okai.verify.bounds' default, repeated: importing it here would load okai.verify at start-up."""
 
 STYLES = {"passed": "green", "failed": "bold red", "not checked": "yellow", "pending": "dim"}
 MARKS = {"passed": "✓", "failed": "✗", "not checked": "–", "pending": "…"}
