@@ -94,7 +94,8 @@ class RegistryReader:
             decoded = None if data is None else decode_revert(data)
             if decoded is not None:
                 raise decoded
-            raise ChainError(f"{what}: the registry reverted: {message or error.get('data')}")
+            detail = message or str(error.get("data"))[:500]
+            raise ChainError(f"{what}: the registry reverted: {detail}")
         raise ChainError(f"{what}: the node said: {message}")
 
     def check_chain(self) -> None:
