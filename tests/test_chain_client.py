@@ -139,10 +139,10 @@ class _FlakyProxy:
                 if mode == "garbage":
                     self._reply(200, b"<html>not JSON-RPC</html>")
                     return
-                if mode.startswith("result:"):  # a well-formed answer with a made-up result
+                if mode.startswith(("result:", "error:")):  # well-formed, made up
+                    kind, _, value = mode.partition(":")
                     request_id = json.loads(body)["id"]
-                    result = json.loads(mode.removeprefix("result:"))
-                    answer = {"jsonrpc": "2.0", "id": request_id, "result": result}
+                    answer = {"jsonrpc": "2.0", "id": request_id, kind: json.loads(value)}
                     self._reply(200, json.dumps(answer).encode())
                     return
                 if mode == "close":
@@ -226,6 +226,13 @@ def test_answers_that_are_not_the_registry_are_chain_errors(anvil: str, flaky: _
         flaky.failures[:] = [f"result:{made_up}"]
         with pytest.raises(ChainError, match="reading a model: no registry contract answers"):
             reader.is_recorded(digest("m"), DEV_ADDRESS)
+    reverted = {"code": 3, "message": "execution reverted", "data": "0xdeadbeef"}
+    flaky.failures[:] = [f"error:{json.dumps(reverted)}"]
+    with pytest.raises(ChainError, match="reading a model: the registry reverted: execution"):
+        reader.get_model(digest("m"), DEV_ADDRESS)
+    flaky.failures[:] = ['error:{"code": -32000, "message": "header not found"}']
+    with pytest.raises(ChainError, match="reading a model: the node said: header not found"):
+        reader.get_model(digest("m"), DEV_ADDRESS)
     assert not reader.is_recorded(digest("m"), DEV_ADDRESS)
     assert "SECRET" not in str(bad.value)
     assert bad.value.exit_code == ExitCode.OPERATIONAL_FAILURE
