@@ -146,7 +146,6 @@ def verify(
     could not be read.
     """
     from okai.chain.reader import RegistryReader
-    from okai.train.sandbox import Sandbox
     from okai.verify import ModelTarget, Options, TrainReproducer, verify_model
     from okai.verify.bounds import Bounds
     from okai.verify.limits import ReadLimits
@@ -184,6 +183,8 @@ def verify(
     reproducer = None
     if reproduce:
         # Before anything is read: refuse now rather than after the downloads.
+        from okai.train.sandbox import Sandbox  # okai.train only to re-train
+
         sandbox = None if unsafe_no_sandbox else Sandbox.find()
         if sandbox is None:
             cli.warn("re-training WITHOUT a sandbox: the recorded code can read your files")
