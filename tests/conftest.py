@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -33,6 +34,33 @@ def okai_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     for name in ("OKAI_NETWORK", "OKAI_CONFIG", "OKAI_PRIVATE_KEY", "OKAI_RPC_URL"):
         monkeypatch.delenv(name, raising=False)
     yield home
+
+
+_PROBE = """\
+import json, sys
+from okai.cli.app import main
+code = 0
+try:
+    main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+cli = sorted(m for m in sys.modules if m.startswith("okai.cli."))
+print(json.dumps({"exit": code, "cli": cli, "web3": "web3" in sys.modules}), file=sys.stderr)
+"""
+
+
+def okai_imports(*args: str) -> dict[str, object]:
+    """Run `okai ARGS` in a fresh interpreter; its exit code, the okai.cli modules it
+    imported and whether it imported web3 (start-up time: web3 alone takes seconds)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ.copy(),
+    )
+    loaded: dict[str, object] = json.loads(result.stderr.strip().splitlines()[-1])
+    return loaded
 
 
 def run_okai(

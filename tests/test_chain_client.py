@@ -20,12 +20,14 @@ from okai.chain import (
     DEV_PRIVATE_KEY,
     ChainError,
     RegistryClient,
+    RegistryReader,
     RetryPolicy,
     RpcUnavailable,
     SignerError,
     WrongChainError,
     load_signer,
 )
+from okai.chain.dev import dev_network
 from okai.config import PRESETS, Network, Secrets, load_settings
 from okai.dev.anvil import running_anvil
 from okai.errors import ExitCode
@@ -134,6 +136,15 @@ class _FlakyProxy:
                         json.dumps({"jsonrpc": "2.0", "id": request_id, "error": error}).encode(),
                     )
                     return
+                if mode == "garbage":
+                    self._reply(200, b"<html>not JSON-RPC</html>")
+                    return
+                if mode.startswith(("result:", "error:")):  # well-formed, made up
+                    kind, _, value = mode.partition(":")
+                    request_id = json.loads(body)["id"]
+                    answer = {"jsonrpc": "2.0", "id": request_id, kind: json.loads(value)}
+                    self._reply(200, json.dumps(answer).encode())
+                    return
                 if mode == "close":
                     self.close_connection = True
                     self.wfile.flush()
@@ -196,6 +207,35 @@ def test_persistent_failure_is_reported_without_the_api_key(anvil: str, flaky: _
         through.is_recorded(digest("m"), DEV_ADDRESS)
     assert "SECRET" not in str(caught.value) and "failed eth_chainId 3 times" in str(caught.value)
     assert caught.value.exit_code == ExitCode.OPERATIONAL_FAILURE
+
+
+def test_answers_that_are_not_the_registry_are_chain_errors(anvil: str, flaky: _FlakyProxy) -> None:
+    """What a broken or hostile endpoint answers to the reads of `okai verify`."""
+    registry = deployed(anvil)
+    reader = RegistryReader(
+        dev_network(flaky.url), address=registry.address, retry=RetryPolicy(attempts=2, backoff=0)
+    )
+    flaky.failures[:] = ["garbage"]
+    with pytest.raises(ChainError, match="answered eth_chainId with no JSON-RPC response") as bad:
+        reader.check_chain()
+    flaky.failures[:] = ['result:"0xnot-hex"']
+    with pytest.raises(ChainError, match=r"reading the chain ID: .* answered '0xnot-hex'"):
+        reader.check_chain()
+    reader.check_chain()
+    for made_up in ('"0x1234"', '"0x"', "null", "[1]"):
+        flaky.failures[:] = [f"result:{made_up}"]
+        with pytest.raises(ChainError, match="reading a model: no registry contract answers"):
+            reader.is_recorded(digest("m"), DEV_ADDRESS)
+    reverted = {"code": 3, "message": "execution reverted", "data": "0xdeadbeef"}
+    flaky.failures[:] = [f"error:{json.dumps(reverted)}"]
+    with pytest.raises(ChainError, match="reading a model: the registry reverted: execution"):
+        reader.get_model(digest("m"), DEV_ADDRESS)
+    flaky.failures[:] = ['error:{"code": -32000, "message": "header not found"}']
+    with pytest.raises(ChainError, match="reading a model: the node said: header not found"):
+        reader.get_model(digest("m"), DEV_ADDRESS)
+    assert not reader.is_recorded(digest("m"), DEV_ADDRESS)
+    assert "SECRET" not in str(bad.value)
+    assert bad.value.exit_code == ExitCode.OPERATIONAL_FAILURE
 
 
 def test_dead_endpoint_is_an_operational_error() -> None:

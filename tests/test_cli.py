@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from conftest import run_okai
+from conftest import okai_imports, run_okai
 from okai.cli.app import app
 
 GROUPS = ["dev", "demo", "config", "walrus", "blob", "data", "train", "chain", "record",
@@ -78,24 +76,12 @@ def test_the_root_lists_each_command_with_its_own_help() -> None:
 
 def test_help_and_a_command_import_only_what_they_use() -> None:
     """Start-up time: `okai --help` imports no command module; `okai config show` no web3."""
-    probe = (
-        "import json, sys\n"
-        "from okai.cli.app import main\n"
-        "try:\n    main(sys.argv[1:])\n"
-        "except SystemExit:\n    pass\n"
-        "cli = sorted(m for m in sys.modules if m.startswith('okai.cli.'))\n"
-        "print(json.dumps({'cli': cli, 'web3': 'web3' in sys.modules}), file=sys.stderr)\n"
-    )
-
-    def modules(*args: str) -> dict[str, object]:
-        result = subprocess.run(
-            [sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True
-        )
-        loaded: dict[str, object] = json.loads(result.stderr.strip().splitlines()[-1])
-        return loaded
-
-    assert modules("--help") == {"cli": ["okai.cli.app", "okai.cli.output"], "web3": False}
-    assert modules("--json", "config", "show")["web3"] is False
+    assert okai_imports("--help") == {
+        "exit": 0,
+        "cli": ["okai.cli.app", "okai.cli.output"],
+        "web3": False,
+    }
+    assert okai_imports("--json", "config", "show")["web3"] is False
 
 
 def test_the_verify_timeout_defaults_to_the_library_default() -> None:

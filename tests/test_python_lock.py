@@ -87,7 +87,7 @@ def test_every_third_party_import_is_declared_and_locked() -> None:
     providers = metadata.packages_distributions()
     declared = {lock.normalize(requirement.name) for requirement in runtime_requirements()}
     imports = lock.third_party_imports(REPO / "src" / "okai")
-    assert {"torch", "yaml", "eth_abi", "requests"} <= imports  # the walk sees them
+    assert {"torch", "yaml", "eth_abi", "eth_utils"} <= imports  # the walk sees them
     for module in sorted(imports):
         distributions = {lock.normalize(name) for name in providers.get(module, [])}
         assert distributions, f"src/okai imports {module}, which no installed package provides"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chain_support import account
-from conftest import run_okai
+from conftest import okai_imports, run_okai
 from okai.digest import Digest
 from provenance_support import Inputs, Stack, write_run
 from provenance_support import inputs_fixture as inputs_fixture
@@ -89,6 +89,18 @@ def test_record_then_verify_from_the_command_line(
     again = run_okai("record", str(tmp_path / "run"))
     assert again.returncode == 0, again.stderr
     assert "already recorded" in again.stdout
+
+
+def test_verify_reads_the_registry_without_web3(
+    on_stack: Stack, inputs: Inputs, tmp_path: Path
+) -> None:
+    """Start-up: shallow `okai verify` reads over plain JSON-RPC; web3 is for transactions."""
+    write_run(tmp_path / "run", inputs, values=[20.0])
+    assert run_okai("record", str(tmp_path / "run")).returncode == 0
+    model = str(tmp_path / "run" / "model.safetensors")
+
+    loaded = okai_imports("verify", model, *TRUST)
+    assert (loaded["exit"], loaded["web3"]) == (0, False)
 
 
 def test_a_tampered_model_exits_3_naming_the_check(

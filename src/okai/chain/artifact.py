@@ -1,4 +1,5 @@
-"""The compiled ProvenanceRegistry, as committed next to this module.
+"""The compiled ProvenanceRegistry, as committed next to this module, and its ABI as
+selectors and eth_abi types (light imports: no web3).
 
 `contracts/build.py` writes `artifacts/ProvenanceRegistry.json` from the Solidity source
 with the pinned compiler; a test recompiles it and requires identical bytes, so what the
@@ -15,7 +16,7 @@ from typing import Any
 
 from eth_abi.abi import decode as abi_decode
 from eth_utils.abi import function_signature_to_4byte_selector
-from web3 import Web3
+from eth_utils.address import to_checksum_address
 
 from okai.chain.errors import REGISTRY_ERRORS, RegistryError
 from okai.digest import Digest
@@ -51,6 +52,67 @@ def load_artifact() -> Artifact:
     )
 
 
+def abi_type(param: dict[str, Any]) -> str:
+    """The eth_abi type string of an ABI parameter: structs become "(t1,t2,...)"."""
+    kind: str = param["type"]
+    if not kind.startswith("tuple"):
+        return kind
+    inner = ",".join(abi_type(component) for component in param["components"])
+    return f"({inner}){kind.removeprefix('tuple')}"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One contract function: its selector and its input and output types."""
+
+    name: str
+    selector: bytes
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+@cache
+def function_specs() -> dict[str, FunctionSpec]:
+    """The contract's functions by name (the registry overloads none)."""
+    specs: dict[str, FunctionSpec] = {}
+    for item in load_artifact().abi:
+        if item["type"] != "function":
+            continue
+        inputs = tuple(abi_type(param) for param in item["inputs"])
+        selector = function_signature_to_4byte_selector(f"{item['name']}({','.join(inputs)})")
+        outputs = tuple(abi_type(param) for param in item["outputs"])
+        specs[item["name"]] = FunctionSpec(item["name"], selector, inputs, outputs)
+    return specs
+
+
+def checksummed(kind: str, value: Any) -> Any:
+    """A decoded value with every address in it checksummed, as web3 returns them."""
+    if kind.endswith("]"):
+        inner = kind[: kind.rindex("[")]
+        return [checksummed(inner, item) for item in value]
+    if kind.startswith("("):
+        return tuple(checksummed(t, v) for t, v in zip(split_tuple(kind), value, strict=True))
+    if kind == "address":
+        return to_checksum_address(value)
+    return value
+
+
+def split_tuple(kind: str) -> list[str]:
+    """The component types of "(t1,t2,...)", nested tuples kept whole."""
+    parts: list[str] = []
+    depth, start = 0, 1
+    for index, char in enumerate(kind[1:-1], start=1):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(kind[start:index])
+            start = index + 1
+    parts.append(kind[start:-1])
+    return [part for part in parts if part]
+
+
 @dataclass(frozen=True)
 class ErrorSpec:
     name: str
@@ -77,7 +139,7 @@ def _python_value(abi_type: str, value: Any) -> Any:
     if abi_type == "bytes32":
         return Digest.from_bytes32(value)
     if abi_type == "address":
-        return Web3.to_checksum_address(value)
+        return to_checksum_address(value)
     return value
 
 

@@ -1,9 +1,10 @@
-"""`RegistryClient`: deploy the provenance registry, write records, read them back.
+"""`RegistryClient`: deploy the provenance registry and write records, through web3.py.
 
 Every call checks once that the RPC endpoint serves the network's chain ID, before
 anything is sent. Writes estimate gas (with a margin), sign locally, track the nonce
 across several transactions in a row, wait for the receipt, and turn reverts into the
-`RegistryError` named by the contract. Reads are `view` calls: never a log scan.
+`RegistryError` named by the contract. Reads are inherited from `RegistryReader` (plain
+JSON-RPC, `view` calls, never a log scan); web3 sends through the same `JsonRpc`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
@@ -21,26 +22,20 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import (
-    BadFunctionCallOutput,
     ContractLogicError,
     TransactionNotFound,
     Web3Exception,
     Web3RPCError,
 )
 from web3.middleware import ExtraDataToPOAMiddleware
-from web3.types import TxParams
+from web3.providers import JSONBaseProvider
+from web3.types import RPCEndpoint, RPCResponse, TxParams
 
-from okai.chain.artifact import decode_revert, load_artifact
-from okai.chain.errors import ChainError, TransactionDropped, TransactionReverted, WrongChainError
-from okai.chain.records import (
-    ZERO_ADDRESS,
-    Deployment,
-    ImageRecord,
-    ModelRecord,
-    Provenance,
-    Transaction,
-)
-from okai.chain.rpc import RetryingHTTPProvider, RetryPolicy
+from okai.chain.artifact import decode_revert
+from okai.chain.errors import ChainError, TransactionDropped, TransactionReverted
+from okai.chain.reader import RegistryReader
+from okai.chain.records import Deployment, Transaction
+from okai.chain.rpc import JsonRpc, RetryPolicy
 from okai.chain.signer import load_signer
 from okai.config import Network, Settings
 from okai.digest import ZERO_DIGEST, Digest
@@ -49,9 +44,6 @@ from okai.manifest import blob_id_to_bytes32
 
 GAS_MARGIN = 1.2
 """Gas limit = estimate x margin: state may change a little between estimate and mining."""
-
-PAGE = 100
-"""Entries per paged read: the registry's MAX_PAGE."""
 
 RECEIPT_TIMEOUT = 120.0
 """Seconds to wait for a receipt; Flare mines a block about every 1.8 s."""
@@ -64,8 +56,23 @@ def _blob_bytes(blob_id: str, field: str) -> bytes:
         raise ConfigError(f"{field}: {exc}") from None
 
 
-class RegistryClient:
-    """The provenance registry on one network, through web3.py."""
+class Web3Transport(JSONBaseProvider):
+    """web3's provider: every request goes through the client's `JsonRpc`, so reads and
+    writes share one retry policy and one redaction of the endpoint."""
+
+    def __init__(self, rpc: JsonRpc) -> None:
+        super().__init__()
+        self.rpc = rpc
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        return cast(RPCResponse, self.rpc.send(method, self.encode_rpc_request(method, params)))
+
+    def is_connected(self, show_traceback: bool = False) -> bool:
+        return True  # asked nowhere: every call reports its own failure
+
+
+class RegistryClient(RegistryReader):
+    """The provenance registry on one network: its reads, and transactions through web3.py."""
 
     def __init__(
         self,
@@ -78,20 +85,16 @@ class RegistryClient:
         poll_interval: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.network = network
-        self.provider = RetryingHTTPProvider(network.rpc_url, retry or RetryPolicy(), sleep)
+        super().__init__(network, address=address, retry=retry, sleep=sleep)
+        self.provider = Web3Transport(self.rpc)
         self.w3 = Web3(self.provider)
         if not network.is_dev:
             # Flare blocks carry more extraData than Ethereum's 32 bytes (see flare.md).
             self.w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
-        chosen = address if address is not None else network.registry_address
-        self.address: ChecksumAddress | None = None if chosen is None else self._checksum(chosen)
         self.signer = signer
         self.receipt_timeout = receipt_timeout
         self.poll_interval = poll_interval
         self._sleep = sleep
-        self._artifact = load_artifact()
-        self._chain_checked = False
         self._next_nonce: int | None = None
         self._sent: dict[str, dict[str, Any]] = {}
 
@@ -104,11 +107,8 @@ class RegistryClient:
     # ------------------------------------------------------------------ plumbing
 
     @staticmethod
-    def _checksum(address: str) -> ChecksumAddress:
-        try:
-            return Web3.to_checksum_address(address)
-        except ValueError:
-            raise ConfigError(f"not an EVM address: {address[:60]!r}") from None
+    def _web3_address(address: str) -> ChecksumAddress:
+        return cast(ChecksumAddress, RegistryReader._checksum(address))
 
     @contextmanager
     def _rpc(self, what: str) -> Iterator[None]:
@@ -125,11 +125,6 @@ class RegistryClient:
                 hint = "the signing account needs native tokens for gas (Coston2: C2FLR from "
                 hint += "https://faucet.flare.network/coston2)"
             raise ChainError(f"{what}: the node said: {exc.message}", hint=hint) from None
-        except BadFunctionCallOutput:
-            raise ChainError(
-                f"{what}: no registry contract answers at {self.address} on {self.network.name}",
-                hint="check the registry address (okai config show), or deploy one",
-            ) from None
         except (Web3Exception, OSError, ValueError) as exc:
             raise ChainError(f"{what}: {type(exc).__name__}: {exc}") from None
 
@@ -141,27 +136,10 @@ class RegistryClient:
                 return decoded
         return ChainError(f"{what}: the registry reverted: {exc.message or data}")
 
-    def check_chain(self) -> None:
-        """Refuse to go on if the endpoint serves another chain than the network's."""
-        if self._chain_checked:
-            return
-        with self._rpc("reading the chain ID"):
-            actual = self.w3.eth.chain_id
-        if actual != self.network.chain_id:
-            raise WrongChainError(
-                self.network.name, self.network.chain_id, actual, self.provider.public_url
-            )
-        self._chain_checked = True
-
     @property
     def contract(self) -> Contract:
-        if self.address is None:
-            raise ConfigError(
-                f"no registry address for network {self.network.name}",
-                hint="run `okai chain deploy` (or `okai dev up` for the local stack), "
-                "or set OKAI_REGISTRY",
-            )
-        return self.w3.eth.contract(address=self.address, abi=self._artifact.abi)
+        address = self._web3_address(self._registry())
+        return self.w3.eth.contract(address=address, abi=self._artifact.abi)
 
     def _account(self) -> LocalAccount:
         if self.signer is None:
@@ -172,7 +150,7 @@ class RegistryClient:
 
     def _take_nonce(self, sender: str) -> int:
         """The next nonce: the node's pending count, or ours if we are ahead of it."""
-        pending = self.w3.eth.get_transaction_count(self._checksum(sender), "pending")
+        pending = self.w3.eth.get_transaction_count(self._web3_address(sender), "pending")
         nonce = pending if self._next_nonce is None else max(self._next_nonce, pending)
         self._next_nonce = nonce + 1
         return nonce
@@ -328,117 +306,6 @@ class RegistryClient:
         """Witness that this account re-trained `submitter`'s claim on `model_digest` bit for bit."""
         model = Digest.parse(model_digest)
         call = self.contract.functions.attestReproduction(
-            model.to_bytes32(), self._checksum(submitter)
+            model.to_bytes32(), self._web3_address(submitter)
         )
         return self._send(call, f"witnessing model {model.short()}", wait)
-
-    # ------------------------------------------------------------------ reads
-
-    def _call(self, function: Any, what: str) -> Any:
-        self.check_chain()
-        with self._rpc(what):
-            return function.call()
-
-    def get_image(self, image_digest: Digest, publisher: str) -> ImageRecord:
-        """`publisher`'s image claim; `ImageNotRegistered` if there is none."""
-        image = Digest.parse(image_digest)
-        call = self.contract.functions.getImage(image.to_bytes32(), self._checksum(publisher))
-        return ImageRecord.from_chain(image, self._call(call, "reading an image"))
-
-    def get_model(self, model_digest: Digest, submitter: str) -> ModelRecord:
-        """`submitter`'s model claim; `ModelNotRecorded` if there is none."""
-        model = Digest.parse(model_digest)
-        call = self.contract.functions.getModel(model.to_bytes32(), self._checksum(submitter))
-        return ModelRecord.from_chain(model, self._call(call, "reading a model"))
-
-    def image_publishers(
-        self, image_digest: Digest, start: int = 0, limit: int = PAGE
-    ) -> tuple[tuple[str, ...], int]:
-        """A page of the accounts that registered `image_digest`, and how many did in all."""
-        call = self.contract.functions.imagePublishers(
-            Digest.parse(image_digest).to_bytes32(), start, limit
-        )
-        page, total = self._call(call, "reading image publishers")
-        return tuple(page), int(total)
-
-    def model_submitters(
-        self, model_digest: Digest, before: str | None = None, limit: int = PAGE
-    ) -> tuple[tuple[str, ...], int]:
-        """A page of the accounts that recorded `model_digest`, newest first, and how many
-        did in all; `before` is the last account of the previous page."""
-        call = self.contract.functions.modelSubmitters(
-            Digest.parse(model_digest).to_bytes32(),
-            self._checksum(before or ZERO_ADDRESS),
-            limit,
-        )
-        page, total = self._call(call, "reading model submitters")
-        return tuple(page), int(total)
-
-    def get_witnesses(
-        self, model_digest: Digest, submitter: str, start: int = 0, limit: int = PAGE
-    ) -> tuple[tuple[str, ...], int]:
-        """A page of the witnesses of `submitter`'s claim, and how many there are in all."""
-        call = self.contract.functions.witnesses(
-            Digest.parse(model_digest).to_bytes32(), self._checksum(submitter), start, limit
-        )
-        page, total = self._call(call, "reading witnesses")
-        return tuple(page), int(total)
-
-    def get_provenance(
-        self,
-        model_digest: Digest,
-        submitter: str,
-        publishers: Sequence[str] = (),
-        witnesses: Sequence[str] = (),
-    ) -> Provenance:
-        """`submitter`'s claim, the claims of `publishers` on its image, and which of
-        `witnesses` witnessed it: one `eth_call`, whose cost the caller's lists bound."""
-        model = Digest.parse(model_digest)
-        asked_publishers = [self._checksum(p) for p in publishers]
-        asked_witnesses = [self._checksum(w) for w in witnesses]
-        record, images, witnessed, count = self._call(
-            self.contract.functions.getProvenance(
-                model.to_bytes32(), self._checksum(submitter), asked_publishers, asked_witnesses
-            ),
-            "reading a model",
-        )
-        model_record = ModelRecord.from_chain(model, record)
-        found = tuple(
-            ImageRecord.from_chain(model_record.image_digest, image)
-            for image in images
-            if image[3] != ZERO_ADDRESS
-        )
-        seen = tuple(w for w, yes in zip(asked_witnesses, witnessed, strict=True) if yes)
-        return Provenance(model_record, found, seen, int(count))
-
-    def is_recorded(self, model_digest: Digest, submitter: str) -> bool:
-        call = self.contract.functions.isRecorded(
-            Digest.parse(model_digest).to_bytes32(), self._checksum(submitter)
-        )
-        return bool(self._call(call, "reading a model"))
-
-    def is_registered(self, image_digest: Digest, publisher: str | None = None) -> bool:
-        """Whether `publisher` (default: any account) registered `image_digest`."""
-        digest = Digest.parse(image_digest)
-        if publisher is None:
-            return self.image_publishers(digest, 0, 1)[1] > 0
-        call = self.contract.functions.isRegistered(digest.to_bytes32(), self._checksum(publisher))
-        return bool(self._call(call, "reading an image"))
-
-    def has_witnessed(self, model_digest: Digest, submitter: str, account: str) -> bool:
-        call = self.contract.functions.hasWitnessed(
-            Digest.parse(model_digest).to_bytes32(),
-            self._checksum(submitter),
-            self._checksum(account),
-        )
-        return bool(self._call(call, "reading witnesses"))
-
-    def has_registry_code(self, address: str | None = None) -> bool:
-        """Whether `address` (default: the client's) holds exactly this okai's registry code."""
-        target = address or self.address
-        if target is None:
-            return False
-        self.check_chain()
-        with self._rpc("reading contract code"):
-            code = self.w3.eth.get_code(self._checksum(target))
-        return bytes(code) == bytes(HexBytes(self._artifact.deployed_bytecode))

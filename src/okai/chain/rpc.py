@@ -2,12 +2,16 @@
 
 Retried (with exponential backoff): connection errors and timeouts, HTTP 429/502/503/504,
 and JSON-RPC errors that mean "busy, try later" (-32005 limit exceeded; -32000 or -32603
-saying too many requests, rate limit or timeout). Everything else is returned to web3 at
-once. Messages name the endpoint without its query string, which may hold an API key.
+saying too many requests, rate limit or timeout). Everything else is returned to the
+caller at once. Messages name the endpoint without its query string, which may hold an
+API key. Plain httpx, no web3: reads (`okai verify`) use it directly, and the web3
+provider of `RegistryClient` sends through it, so both share one retry policy.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 import time
 from collections.abc import Callable
@@ -15,11 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
-from web3 import HTTPProvider
-from web3.types import RPCEndpoint, RPCResponse
+import httpx
 
-from okai.chain.errors import RpcUnavailable
+from okai.chain.errors import ChainError, RpcUnavailable
 
 TRANSIENT_HTTP_STATUS = frozenset({429, 502, 503, 504})
 _BUSY = re.compile(
@@ -49,7 +51,7 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def is_busy_error(response: RPCResponse) -> bool:
+def is_busy_error(response: dict[str, Any]) -> bool:
     """True for a JSON-RPC error that means "overloaded, try again later"."""
     error = response.get("error")
     if not isinstance(error, dict):
@@ -59,47 +61,61 @@ def is_busy_error(response: RPCResponse) -> bool:
     return code == -32005 or (code in (-32000, -32603) and bool(_BUSY.search(message)))
 
 
-class RetryingHTTPProvider(HTTPProvider):
-    """An HTTPProvider that retries transient failures itself (web3's own retry is off)."""
+class JsonRpc:
+    """One JSON-RPC endpoint, retried per `RetryPolicy`."""
 
     def __init__(
-        self,
-        url: str,
-        policy: RetryPolicy,
-        sleep: Callable[[float], None] = time.sleep,
+        self, url: str, policy: RetryPolicy, sleep: Callable[[float], None] = time.sleep
     ) -> None:
-        super().__init__(
-            url,
-            request_kwargs={"timeout": policy.request_timeout},
-            exception_retry_configuration=None,
-        )
+        self.url = url
         self.policy = policy
-        self._sleep = sleep
         self.public_url = redact_url(url)
+        self._sleep = sleep
+        self._ids = itertools.count(1)
+        self._http = httpx.Client(timeout=policy.request_timeout)
 
-    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+    def request(self, method: str, params: list[Any]) -> dict[str, Any]:
+        """The endpoint's JSON-RPC response object (with `result` or `error`)."""
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
+        )
+        return self.send(method, body.encode())
+
+    def send(self, method: str, body: bytes) -> dict[str, Any]:
+        """POST an encoded request; retry what is transient, refuse what is not JSON-RPC."""
         last = "no attempt made"
         for attempt in range(self.policy.attempts):
             if attempt:
                 self._sleep(self.policy.delay(attempt - 1))
             try:
-                response = super().make_request(method, params)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                last = f"{type(exc).__name__}"
+                reply = self._http.post(
+                    self.url, content=body, headers={"Content-Type": "application/json"}
+                )
+            except httpx.TransportError as exc:  # refused, reset, timed out
+                last = type(exc).__name__
                 continue
-            except requests.HTTPError as exc:
-                status = exc.response.status_code if exc.response is not None else None
-                if status not in TRANSIENT_HTTP_STATUS:
-                    raise RpcUnavailable(
-                        f"{self.public_url} answered {method} with HTTP {status}"
-                    ) from None
-                last = f"HTTP {status}"
+            if reply.status_code in TRANSIENT_HTTP_STATUS:
+                last = f"HTTP {reply.status_code}"
                 continue
+            if reply.status_code != 200:
+                raise RpcUnavailable(
+                    f"{self.public_url} answered {method} with HTTP {reply.status_code}"
+                )
+            response = self._decode(method, reply.content)
             if is_busy_error(response):
-                last = str(response.get("error", {}).get("message", "busy"))[:200]
+                last = str(response["error"].get("message", "busy"))[:200]
                 continue
             return response
         raise RpcUnavailable(
             f"{self.public_url} failed {method} {self.policy.attempts} times; last: {last}",
             hint="the endpoint may be down or rate-limiting; retry later or set OKAI_RPC_URL",
         )
+
+    def _decode(self, method: str, content: bytes) -> dict[str, Any]:
+        try:
+            response = json.loads(content)
+        except ValueError:
+            response = None
+        if not isinstance(response, dict) or not ("result" in response or "error" in response):
+            raise ChainError(f"{self.public_url} answered {method} with no JSON-RPC response")
+        return response

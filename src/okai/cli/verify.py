@@ -20,11 +20,11 @@ if TYPE_CHECKING:
     from okai.verify.checks import Check
     from okai.verify.policy import TrustPolicy
 
-# okai.verify, okai.chain and okai.walrus are imported inside the command: web3 takes
-# seconds to import, and every other `okai` command would pay for it at start-up.
+# okai.verify, okai.chain and okai.walrus are imported inside the command, and web3
+# (okai.chain.client) only with --attest: it takes seconds to import.
 
 DEFAULT_TIMEOUT_S = 600.0
-"""okai.verify.bounds' default, repeated: importing it here would import web3."""
+"""okai.verify.bounds' default, repeated: importing it here would load okai.verify at start-up."""
 
 STYLES = {"passed": "green", "failed": "bold red", "not checked": "yellow", "pending": "dim"}
 MARKS = {"passed": "✓", "failed": "✗", "not checked": "–", "pending": "…"}
@@ -145,8 +145,7 @@ def verify(
     no trainer was trusted; 3 if a check failed; 1 if the only failures are endpoints that
     could not be read.
     """
-    from okai.chain.client import RegistryClient
-    from okai.train.sandbox import Sandbox
+    from okai.chain.reader import RegistryReader
     from okai.verify import ModelTarget, Options, TrainReproducer, verify_model
     from okai.verify.bounds import Bounds
     from okai.verify.limits import ReadLimits
@@ -184,13 +183,19 @@ def verify(
     reproducer = None
     if reproduce:
         # Before anything is read: refuse now rather than after the downloads.
+        from okai.train.sandbox import Sandbox  # okai.train only to re-train
+
         sandbox = None if unsafe_no_sandbox else Sandbox.find()
         if sandbox is None:
             cli.warn("re-training WITHOUT a sandbox: the recorded code can read your files")
         reproducer = TrainReproducer.for_network(
             settings.network.name, sandbox, cli.info, bounds.check
         )
-    registry = RegistryClient.from_settings(settings, sign=attest)
+    registry = RegistryReader.from_settings(settings)
+    if attest:  # a transaction: web3, and the key loaded now so that it fails early
+        from okai.chain.client import RegistryClient
+
+        registry = RegistryClient.from_settings(settings, sign=True)
     from okai.cli.blob import reporting
 
     client = WalrusClient.from_network(settings.network, settings.secrets)

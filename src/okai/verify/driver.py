@@ -17,10 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from okai.chain.client import RegistryClient
 from okai.chain.errors import ChainError, ModelNotRecorded, WitnessIsSubmitter, WrongChainError
+from okai.chain.reader import RegistryReader
 from okai.chain.records import ImageRecord, Transaction
 from okai.digest import CHUNK_SIZE, Digest
 from okai.errors import IntegrityError, OkaiError, UsageError
@@ -54,6 +54,11 @@ from okai.walrus.errors import (
     ReadLimitExceeded,
     WalrusProtocolError,
 )
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from okai.chain.client import RegistryClient
 
 MAX_ROUNDS = 6
 """attestation + image manifest, dataset manifests, shards + image: three in practice."""
@@ -114,7 +119,7 @@ def verify_model(
     target: ModelTarget,
     options: Options,
     *,
-    registry: RegistryClient,
+    registry: RegistryReader,
     walrus: WalrusClient,
     policy: TrustPolicy | None = None,
     reproducer: Reproducer | None = None,
@@ -141,6 +146,8 @@ def verify_model(
         raise UsageError("--attest records a reproduction, so it needs --reproduce")
     if options.reproduce and reproducer is None:
         raise UsageError("re-training was asked for, but no way to re-train was given")
+    if witness:
+        _signing(registry)  # refuse before anything is read
     network = NetworkId(registry.network.name, registry.network.chain_id)
     origin = Origin.of(registry, overridden)
     model = _model_input(target, ui)
@@ -178,7 +185,7 @@ def _judge(
     context: ClaimContext,
     images: tuple[ImageRecord, ...],
     code_problem: str | None,
-    registry: RegistryClient,
+    registry: RegistryReader,
     walrus: WalrusClient,
     policy: TrustPolicy,
     options: Options,
@@ -214,8 +221,7 @@ def _judge(
     if witness:
         outcome = _witness(registry, evaluation)
         if outcome.transaction is not None and isinstance(answer, ChainAnswer):
-            assert registry.signer is not None
-            witnesses = (*answer.witnesses, registry.signer.address)
+            witnesses = (*answer.witnesses, _signing(registry)[1].address)
             context = replace(context, witness_count=context.witness_count + 1)
             inputs = replace(inputs, chain=replace(answer, witnesses=witnesses))
             evaluation = evaluate(inputs)
@@ -274,7 +280,7 @@ class ClaimsRead:
     code_problem: str | None = None
 
 
-def read_claims(registry: RegistryClient, digest: Digest, policy: TrustPolicy) -> ClaimsRead:
+def read_claims(registry: RegistryReader, digest: Digest, policy: TrustPolicy) -> ClaimsRead:
     """The claims on `digest` to judge under `policy`, in a bounded number of RPC calls.
 
     Always: the chain ID, the registry's code, one page of submitters. Pinned: one
@@ -282,10 +288,6 @@ def read_claims(registry: RegistryClient, digest: Digest, policy: TrustPolicy) -
     Unpinned: for each of the first `UNPINNED_CLAIMS` claims, its record, a page of its
     image's publishers and a page of its witnesses. Witness or claim spam adds nothing.
     """
-    # web3's validation middleware asks for eth_chainId before and after every eth_call;
-    # an endpoint's chain ID does not change, so let web3 cache it.
-    registry.provider.cache_allowed_requests = True
-    registry.provider.request_cache_validation_threshold = None
     empty = ClaimContext((), 0)
     try:
         registry.check_chain()
@@ -312,7 +314,7 @@ def read_claims(registry: RegistryClient, digest: Digest, policy: TrustPolicy) -
 
 
 def _claim(
-    registry: RegistryClient,
+    registry: RegistryReader,
     digest: Digest,
     submitter: str,
     policy: TrustPolicy,
@@ -345,11 +347,19 @@ def _claim(
     )
 
 
-def _check_may_witness(registry: RegistryClient, submitter: str, digest: Digest) -> None:
-    """Refuse before re-training what the registry would refuse after it."""
-    signer = registry.signer
-    if signer is None:
+def _signing(registry: RegistryReader) -> tuple[RegistryClient, LocalAccount]:
+    """The registry as a client that signs: a witness is a transaction (web3, imported
+    only then)."""
+    from okai.chain.client import RegistryClient
+
+    if not isinstance(registry, RegistryClient) or registry.signer is None:
         raise UsageError("--attest sends a transaction but no signing key was loaded")
+    return registry, registry.signer
+
+
+def _check_may_witness(registry: RegistryReader, submitter: str, digest: Digest) -> None:
+    """Refuse before re-training what the registry would refuse after it."""
+    _, signer = _signing(registry)
     if signer.address.lower() == submitter.lower():
         raise WitnessIsSubmitter(digest, signer.address)
 
@@ -566,18 +576,17 @@ def _reproduce(
 # ---------------------------------------------------------------- witnesses
 
 
-def _witness(registry: RegistryClient, evaluation: Evaluation) -> WitnessOutcome:
+def _witness(registry: RegistryReader, evaluation: Evaluation) -> WitnessOutcome:
     """Record this account's reproduction witness, once the reproduction passed."""
     check = evaluation.checks["reproduce"]
     digest = evaluation.facts.model_digest
     if check.status != PASSED or digest is None:
         return WitnessOutcome("not recorded", f"the reproduction did not pass: {check.reason}")
-    signer = registry.signer
-    assert signer is not None  # checked before re-training
+    client, signer = _signing(registry)
     mine = signer.address.lower()
     if any(account.lower() == mine for account in evaluation.facts.witnesses):
         return WitnessOutcome("already witnessed", f"{signer.address} witnessed it before")
     record = evaluation.facts.record
     assert record is not None  # the reproduction passed, so there was a claim
-    transaction: Transaction = registry.attest_reproduction(digest, record.submitter)
+    transaction: Transaction = client.attest_reproduction(digest, record.submitter)
     return WitnessOutcome("recorded", f"{signer.address} witnessed it", transaction)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from okai.chain.client import RegistryClient
+from okai.chain.reader import RegistryReader
 from okai.chain.records import Transaction
 from okai.errors import ExitCode
 from okai.verify.checks import CHECK_IDS, FAILED, Check, Options, requested_checks
@@ -53,10 +53,8 @@ class Origin:
     """Settings of a public network that local files changed, by explicit permission."""
 
     @classmethod
-    def of(cls, registry: RegistryClient, overridden: tuple[str, ...] = ()) -> Origin:
-        return cls(
-            registry.network.chain_id, registry.address, registry.provider.public_url, overridden
-        )
+    def of(cls, registry: RegistryReader, overridden: tuple[str, ...] = ()) -> Origin:
+        return cls(registry.network.chain_id, registry.address, registry.public_url, overridden)
 
     @property
     def rpc_host(self) -> str:
