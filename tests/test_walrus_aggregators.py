@@ -237,11 +237,11 @@ def test_data_pull_reports_the_fall_over_on_stderr_and_in_json(
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)["aggregators"]
     assert list(report["demoted"]) == [bad.url]
-    assert [(e["event"], e["aggregator"]) for e in report["events"]][:3] == [
-        ("failure", bad.url),
-        ("demotion", bad.url),
-        ("fallback", good.url),
-    ]
+    # Reads run in parallel (and a loaded machine may hedge one), so only the order that
+    # matters is held: the liar's failure, then its demotion; the honest one served.
+    events = [(e["event"], e["aggregator"]) for e in report["events"]]
+    assert events.index(("failure", bad.url)) < events.index(("demotion", bad.url))
+    assert ("fallback", good.url) in events
     assert (tmp_path / "a" / "weights.bin").read_bytes() == source.read_bytes()
 
     # For people: the same, on stderr, as it happens (a fresh cache: the shards are read).

@@ -118,7 +118,9 @@ def _as_walrus_errors(
     except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
         if reading:
             raise WalrusShortBody(f"short body from {url}: {exc}") from exc
-        raise WalrusShortBody(f"{url} hung up before answering: {exc}") from exc
+        # A publisher that hung up mid-store (restarted, killed) is retried like a reset
+        # connection, without the hint: it was up.
+        raise WalrusUnreachable(f"{url} hung up before answering: {exc}") from exc
     except httpx.TransportError as exc:
         raise WalrusUnreachable(f"cannot reach {url}: {exc}", hint=hint) from exc
 
