@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, cast
@@ -41,6 +41,7 @@ from okai.config import Network, Settings
 from okai.digest import ZERO_DIGEST, Digest
 from okai.errors import ConfigError, OkaiError
 from okai.manifest import blob_id_to_bytes32
+from okai.retry import Sleep
 
 GAS_MARGIN = 1.2
 """Gas limit = estimate x margin: state may change a little between estimate and mining."""
@@ -83,7 +84,7 @@ class RegistryClient(RegistryReader):
         retry: RetryPolicy | None = None,
         receipt_timeout: float = RECEIPT_TIMEOUT,
         poll_interval: float = 0.5,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Sleep = time.sleep,
     ) -> None:
         super().__init__(network, address=address, retry=retry, sleep=sleep)
         self.provider = Web3Transport(self.rpc)

@@ -9,7 +9,7 @@ transactions) inherits these reads, so every read is made one way.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
@@ -23,6 +23,7 @@ from okai.chain.rpc import JsonRpc, RetryPolicy
 from okai.config import Network, Settings
 from okai.digest import Digest
 from okai.errors import ConfigError
+from okai.retry import Sleep
 
 PAGE = 100
 """Entries per paged read: the registry's MAX_PAGE."""
@@ -46,7 +47,7 @@ class RegistryReader:
         *,
         address: str | None = None,
         retry: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Sleep = time.sleep,
     ) -> None:
         self.network = network
         self.rpc = JsonRpc(network.rpc_url, retry or RetryPolicy(), sleep)

@@ -1,6 +1,6 @@
 """JSON-RPC over HTTP with retries for the failures public endpoints produce under load.
 
-Retried (with exponential backoff): connection errors and timeouts, HTTP 429/502/503/504,
+Retried (with exponential backoff, `okai.retry`): connection errors and timeouts, HTTP 429/502/503/504,
 and JSON-RPC errors that mean "busy, try later" (-32005 limit exceeded; -32000 or -32603
 saying too many requests, rate limit or timeout). Everything else is returned to the
 caller at once. Messages name the endpoint without its query string, which may hold an
@@ -14,7 +14,6 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from okai.chain.errors import ChainError, RpcUnavailable
+from okai.retry import Backoff, Sleep, call
 
 TRANSIENT_HTTP_STATUS = frozenset({429, 502, 503, 504})
 _BUSY = re.compile(
@@ -39,8 +39,10 @@ class RetryPolicy:
     max_backoff: float = 8.0
     request_timeout: float = 20.0
 
-    def delay(self, attempt: int) -> float:
-        return float(min(self.max_backoff, self.backoff * 2**attempt))
+    @property
+    def schedule(self) -> Backoff:
+        """The waits between attempts: doubling from `backoff`, capped, without jitter."""
+        return Backoff(self.attempts, self.backoff, self.max_backoff)
 
 
 def redact_url(url: str) -> str:
@@ -61,12 +63,14 @@ def is_busy_error(response: dict[str, Any]) -> bool:
     return code == -32005 or (code in (-32000, -32603) and bool(_BUSY.search(message)))
 
 
+class _Transient(Exception):
+    """A failure worth another attempt; its text is what the final error says came last."""
+
+
 class JsonRpc:
     """One JSON-RPC endpoint, retried per `RetryPolicy`."""
 
-    def __init__(
-        self, url: str, policy: RetryPolicy, sleep: Callable[[float], None] = time.sleep
-    ) -> None:
+    def __init__(self, url: str, policy: RetryPolicy, sleep: Sleep = time.sleep) -> None:
         self.url = url
         self.policy = policy
         self.public_url = redact_url(url)
@@ -83,33 +87,39 @@ class JsonRpc:
 
     def send(self, method: str, body: bytes) -> dict[str, Any]:
         """POST an encoded request; retry what is transient, refuse what is not JSON-RPC."""
-        last = "no attempt made"
-        for attempt in range(self.policy.attempts):
-            if attempt:
-                self._sleep(self.policy.delay(attempt - 1))
-            try:
-                reply = self._http.post(
-                    self.url, content=body, headers={"Content-Type": "application/json"}
-                )
-            except httpx.TransportError as exc:  # refused, reset, timed out
-                last = type(exc).__name__
-                continue
-            if reply.status_code in TRANSIENT_HTTP_STATUS:
-                last = f"HTTP {reply.status_code}"
-                continue
-            if reply.status_code != 200:
-                raise RpcUnavailable(
-                    f"{self.public_url} answered {method} with HTTP {reply.status_code}"
-                )
-            response = self._decode(method, reply.content)
-            if is_busy_error(response):
-                last = str(response["error"].get("message", "busy"))[:200]
-                continue
-            return response
-        raise RpcUnavailable(
-            f"{self.public_url} failed {method} {self.policy.attempts} times; last: {last}",
-            hint="the endpoint may be down or rate-limiting; retry later or set OKAI_RPC_URL",
+
+        def exhausted(error: Exception) -> Exception:
+            return RpcUnavailable(
+                f"{self.public_url} failed {method} {self.policy.attempts} times; last: {error}",
+                hint="the endpoint may be down or rate-limiting; retry later or set OKAI_RPC_URL",
+            )
+
+        return call(
+            lambda: self._once(method, body),
+            self.policy.schedule,
+            retryable=lambda error: isinstance(error, _Transient),
+            sleep=self._sleep,
+            exhausted=exhausted,
         )
+
+    def _once(self, method: str, body: bytes) -> dict[str, Any]:
+        """One POST: the response, `_Transient` for what a later attempt may not meet."""
+        try:
+            reply = self._http.post(
+                self.url, content=body, headers={"Content-Type": "application/json"}
+            )
+        except httpx.TransportError as exc:  # refused, reset, timed out
+            raise _Transient(type(exc).__name__) from exc
+        if reply.status_code in TRANSIENT_HTTP_STATUS:
+            raise _Transient(f"HTTP {reply.status_code}")
+        if reply.status_code != 200:
+            raise RpcUnavailable(
+                f"{self.public_url} answered {method} with HTTP {reply.status_code}"
+            )
+        response = self._decode(method, reply.content)
+        if is_busy_error(response):
+            raise _Transient(str(response["error"].get("message", "busy"))[:200])
+        return response
 
     def _decode(self, method: str, content: bytes) -> dict[str, Any]:
         try:

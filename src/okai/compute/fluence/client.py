@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -31,11 +31,14 @@ from okai.compute.fluence.errors import (
 )
 from okai.config import Settings
 from okai.errors import ConfigError
+from okai.retry import Backoff, Sleep, call
 
 log = logging.getLogger("okai.compute.fluence")
 
 DEFAULT_BASE_URL = "https://api.fluence.dev"
 API_KEY_HINT = "create a key in the Fluence Console (Settings → API Keys) and export it as OKAI_FLUENCE_API_KEY"
+MAX_WAIT_S = 30.0
+"""The longest wait between attempts, Retry-After included."""
 MAX_PAGES = 1000
 """Bound on list walks: a server that never stops paging is a server bug."""
 
@@ -64,6 +67,12 @@ class FluenceConfig:
     backoff_s: float = 0.5
     """First retry delay; doubles on each attempt."""
     per_page: int = 100
+
+    @property
+    def schedule(self) -> Backoff:
+        """The waits between attempts: doubling from `backoff_s`, a server's Retry-After
+        instead where it gave one, none over 30 s."""
+        return Backoff(1 + max(0, self.retries), self.backoff_s, MAX_WAIT_S)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> FluenceConfig:
@@ -151,7 +160,7 @@ class FluenceClient:
         config: FluenceConfig | None = None,
         *,
         transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Sleep = time.sleep,
     ) -> None:
         if not api_key.get_secret_value().strip():
             raise ConfigError("the Fluence API key is empty", hint=API_KEY_HINT)
@@ -251,22 +260,20 @@ class FluenceClient:
         retry: bool = False,
     ) -> Any:
         """Send one call; retry (with backoff) only if `retry` or the server rate-limited us."""
-        attempts = 1 + max(0, self.config.retries)
-        delay = self.config.backoff_s
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._once(method, path, params, body)
-            except FluenceUnavailable as exc:
-                rate_limited = exc.status == 429
-                if attempt == attempts or not (retry or rate_limited):
-                    raise
-                wait = exc.retry_after or delay
-                log.debug(
-                    "%s %s failed (%s); retry %d in %.1fs", method, path, exc.code, attempt, wait
-                )
-                self._sleep(min(wait, 30.0))
-                delay *= 2
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def retryable(error: Exception) -> bool:
+            if not isinstance(error, FluenceUnavailable) or not (retry or error.status == 429):
+                return False
+            log.debug("%s %s failed (%s)", method, path, error.code)
+            return True
+
+        return call(
+            lambda: self._once(method, path, params, body),
+            self.config.schedule,
+            retryable=retryable,
+            sleep=self._sleep,
+            server_wait=_asked_wait,
+        )
 
     def _headers(self, has_body: bool) -> dict[str, str]:
         key = self._key.get_secret_value()
@@ -377,6 +384,11 @@ class FluenceClient:
         )
         error.retry_after = _retry_after(response)
         return error
+
+
+def _asked_wait(error: Exception) -> float | None:
+    """The wait the server asked for (Retry-After); none, or 0: the backoff's own."""
+    return (error.retry_after or None) if isinstance(error, FluenceUnavailable) else None
 
 
 def _retry_after(response: httpx.Response) -> float | None:
