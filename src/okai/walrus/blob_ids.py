@@ -21,6 +21,8 @@ import queue
 import subprocess
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any
@@ -32,6 +34,8 @@ from okai.nodetools import ToolMissingError, node_binary, node_package
 WASM_PACKAGE = "@mysten/walrus-wasm"
 SCHEME_WALRUS = "walrus-rs2-1000"
 """The real scheme: RS2 encoding over 1000 shards (Mainnet and Testnet)."""
+BLOB_ID_CHECK_ENV = "OKAI_WALRUS_CHECK_BLOB_IDS_UP_TO"
+"""Bytes up to which clients recompute blob IDs (0 turns it off)."""
 SCHEME_FAKE = "okai-fake-sha256"
 """The labelled stand-in of a server run with `--fake-blob-ids`."""
 
@@ -215,3 +219,53 @@ class BlobIdComputer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class BlobIdChecks:
+    """Which blobs a client recomputes IDs of (up to `up_to` bytes; 0: none), and with what.
+
+    The computer starts on first use, or not at all where Node is missing and
+    the check is optional; stores compute theirs in the background while the
+    bytes are sent.
+    """
+
+    def __init__(self, up_to: int, computer: BlobIdComputer | None = None) -> None:
+        self.up_to = up_to
+        self._computer = computer
+        self._owns_computer = computer is None
+        self._available: bool | None = None if computer is None else True
+        self._background: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def allows(self, size: int) -> bool:
+        """Whether a blob of `size` bytes is small enough to recompute the ID of."""
+        return self.up_to > 0 and size <= self.up_to
+
+    def computer(self, required: bool) -> BlobIdComputer | None:
+        """The blob-ID computer, or None when Node is missing and the check is optional."""
+        with self._lock:
+            if self._available is None:
+                self._available = blob_ids_available()
+            if self._available and self._computer is None:
+                self._computer = BlobIdComputer()
+            computer = self._computer if self._available else None
+        if computer is None and required:
+            raise ToolMissingError(
+                "checking a Walrus blob ID needs Node.js and @mysten/walrus-wasm",
+                hint="run `make setup`, or give the expected SHA-256 of the data",
+            )
+        return computer
+
+    def in_background(self, job: Callable[[], str]) -> Future[str]:
+        with self._lock:
+            if self._background is None:
+                self._background = ThreadPoolExecutor(4, thread_name_prefix="okai-blob-id")
+            return self._background.submit(job)
+
+    def close(self) -> None:
+        """Wait for background jobs, and stop the computer this started; safe to call twice."""
+        if self._background is not None:
+            self._background.shutdown(wait=True)
+            self._background = None
+        if self._owns_computer and self._computer is not None:
+            self._computer.close()

@@ -46,10 +46,11 @@ from okai.manifest import (
     DatasetTotals,
     ManifestRef,
 )
-from okai.walrus.client import CHUNK, ProgressFn, WalrusClient
+from okai.walrus.client import ProgressFn, WalrusClient
 from okai.walrus.errors import WalrusRequestError
 from okai.walrus.integrity import partial_path
 from okai.walrus.journal import PushJournal, journal_path
+from okai.walrus.streams import CHUNK
 
 DEFAULT_SHARD_SIZE = 10 * 1024 * 1024
 """The public publishers' body limit: the largest shard they accept."""
