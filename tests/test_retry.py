@@ -191,10 +191,12 @@ def test_walrus_reads_wait_between_rounds_over_dead_aggregators() -> None:
     waits: list[float] = []
     with (
         make_client(dead_url(), dead_url(), publisher=dead_url(), sleep=waits.append) as client,
-        pytest.raises(WalrusUnreachable, match="after 3 rounds over the aggregators"),
+        pytest.raises(WalrusUnreachable, match="after 3 rounds over the aggregators") as caught,
     ):
+        client.unreachable_hint = "start the local stack"
         client.read_bytes("A" * 43, None, verify_blob_id=False)
     assert len(waits) == 2
+    assert caught.value.hint == "start the local stack", "a refused connection says what to do"
 
 
 def test_a_walrus_request_refused_before_sending_is_never_retried() -> None:

@@ -135,6 +135,15 @@ class WalrusClient(QuiltMethods):
     def compute_blob_ids_up_to(self) -> int:
         return self._blob_ids.up_to
 
+    @property
+    def unreachable_hint(self) -> str | None:
+        """Added to connection failures (the local stack's says to start it)."""
+        return self._reads.hint
+
+    @unreachable_hint.setter
+    def unreachable_hint(self, hint: str | None) -> None:
+        self._reads.hint = self._publisher.hint = hint
+
     @classmethod
     def from_network(cls, network: Network, secrets: Secrets, **options: Any) -> WalrusClient:
         """The client for a configured network; `options` override constructor defaults.

@@ -93,7 +93,8 @@ class AggregatorReads:
         self._retry = retry
         self._blob_ids = blob_ids
         self._recent = recent
-        self._hint = hint
+        self.hint = hint
+        """Added to connection failures (the local stack's says to start it)."""
         self._sleep = sleep
         # Per socket read: the first-byte timeout is also how long a body may stay silent.
         self._read_timeout = httpx.Timeout(pacing.first_byte, connect=min(pacing.first_byte, 10.0))
@@ -184,9 +185,7 @@ class AggregatorReads:
                 sink.restart()
                 progress.restart()
                 try:
-                    stream_into(
-                        opened, sink, expected_size, max_bytes, progress, pacing, self._hint
-                    )
+                    stream_into(opened, sink, expected_size, max_bytes, progress, pacing, self.hint)
                     verify(sink, check, file_sink, winner, self._blob_ids)
                 except (OkaiError, SkipEndpoint) as error:
                     if fatal(error):
@@ -243,7 +242,7 @@ class AggregatorReads:
             timeout=self._read_timeout,
             extensions={CANCEL_EXTENSION: cancel},
         )
-        with as_walrus_errors(url, self._hint, reading=True):
+        with as_walrus_errors(url, self.hint, reading=True):
             response = self._http.send(request, stream=True)
             try:
                 if response.status_code != ok_status:

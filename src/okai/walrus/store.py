@@ -73,7 +73,8 @@ class Publisher:
         self._recent = recent
         self._max_body = max_body
         self._max_quilt_body = max_quilt_body
-        self._hint = hint
+        self.hint = hint
+        """Added to connection failures (the local stack's says to start it)."""
         self._sleep = sleep
 
     @staticmethod
@@ -199,7 +200,7 @@ class Publisher:
         request = self._http.build_request(
             "PUT", url, params=params, content=hashed(), headers=headers
         )
-        answer = json_answer(self._http, request, self._hint)
+        answer = json_answer(self._http, request, self.hint)
         return Digest("sha256:" + hasher_box[-1].hexdigest()), answer
 
     # ------------------------------------------------------------ quilts
@@ -254,7 +255,7 @@ class Publisher:
                 request = self._http.build_request(
                     "PUT", url, params=params, files=parts, data=data, headers=headers
                 )
-                return json_answer(self._http, request, self._hint)
+                return json_answer(self._http, request, self.hint)
             finally:
                 for stream in opened:
                     stream.close()
