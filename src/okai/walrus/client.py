@@ -41,7 +41,7 @@ from okai.config import WALRUS_PUBLIC_BODY_LIMIT, Network, Secrets
 from okai.digest import Digest
 from okai.errors import ConfigError, IntegrityError, OkaiError
 from okai.manifest import BLOB_ID_PATTERN
-from okai.nodetools import ToolMissingError
+from okai.nodejs import ToolMissingError
 from okai.walrus.aggregators import AggregatorBook, ReadEvent
 from okai.walrus.blob_ids import BlobIdComputer, blob_ids_available
 from okai.walrus.errors import (
