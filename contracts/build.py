@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from okai.nodetools import node_binary, node_package
+from okai.nodejs import node_binary, node_package
 
 CONTRACTS = Path(__file__).resolve().parent
 REPO = CONTRACTS.parent

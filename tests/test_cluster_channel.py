@@ -136,7 +136,7 @@ def test_status_and_info_come_from_okai_on_the_node(
     status = channel.status()
     assert (status.state, status.run_id, status.node_rank) == (NodeState.FINISHED, "r1", 1)
     monkeypatch.setenv("OKAI_NODE_ADDRESS", "10.1.2.3")
-    assert channel.info()["address"] == "10.1.2.3"
+    assert channel.info().address == "10.1.2.3"
 
 
 def test_a_failing_remote_command_says_which_node_and_why(channel: LoopbackShell) -> None:

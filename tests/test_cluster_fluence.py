@@ -22,12 +22,13 @@ from cluster_helpers import Stack, digits_stack
 from conftest import run_okai
 from fakes.fluence_support import FAST_POLL, FluenceFake, checked_fake, client_for, ssh_public_key
 from okai.compute import cluster as clusters
-from okai.compute.channel import LocalChannel, NodeChannel
+from okai.compute.channel import LocalChannel, NodeChannel, NodeInfo
 from okai.compute.fluence import FluenceClient
+from okai.compute.fluence.backend import FluenceBackend, known_hosts
 from okai.compute.fluence.provider import FluenceProvider
-from okai.compute.fluence_backend import FluenceBackend, known_hosts
 from okai.compute.local import free_port
 from okai.compute.marks import MARK_ENV, marked_processes, stop_marked
+from okai.compute.node.files import ImageExpectation
 from okai.compute.node.host import ADDRESS_ENV
 from okai.compute.state import ClusterState, ClusterStatus, NodeRecord
 from okai.config import load_settings
@@ -119,7 +120,7 @@ def request_for(stack: Stack, name: str) -> clusters.ClusterRequest:
         name=name,
         job=stack.job(hyperparameters={"epochs": 2, "batch_size": 32, "lr": 0.003}),
         walrus=clusters.walrus_endpoints(load_settings(None)),
-        image=clusters.ImageExpectation(
+        image=ImageExpectation(
             system_toplevel=TOPLEVEL,
             nixpkgs_revision=NIXPKGS,
             flake_revision=FLAKE,
@@ -278,8 +279,8 @@ def test_a_node_reporting_a_bogus_address_is_refused_and_rolled_back(
     stack: Stack, fake: FluenceFake, client: FluenceClient, transport: Transport
 ) -> None:
     class Lying(LocalChannel):
-        def info(self) -> dict[str, Any]:
-            return {**super().info(), "address": "10.0.0.1\n0.0.0.0/0"}
+        def info(self) -> NodeInfo:
+            return super().info().model_copy(update={"address": "10.0.0.1\n0.0.0.0/0"})
 
     def lying(state: ClusterState, node: NodeRecord) -> NodeChannel:
         honest = transport(state, node)

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import run_okai
 from okai.dev import stack
-from okai.nodetools import ToolMissingError
+from okai.nodejs import ToolMissingError
 from okai.processes import StackError, is_ours
 
 
@@ -100,7 +100,7 @@ def test_missing_anvil_binary_is_a_clear_error(
 ) -> None:
     # Hide every node_modules folder: the explicit one, and those found from cwd and the package.
     monkeypatch.setenv("OKAI_NODE_MODULES", str(okai_home / "nothing-here"))
-    monkeypatch.setattr("okai.nodetools.__file__", str(okai_home / "x" / "nodetools.py"))
+    monkeypatch.setattr("okai.nodejs.__file__", str(okai_home / "x" / "nodejs.py"))
     with pytest.raises(ToolMissingError) as caught:
         stack.up()
     assert "@foundry-rs/anvil-linux-amd64 is not installed" in str(caught.value)

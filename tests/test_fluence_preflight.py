@@ -23,9 +23,9 @@ from fakes.fluence_fake import FluenceFake
 from fakes.fluence_support import FAST_POLL, checked_fake, client_for, ssh_public_key
 from okai.compute import cluster as clusters
 from okai.compute import preflight
-from okai.compute.channel import ChannelError, NodeChannel
+from okai.compute.channel import ChannelError, NodeChannel, NodeInfo
+from okai.compute.fluence.backend import FluenceBackend
 from okai.compute.fluence.provider import FluenceProvider
-from okai.compute.fluence_backend import FluenceBackend
 from okai.compute.node.files import WalrusEndpoints
 from okai.compute.state import ClusterState, ClusterStatus, NodeRecord
 from okai.config import load_settings
@@ -252,7 +252,7 @@ class Silent:
     def describe(self) -> str:
         return f"node {self.rank}"
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> NodeInfo:
         raise ChannelError(f"node {self.rank}: ssh: connect to host: Connection timed out")
 
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.numpy import save as save_safetensors
 
 from okai.digest import Digest
-from okai.errors import DocumentError, IntegrityError, NotBuiltError
+from okai.errors import DocumentError, IntegrityError
 from okai.manifest import DatasetManifest, DatasetShard, ManifestRef
 from okai.train import DataPlan, LocalShardSource, SourceSpec, WalrusShardSource, partition
 from okai.train.data import check_source, local_blob_id
@@ -124,14 +124,6 @@ def test_the_walrus_adapter_calls_the_walrus_dataset_functions(
     assert source.manifest(ref) == manifest
     assert source.shard(manifest.shards[0]).exists()
     assert calls == ["manifest", "shard:cache"]
-
-
-def test_without_okai_walrus_the_walrus_source_says_it_is_not_built(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setitem(__import__("sys").modules, "okai.walrus.dataset", None)
-    with pytest.raises(NotBuiltError, match="Walrus"):
-        WalrusShardSource(client=object(), cache=Path("unused"))
 
 
 # ------------------------------------------------------------ plan and partition

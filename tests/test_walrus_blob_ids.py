@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from okai.digest import Digest
-from okai.nodetools import node_binary, node_package
+from okai.nodejs import node_binary, node_package
 from okai.walrus.blob_ids import (
     WASM_PACKAGE,
     BlobIdComputer,

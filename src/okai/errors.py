@@ -6,8 +6,7 @@ one exit code of the CLI::
     OkaiError
     ├── UsageError            exit 2  the input is wrong: fix the command or the file
     │   ├── ConfigError               configuration or secrets are missing or invalid
-    │   ├── DocumentError             a manifest, job or JSON document is malformed
-    │   └── NotBuiltError             the command exists but is not built yet
+    │   └── DocumentError             a manifest, job or JSON document is malformed
     ├── OperationalError      exit 1  something outside failed: retry or fix the environment
     └── VerificationError     exit 3  a check of provenance or integrity failed
         └── IntegrityError            bytes do not match the digest we trust
@@ -71,13 +70,6 @@ class DocumentError(UsageError):
         self.problem = problem
         where = f"{self.source}: field '{field}'" if field else self.source
         super().__init__(f"{where}: {problem}")
-
-
-class NotBuiltError(UsageError):
-    """The command is part of the design but not built yet."""
-
-    def __init__(self, what: str) -> None:
-        super().__init__(f"'{what}' is not built yet; see the project's open issues")
 
 
 class OperationalError(OkaiError):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -23,6 +24,9 @@ from okai.compute.state import ClusterState, ClusterStatus, list_states
 from okai.errors import UsageError
 from okai.inert import inert
 from okai.train.job import load_checked_job
+
+if TYPE_CHECKING:
+    from okai.compute.fluence import NodeRequirements
 
 app = typer.Typer(
     name="cluster",
@@ -42,82 +46,142 @@ Name = Annotated[
 ]
 
 
+# `okai cluster up`'s options, grouped in its help by what they configure.
+JOB = "Job"
+CLUSTER = "Cluster"
+FLUENCE = "Fluence nodes"
+COST = "Fluence cost"
+OUTPUT = "Output"
+
+
 @app.command("up")
 def up_command(
     ctx: typer.Context,
     job: Annotated[Path, typer.Argument(help="The job file (TOML or JSON, okai.job/v1).")],
-    provider: Annotated[
-        ProviderName, typer.Option("--provider", help="Where the nodes run.")
-    ] = ProviderName.LOCAL,
     nodes: Annotated[
-        int | None, typer.Option("--nodes", min=1, help="Nodes (default: the job's).")
+        int | None,
+        typer.Option("--nodes", min=1, help="Nodes (default: the job's).", rich_help_panel=JOB),
     ] = None,
     procs_per_node: Annotated[
         int | None,
-        typer.Option("--procs-per-node", min=1, help="Processes per node (default: the job's)."),
+        typer.Option(
+            "--procs-per-node",
+            min=1,
+            help="Processes per node (default: the job's).",
+            rich_help_panel=JOB,
+        ),
     ] = None,
+    max_restarts: Annotated[
+        int,
+        typer.Option(
+            "--max-restarts",
+            min=0,
+            help="torchrun's worker restarts per node.",
+            rich_help_panel=JOB,
+        ),
+    ] = 3,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout", help="Give up on the job after this many s.", rich_help_panel=JOB
+        ),
+    ] = None,
+    provider: Annotated[
+        ProviderName,
+        typer.Option("--provider", help="Where the nodes run.", rich_help_panel=CLUSTER),
+    ] = ProviderName.LOCAL,
     name: Annotated[
-        str | None, typer.Option("--name", help="Cluster name (default: from the job's name).")
-    ] = None,
-    yes: Annotated[
-        bool, typer.Option("--yes", "-y", help="Do not ask before spending money.")
-    ] = False,
-    max_usd: Annotated[
         str | None,
-        typer.Option("--max-usd", help="Refuse to create anything if the estimate is above this."),
+        typer.Option(
+            "--name", help="Cluster name (default: from the job's name).", rich_help_panel=CLUSTER
+        ),
     ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would be created, and create nothing.")
-    ] = False,
-    image_url: Annotated[
-        str | None,
-        typer.Option("--image-url", help="Fluence: the published image's URL (.qcow2/.img/.raw)."),
-    ] = None,
-    image: Annotated[
-        Path | None,
-        typer.Option("--image", help="Fluence: the image manifest; nodes must run that system."),
-    ] = None,
-    ssh_key: Annotated[
-        Path | None,
-        typer.Option("--ssh-key", help="Fluence: private key for the nodes (PATH.pub is sent)."),
-    ] = None,
-    ssh_cidr: Annotated[
-        str, typer.Option("--ssh-cidr", help="Fluence: who may reach the nodes' SSH port.")
-    ] = "0.0.0.0/0",
-    hours: Annotated[
-        float, typer.Option("--hours", help="Fluence: expected duration, for the estimate.")
-    ] = 1.0,
-    vcpu: Annotated[
-        int, typer.Option("--vcpu", min=1, help="Fluence: vCPUs per node, at least.")
-    ] = 2,
-    ram_gb: Annotated[
-        int, typer.Option("--ram-gb", min=1, help="Fluence: GB of RAM per node, at least.")
-    ] = 4,
     node_wait: Annotated[
         float | None,
         typer.Option(
             "--node-wait",
             min=1,
             help="How long new nodes may take to answer, in s (Fluence 600, local 30).",
+            rich_help_panel=CLUSTER,
         ),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Show what would be created, and create nothing.",
+            rich_help_panel=CLUSTER,
+        ),
+    ] = False,
+    image_url: Annotated[
+        str | None,
+        typer.Option(
+            "--image-url",
+            help="The published image's URL (.qcow2/.img/.raw).",
+            rich_help_panel=FLUENCE,
+        ),
+    ] = None,
+    image: Annotated[
+        Path | None,
+        typer.Option(
+            "--image",
+            help="The image manifest; nodes must run that system.",
+            rich_help_panel=FLUENCE,
+        ),
+    ] = None,
+    ssh_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--ssh-key",
+            help="Private key for the nodes (PATH.pub is sent).",
+            rich_help_panel=FLUENCE,
+        ),
+    ] = None,
+    ssh_cidr: Annotated[
+        str,
+        typer.Option(
+            "--ssh-cidr", help="Who may reach the nodes' SSH port.", rich_help_panel=FLUENCE
+        ),
+    ] = "0.0.0.0/0",
+    vcpu: Annotated[
+        int,
+        typer.Option("--vcpu", min=1, help="vCPUs per node, at least.", rich_help_panel=FLUENCE),
+    ] = 2,
+    ram_gb: Annotated[
+        int,
+        typer.Option(
+            "--ram-gb", min=1, help="GB of RAM per node, at least.", rich_help_panel=FLUENCE
+        ),
+    ] = 4,
     nodes_reach_endpoints: Annotated[
         bool,
         typer.Option(
             preflight.REACH_OPTION,
-            help="Fluence: the nodes can reach the network's loopback or private Walrus "
+            help="The nodes can reach the network's loopback or private Walrus "
             "endpoints (a tunnel, a VPN); do not refuse them.",
+            rich_help_panel=FLUENCE,
         ),
     ] = False,
-    timeout: Annotated[
-        float | None, typer.Option("--timeout", help="Give up on the job after this many s.")
+    hours: Annotated[
+        float,
+        typer.Option("--hours", help="Expected duration, for the estimate.", rich_help_panel=COST),
+    ] = 1.0,
+    max_usd: Annotated[
+        str | None,
+        typer.Option(
+            "--max-usd",
+            help="Refuse to create anything if the estimate is above this.",
+            rich_help_panel=COST,
+        ),
     ] = None,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Do not ask before spending money.", rich_help_panel=COST),
+    ] = False,
     runs_dir: Annotated[
-        Path, typer.Option("--runs-dir", help="Where the run directory is left.")
+        Path,
+        typer.Option("--runs-dir", help="Where the run directory is left.", rich_help_panel=OUTPUT),
     ] = Path("runs"),
-    max_restarts: Annotated[
-        int, typer.Option("--max-restarts", min=0, help="torchrun's worker restarts per node.")
-    ] = 3,
 ) -> None:
     """Bring up a cluster, run JOB on it, and leave the run in runs/<run-id>/.
 
@@ -128,9 +192,8 @@ def up_command(
     cli = state(ctx)
     settings = cli.settings
     spec = clusters.cluster_job(load_checked_job(job), nodes, procs_per_node)
-    cluster_name = name or clusters.default_name(spec)
     request = ClusterRequest(
-        name=cluster_name,
+        name=name or clusters.default_name(spec),
         job=spec,
         walrus=clusters.walrus_endpoints(settings),
         image=None if image is None else clusters.image_expectation(image),
@@ -140,40 +203,82 @@ def up_command(
         max_restarts=max_restarts,
         node_wait_s=node_wait,
     )
-    events = Events(report=cli.info)
     if provider == ProviderName.LOCAL:
-        from okai.compute.local import LocalBackend
-
-        backend: Backend = LocalBackend(report=cli.info)
-        if dry_run:
-            cli.emit(
-                clusters.local_plan(request),
-                lambda c: c.print_json(data=clusters.local_plan(request)),
-            )
-            return
-        with interrupt.handling_signals():
-            _run(cli, request, backend, events)
+        _up_local(cli, request, dry_run=dry_run)
         return
+    from okai.compute.fluence import NodeRequirements
 
-    from okai.compute.fluence import FluenceClient, NodeRequirements
-    from okai.compute.fluence.provider import FluenceProvider
-    from okai.compute.fluence_backend import FluenceBackend
-
-    limit = _usd(max_usd)
-    preflight.check_reachable(
-        request.walrus, image_url, publish=request.publish, nodes_reach=nodes_reach_endpoints
+    nodes_wanted = FluenceNodes(
+        image_url=image_url,
+        ssh_key=ssh_key,
+        ssh_cidr=ssh_cidr,
+        requirements=NodeRequirements(vcpu=vcpu, ram_gb=ram_gb),
+        reach_endpoints=nodes_reach_endpoints,
     )
-    if image_url is not None and (warning := preflight.check_image(image_url)):
+    spending = Spending(hours=hours, max_usd=_usd(max_usd), confirmed=yes)
+    _up_fluence(cli, request, nodes_wanted, spending, dry_run=dry_run)
+
+
+def _up_local(cli: CliState, request: ClusterRequest, *, dry_run: bool) -> None:
+    """`up` on this machine: nothing is rented, so no pre-flight and no consent."""
+    from okai.compute.local import LocalBackend
+
+    backend = LocalBackend(report=cli.info)
+    if dry_run:
+        plan = backend.plan(request)
+        cli.emit(plan, lambda console: console.print_json(data=plan))
+        return
+    with interrupt.handling_signals():
+        _run(cli, request, backend, Events(report=cli.info))
+
+
+@dataclass(frozen=True)
+class FluenceNodes:
+    """What the Fluence VMs are: image, access and size."""
+
+    image_url: str | None
+    ssh_key: Path | None
+    ssh_cidr: str
+    requirements: NodeRequirements
+    reach_endpoints: bool
+
+
+@dataclass(frozen=True)
+class Spending:
+    """What the user allows a Fluence cluster to cost."""
+
+    hours: float
+    max_usd: Decimal | None
+    confirmed: bool
+
+
+def _up_fluence(
+    cli: CliState,
+    request: ClusterRequest,
+    nodes: FluenceNodes,
+    spending: Spending,
+    *,
+    dry_run: bool,
+) -> None:
+    """`up` on Fluence: pre-flight, plan, the user's consent, then the cluster."""
+    from okai.compute.fluence import FluenceClient
+    from okai.compute.fluence.backend import FluenceBackend
+    from okai.compute.fluence.provider import FluenceProvider
+
+    preflight.check_reachable(
+        request.walrus, nodes.image_url, publish=request.publish, nodes_reach=nodes.reach_endpoints
+    )
+    if nodes.image_url is not None and (warning := preflight.check_image(nodes.image_url)):
         cli.info(f"warning: {warning}")
-    with FluenceClient.from_settings(settings) as client, interrupt.handling_signals():
+    with FluenceClient.from_settings(cli.settings) as client, interrupt.handling_signals():
         fluence = FluenceBackend(
             FluenceProvider(client, report=cli.info),
-            ssh_key=ssh_key,
-            image_url=image_url,
-            requirements=NodeRequirements(vcpu=vcpu, ram_gb=ram_gb),
-            hours=hours,
-            max_usd=limit,
-            ssh_cidr=ssh_cidr,
+            ssh_key=nodes.ssh_key,
+            image_url=nodes.image_url,
+            requirements=nodes.requirements,
+            hours=spending.hours,
+            max_usd=spending.max_usd,
+            ssh_cidr=nodes.ssh_cidr,
         )
         plan = fluence.plan(request)
         assert request.walrus is not None  # check_reachable refused a request without one
@@ -193,7 +298,7 @@ def up_command(
         plan.refuse_short_balance()
         cli.info(plan.describe())
         cli.info(data)
-        if not yes:
+        if not spending.confirmed:
             if not sys.stdin.isatty():
                 raise UsageError(
                     "creating a Fluence cluster costs money; confirm with --yes",
@@ -201,7 +306,7 @@ def up_command(
                 )
             if not typer.confirm(f"Create {request.nodes} VM(s) at about this cost?"):
                 raise typer.Abort()
-        _run(cli, request, fluence, events)
+        _run(cli, request, fluence, Events(report=cli.info))
 
 
 def _interrupted(name: str, stopped: KeyboardInterrupt) -> interrupt.ClusterInterrupted:
@@ -288,8 +393,8 @@ def _backend_for(cli: CliState, cluster: ClusterState) -> Iterator[Backend]:
         yield LocalBackend(report=cli.info)
         return
     from okai.compute.fluence import FluenceClient
+    from okai.compute.fluence.backend import FluenceBackend
     from okai.compute.fluence.provider import FluenceProvider
-    from okai.compute.fluence_backend import FluenceBackend
 
     with FluenceClient.from_settings(cli.settings) as client:
         yield FluenceBackend(FluenceProvider(client, report=cli.info))

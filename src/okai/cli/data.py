@@ -56,21 +56,21 @@ def _manifest_table(console: Console, manifest: DatasetManifest, digest: Digest)
     console.print(f"{totals.files} files, {totals.shards} shards, {totals.bytes:,} bytes")
 
 
+# `okai data push`'s options, grouped in its help by what they configure.
+DATASET = "Dataset"
+STORAGE = "Walrus storage"
+OUTPUT = "Output"
+
+
 @app.command("push")
 def push_command(
     ctx: typer.Context,
     inputs: Annotated[list[Path], typer.Argument(exists=True, help="Files and folders to push.")],
     name: Annotated[
-        str | None, typer.Option(help="Dataset name (default: the first input's name).")
-    ] = None,
-    shard_size: Annotated[
-        str, typer.Option(help="Largest shard, e.g. 10MiB (the public publishers' limit).")
-    ] = "10MiB",
-    epochs: Annotated[int, typer.Option(help="Epochs to store it for (1 to 53).")] = 1,
-    permanent: Annotated[bool, typer.Option(help="Store permanent (non-deletable) blobs.")] = False,
-    workers: Annotated[int, typer.Option(help="Shards stored in parallel.")] = DEFAULT_WORKERS,
-    out: Annotated[
-        Path | None, typer.Option(help="Also write the manifest JSON to this file.")
+        str | None,
+        typer.Option(
+            help="Dataset name (default: the first input's name).", rich_help_panel=DATASET
+        ),
     ] = None,
     data_format: Annotated[
         str,
@@ -78,8 +78,30 @@ def push_command(
             "--format",
             help=f"Read every file as one format ({', '.join(FORMATS)}); "
             "auto: by each file's name.",
+            rich_help_panel=DATASET,
         ),
     ] = "auto",
+    shard_size: Annotated[
+        str,
+        typer.Option(
+            help="Largest shard, e.g. 10MiB (the public publishers' limit).",
+            rich_help_panel=DATASET,
+        ),
+    ] = "10MiB",
+    epochs: Annotated[
+        int, typer.Option(help="Epochs to store it for (1 to 53).", rich_help_panel=STORAGE)
+    ] = 1,
+    permanent: Annotated[
+        bool,
+        typer.Option(help="Store permanent (non-deletable) blobs.", rich_help_panel=STORAGE),
+    ] = False,
+    workers: Annotated[
+        int, typer.Option(help="Shards stored in parallel.", rich_help_panel=STORAGE)
+    ] = DEFAULT_WORKERS,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Also write the manifest JSON to this file.", rich_help_panel=OUTPUT),
+    ] = None,
 ) -> None:
     """Store files as shards and a manifest; prints the dataset's REF."""
     cli = state(ctx)

@@ -20,39 +20,83 @@ app = typer.Typer(
 )
 
 
+# `okai train`'s options, grouped in its help by what they configure.
+JOB = "Job"
+RENDEZVOUS = "Multi-node rendezvous"
+DATA_OUTPUT = "Data and output"
+
+
 @app.callback(invoke_without_command=True)
 def train_command(
     ctx: typer.Context,
     job: Annotated[Path, typer.Argument(help="The job file (TOML, okai.job/v1).")],
     nproc_per_node: Annotated[
         int | None,
-        typer.Option("--nproc-per-node", help="Processes on this node (default: the job's)."),
+        typer.Option(
+            "--nproc-per-node",
+            help="Processes on this node (default: the job's).",
+            rich_help_panel=JOB,
+        ),
     ] = None,
     nnodes: Annotated[
-        int | None, typer.Option("--nnodes", help="Nodes in the run (default: the job's).")
+        int | None,
+        typer.Option(
+            "--nnodes", help="Nodes in the run (default: the job's).", rich_help_panel=JOB
+        ),
     ] = None,
+    max_restarts: Annotated[
+        int,
+        typer.Option(
+            "--max-restarts", help="Worker group restarts before giving up.", rich_help_panel=JOB
+        ),
+    ] = 3,
     node_rank: Annotated[
-        int | None, typer.Option("--node-rank", help="This node's rank (recorded; c10d assigns).")
+        int | None,
+        typer.Option(
+            "--node-rank",
+            help="This node's rank (recorded; c10d assigns).",
+            rich_help_panel=RENDEZVOUS,
+        ),
     ] = None,
     rdzv_endpoint: Annotated[
         str | None,
-        typer.Option("--rdzv-endpoint", help="HOST:PORT where the nodes meet (multi-node runs)."),
+        typer.Option(
+            "--rdzv-endpoint",
+            help="HOST:PORT where the nodes meet (multi-node runs).",
+            rich_help_panel=RENDEZVOUS,
+        ),
     ] = None,
     rdzv_id: Annotated[
-        str | None, typer.Option("--rdzv-id", help="Run ID shared by all nodes (multi-node runs).")
+        str | None,
+        typer.Option(
+            "--rdzv-id",
+            help="Run ID shared by all nodes (multi-node runs).",
+            rich_help_panel=RENDEZVOUS,
+        ),
     ] = None,
     local_addr: Annotated[
-        str | None, typer.Option("--local-addr", help="This node's address on the nodes' network.")
+        str | None,
+        typer.Option(
+            "--local-addr",
+            help="This node's address on the nodes' network.",
+            rich_help_panel=RENDEZVOUS,
+        ),
     ] = None,
-    run_dir: Annotated[
-        Path | None, typer.Option("--run-dir", help="Run directory (default: runs/<run ID>).")
-    ] = None,
-    max_restarts: Annotated[
-        int, typer.Option("--max-restarts", help="Worker group restarts before giving up.")
-    ] = 3,
     data: Annotated[
         Path | None,
-        typer.Option("--data", help="Read blobs from this local store instead of Walrus."),
+        typer.Option(
+            "--data",
+            help="Read blobs from this local store instead of Walrus.",
+            rich_help_panel=DATA_OUTPUT,
+        ),
+    ] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--run-dir",
+            help="Run directory (default: runs/<run ID>).",
+            rich_help_panel=DATA_OUTPUT,
+        ),
     ] = None,
 ) -> None:
     """Train JOB here: verify its data, run torchrun, write model, metrics and receipt."""

@@ -27,6 +27,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
 from okai.atomic import write_atomically
 from okai.compute.marks import MARK_ENV, stop_marked
 from okai.compute.node import files as node_files
@@ -48,6 +51,46 @@ class ChannelError(OperationalError):
     """A node could not be reached or did not do what was asked."""
 
 
+class _NodeRecord(BaseModel):
+    # Fields a newer agent adds are ignored: the cluster reads only what it needs.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class NodeInterface(_NodeRecord):
+    name: str
+    address: str
+
+
+class NodeInfo(_NodeRecord):
+    """`okai node info`: who a node is and the address the other members reach it at.
+
+    `address` is only typed here; `okai.compute.cluster.wait` checks that it is an IP
+    address before it goes into every member's files.
+    """
+
+    address: str
+    okai_version: str | None = None
+    hostname: str | None = None
+    interfaces: list[NodeInterface] = []
+    host: str | None = None
+    """`okai image` or `unregistered host`."""
+    image: dict[str, Any] | None = None
+    registered: bool = False
+
+    @classmethod
+    def parse(cls, data: Any, node: str) -> NodeInfo:
+        """`data` as a node sent it; a malformed answer is refused, not waited out."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the answer"
+            raise OperationalError(
+                f"{node} answered `okai node info` with a malformed {where}: {first['msg']}",
+                hint="the node runs an okai that does not match this one",
+            ) from None
+
+
 class NodeChannel(Protocol):
     """What the cluster layer does with one node."""
 
@@ -57,7 +100,7 @@ class NodeChannel(Protocol):
         """How messages name the node."""
         ...
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> NodeInfo:
         """`okai node info` of the node: identity and the address members reach it at."""
         ...
 
@@ -147,9 +190,9 @@ class SshChannel:
         except json.JSONDecodeError as exc:
             raise ChannelError(f"{self.describe()}: {what} did not answer JSON") from exc
 
-    def info(self) -> dict[str, Any]:
-        info: dict[str, Any] = self._okai_json("node", "info", what="reading the node's identity")
-        return info
+    def info(self) -> NodeInfo:
+        data = self._okai_json("node", "info", what="reading the node's identity")
+        return NodeInfo.parse(data, self.describe())
 
     def write_job_file(self, name: str, data: bytes) -> None:
         folder = f"{self.state_dir}/{node_files.JOB_DIR}"
@@ -281,8 +324,9 @@ class LocalChannel:
         env[node_files.STATE_DIR_ENV] = str(self.root)
         return env
 
-    def info(self) -> dict[str, Any]:
-        return node_info(self.image_file, address=self.env.get(ADDRESS_ENV))
+    def info(self) -> NodeInfo:
+        data = node_info(self.image_file, address=self.env.get(ADDRESS_ENV))
+        return NodeInfo.parse(data, self.describe())
 
     def write_job_file(self, name: str, data: bytes) -> None:
         write_atomically(self.root / node_files.JOB_DIR / name, data)

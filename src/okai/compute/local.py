@@ -22,9 +22,10 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from okai.compute.channel import LocalChannel, NodeChannel
-from okai.compute.cluster import ClusterRequest
+from okai.compute.cluster.request import ClusterRequest
 from okai.compute.marks import MARK_ENV, stop_marked
 from okai.compute.node.host import ADDRESS_ENV
 from okai.compute.rollback import failure_reason
@@ -60,6 +61,18 @@ class LocalBackend:
 
     def folder(self, name: str) -> Path:
         return clusters_dir(self.root) / name
+
+    def plan(self, request: ClusterRequest) -> dict[str, Any]:
+        """What `create` would make (the dry run): nothing is rented, so only the request."""
+        return {
+            "provider": PROVIDER,
+            "cluster": request.name,
+            "nodes": request.nodes,
+            "procsPerNode": request.job.procs_per_node,
+            "jobSha256": request.job.digest(),
+            "job": request.job.to_json(),
+            "walrus": None if request.walrus is None else request.walrus.to_json(),
+        }
 
     def create(self, request: ClusterRequest) -> ClusterState:
         folder = self.folder(request.name)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from okai.nodetools import anvil_binary
+from okai.nodejs import anvil_binary
 from okai.processes import StackError
 
 

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from okai.digest import Digest
 from okai.errors import OperationalError
-from okai.nodetools import ToolMissingError, node_binary, node_package
+from okai.nodejs import ToolMissingError, node_binary, node_package
 
 WASM_PACKAGE = "@mysten/walrus-wasm"
 SCHEME_WALRUS = "walrus-rs2-1000"

@@ -9,6 +9,7 @@
     wait        reading resources by ids or exact name; polling with deadlines
     provider    FluenceProvider: plan / up / nodes / down, with the cluster state file
     teardown    down: terminate, delete what terminating leaves, wait until removed
+    backend     FluenceBackend: the provider as a cluster backend (okai.compute.cluster), SSH after
     errors      the error tree (see its docstring)
 
 Typical use::

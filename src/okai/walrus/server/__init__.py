@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from okai.errors import OperationalError
-from okai.nodetools import ToolMissingError
+from okai.nodejs import ToolMissingError
 from okai.walrus.blob_ids import BlobIdComputer, blob_ids_available
 from okai.walrus.server.auth import JwtChecker, make_token
 from okai.walrus.server.faults import Faults, FaultSettings

@@ -19,13 +19,10 @@ from decimal import Decimal
 from pathlib import Path
 
 from okai.compute.channel import NodeChannel, SshChannel
-from okai.compute.cluster import ClusterRequest
-from okai.compute.fluence import (
-    FluenceClusterSpec,
-    FluencePlan,
-    FluenceProvider,
-    NodeRequirements,
-)
+from okai.compute.cluster.request import ClusterRequest
+from okai.compute.fluence.discovery import NodeRequirements
+from okai.compute.fluence.provider import FluenceProvider
+from okai.compute.fluence.spec import FluenceClusterSpec, FluencePlan
 from okai.compute.node.files import DEFAULT_RENDEZVOUS_PORT
 from okai.compute.ssh import PublicKey, SshTarget
 from okai.compute.state import ClusterState, NodeRecord, clusters_dir
