@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +11,8 @@ from safetensors.numpy import save as save_safetensors
 
 from okai.digest import Digest
 from okai.errors import DocumentError, IntegrityError
-from okai.manifest import DatasetManifest, DatasetShard, ManifestRef
-from okai.train import DataPlan, LocalShardSource, SourceSpec, WalrusShardSource, partition
+from okai.manifest import DatasetManifest, ManifestRef
+from okai.train import DataPlan, LocalShardSource, SourceSpec, partition
 from okai.train.data import check_source, local_blob_id
 from okai.train.errors import BlobUnavailable
 from okai.train.loader import RankStream, fetch, read_verified
@@ -99,31 +98,6 @@ def test_source_specs_round_trip_and_are_checked_before_launch(tmp_path: Path) -
         SourceSpec.parse("ftp:somewhere")
     with pytest.raises(Exception, match="not a local blob store"):
         check_source(spec)
-
-
-def test_the_walrus_adapter_calls_the_walrus_dataset_functions(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The contract with okai.walrus.dataset; the real module replaces this stand-in."""
-    local, ref, manifest = dataset(tmp_path, [4])
-    calls: list[str] = []
-
-    def fetch_manifest(client: object, given: ManifestRef) -> DatasetManifest:
-        calls.append("manifest")
-        return local.manifest(given)
-
-    def fetch_shard(client: object, shard: DatasetShard, cache: Path) -> Path:
-        calls.append(f"shard:{cache.name}")
-        return local.shard(shard)
-
-    module = types.ModuleType("okai.walrus.dataset")
-    module.fetch_manifest = fetch_manifest  # type: ignore[attr-defined]
-    module.fetch_shard = fetch_shard  # type: ignore[attr-defined]
-    monkeypatch.setitem(__import__("sys").modules, "okai.walrus.dataset", module)
-    source = WalrusShardSource(client=object(), cache=tmp_path / "cache")
-    assert source.manifest(ref) == manifest
-    assert source.shard(manifest.shards[0]).exists()
-    assert calls == ["manifest", "shard:cache"]
 
 
 # ------------------------------------------------------------ plan and partition

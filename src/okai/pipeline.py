@@ -14,6 +14,7 @@ the same job on the same registry is verified again rather than re-trained.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from typing import Any, Literal
 
 from okai.config import Settings, load_settings
 from okai.digest import Digest
-from okai.errors import OperationalError, VerificationError
+from okai.errors import OperationalError, UsageError, VerificationError
 from okai.manifest import ManifestRef
 from okai.paths import state_dir
 
@@ -98,6 +99,7 @@ def run_demo(
     network: str | None, report: Report, transfer: Any = None, model: DemoModel = "digits"
 ) -> DemoResult:
     """Run the pipeline on `network` (the local stack by default); see the module docstring."""
+    demo_epochs()  # a bad OKAI_DEMO_EPOCHS is refused before anything starts
     settings = load_settings(network)
     result = DemoResult(network=settings.network.name, model=model)
     steps = _Steps(result, report)
@@ -236,11 +238,30 @@ def _progress(transfer: Any, description: str, total: int | None) -> Iterator[An
             yield advance
 
 
+DEMO_EPOCHS_ENV = "OKAI_DEMO_EPOCHS"
+"""Train the demo for this many epochs instead of its own number (a quick check of the
+pipeline, not a good model; it is another job, so another recorded run)."""
+
+
+def demo_epochs() -> int | None:
+    """`OKAI_DEMO_EPOCHS` as a positive number; None when unset (the demo's own epochs)."""
+    text = os.environ.get(DEMO_EPOCHS_ENV, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"{DEMO_EPOCHS_ENV}={text!r} is not a positive whole number of epochs")
+    return int(text)
+
+
 def _demo_job(ref: ManifestRef, model: DemoModel) -> Any:
     from okai.train.demo import digits_job, gpt_job
 
     build = digits_job if model == "digits" else gpt_job
-    return build((ref,), nodes=DEMO_NODES, procs_per_node=DEMO_PROCS_PER_NODE)
+    job = build((ref,), nodes=DEMO_NODES, procs_per_node=DEMO_PROCS_PER_NODE)
+    epochs = demo_epochs()
+    if epochs is None:
+        return job
+    return job.model_copy(update={"hyperparameters": {**job.hyperparameters, "epochs": epochs}})
 
 
 def _train(job: Any, settings: Settings, report: Report) -> Path:

@@ -4,14 +4,17 @@ A source turns the references of a job (dataset manifests, shards, code
 blobs) into local files whose SHA-256 it has checked against the digest the
 job or the manifest pins. Two implementations:
 
-- `WalrusShardSource`: the Walrus network of `--network` (through `okai.walrus`,
-  which caches verified shards atomically and is safe to share between ranks);
+- `WalrusShardSource`: the Walrus network of `--network`, read through the node's
+  shard cache (`okai.train.cache`: verified, shared by the node's ranks, bounded
+  by `OKAI_SHARD_CACHE_BYTES` if set);
 - `LocalShardSource`: a folder laid out like a Walrus store (`blobs/<blob ID>`),
   for tests, benchmarks and air-gapped runs. Its blob IDs are derived from the
   SHA-256 of the bytes; they are locators, never trusted on their own.
 
 A source only vouches for bytes at the moment it returns them; the loader hashes
 the exact bytes it decodes once more, so no later change on disk is trained on.
+A file a source returns stays on disk until the caller `release`s it (with a
+bounded cache, eviction skips it until then).
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import importlib
 import io
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from okai.atomic import write_atomically
 from okai.config import load_settings
 from okai.digest import Digest, canonical_json
 from okai.errors import IntegrityError, UsageError
@@ -45,6 +48,7 @@ from okai.manifest import (
     ManifestRef,
 )
 from okai.paths import cache_dir
+from okai.train.cache import ShardCache, bound_from_env
 from okai.train.errors import BlobUnavailable
 
 DEFAULT_SHARD_SIZE = 64 << 20
@@ -68,6 +72,15 @@ class ShardSource(Protocol):
 
     def blob(self, blob_id: str, sha256: Digest) -> Path:
         """A local file holding blob `blob_id`, checked against `sha256` (code, raw data)."""
+        ...
+
+    def release(self, path: Path) -> None:
+        """Done with a file `shard` or `blob` returned: it may be evicted (once per return)."""
+        ...
+
+    @property
+    def cache_bound(self) -> int | None:
+        """The most bytes of shards this node keeps on disk at once; None: no bound."""
         ...
 
 
@@ -111,6 +124,13 @@ class LocalShardSource:
         self._verify(path, blob_id, sha256, f"blob {blob_id}", None)
         return path
 
+    def release(self, path: Path) -> None:
+        """Nothing to do: the store is not a cache, its files stay."""
+
+    @property
+    def cache_bound(self) -> int | None:
+        return None
+
     def _verify(
         self, path: Path, blob_id: str, expected: Digest, what: str, size: int | None
     ) -> None:
@@ -131,16 +151,7 @@ class LocalShardSource:
     def put(self, data: bytes) -> str:
         """Store `data` as a blob (atomically) and return its blob ID."""
         blob_id = local_blob_id(data)
-        path = self._path(blob_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=".put-")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self._path(blob_id), data)
         return blob_id
 
     def put_dataset(
@@ -214,21 +225,30 @@ def describe_shard(shard: DatasetShard) -> str:
 
 
 class WalrusShardSource:
-    """Reads through `okai.walrus`: verified, cached, atomic and process-safe shard files."""
+    """Reads Walrus through the node's shard cache (`okai.train.cache`).
 
-    def __init__(self, client: Any, cache: Path) -> None:
+    `bound`: the most bytes the cache keeps (`OKAI_SHARD_CACHE_BYTES` when opened
+    with `open`); None: no bound. Every rank of a node should use the same one.
+    """
+
+    def __init__(self, client: Any, cache: Path, bound: int | None = None) -> None:
         self._client = client
-        self._cache = cache
+        self._cache = ShardCache(cache, bound)
         self._dataset = _walrus_module("okai.walrus.dataset")
 
     @classmethod
     @contextmanager
     def open(cls, network: str | None, cache: Path | None = None) -> Iterator[WalrusShardSource]:
         """A source on `network` (the local stack by default), closed on exit."""
+        bound = bound_from_env()  # a bad value is refused before anything is opened
         settings = load_settings(network)
         client_module = _walrus_module("okai.walrus.client")
         with client_module.WalrusClient.from_network(settings.network, settings.secrets) as client:
-            yield cls(client, cache or cache_dir() / "shards")
+            yield cls(client, cache or cache_dir() / "shards", bound)
+
+    @property
+    def cache_bound(self) -> int | None:
+        return self._cache.bound
 
     def manifest(self, ref: ManifestRef) -> DatasetManifest:
         manifest = self._dataset.fetch_manifest(self._client, ref)
@@ -236,10 +256,22 @@ class WalrusShardSource:
         return manifest
 
     def shard(self, shard: DatasetShard) -> Path:
-        return Path(self._dataset.fetch_shard(self._client, shard, self._cache))
+        digest = Digest.parse(shard.sha256)
+        return self._cache.get(
+            digest,
+            shard.size,
+            lambda: self._client.read_bytes(shard.blob_id, digest, max_bytes=max(shard.size, 1)),
+            describe_shard(shard),
+        )
 
     def blob(self, blob_id: str, sha256: Digest) -> Path:
-        return Path(self._dataset.fetch_blob(self._client, blob_id, sha256, self._cache))
+        digest = Digest.parse(sha256)
+        return self._cache.get(
+            digest, None, lambda: self._client.read_bytes(blob_id, digest), f"blob {blob_id}"
+        )
+
+    def release(self, path: Path) -> None:
+        self._cache.release(path)
 
 
 def _walrus_module(name: str) -> Any:

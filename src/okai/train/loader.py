@@ -23,7 +23,9 @@ are dicts, which a `collate` function turns into a batch `(x, y)`.
 
 from __future__ import annotations
 
+import functools
 import io
+import os
 import queue
 import threading
 import time
@@ -39,6 +41,7 @@ from safetensors.torch import load as load_safetensors
 from okai.digest import Digest
 from okai.errors import DocumentError, IntegrityError, UsageError
 from okai.formats import MAX_SAFETENSORS_HEADER, Sample, decode, inspect, safetensors_samples
+from okai.train.cache import BOUND_ENV, CacheFull
 from okai.train.data import ShardSource
 from okai.train.plan import Assignment, DataFile
 from okai.train.seeding import derive_seed
@@ -55,18 +58,12 @@ READ_AHEAD = 4
 class ReadyFile:
     """A file of this rank: its sample count is known; its shards are fetched (verified) on use."""
 
-    def __init__(
-        self,
-        assignment: Assignment,
-        samples: int,
-        source: ShardSource,
-        parts: tuple[Path, ...] | None = None,
-    ) -> None:
+    def __init__(self, assignment: Assignment, samples: int, source: ShardSource) -> None:
         self.assignment = assignment
         self.samples = samples
         """Samples in the whole file; this rank keeps `share` of them."""
         self._source = source
-        self._parts = parts
+        self._kept: tuple[Path, ...] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -78,19 +75,43 @@ class ReadyFile:
         return len(range(self.assignment.start, self.samples, self.assignment.stride))
 
     def parts(self) -> tuple[Path, ...]:
-        """Local files of the file's shards in offset order, each verified by the source."""
+        """Local files of the file's shards in offset order, each verified by the source, kept
+        on disk for the rest of the run (for readers of one's own: `ctx.files()`)."""
         with self._lock:
-            if self._parts is None:
-                self._parts = _fetch_parts(self._source, self.file)
-            return self._parts
+            if self._kept is None:
+                self._kept = _fetch_parts(self._source, self.file)
+            return self._kept
+
+    def hold(self) -> tuple[Path, ...]:
+        """The file's shards, verified, on disk until `let_go`: what the stream reads.
+
+        Fetched again (or found in the cache) on every call, so a bounded cache can
+        evict a file between epochs; the kept ones of `parts` if there are any.
+        """
+        with self._lock:
+            if self._kept is not None:
+                return self._kept
+        return _fetch_parts(self._source, self.file)
+
+    def let_go(self, parts: tuple[Path, ...]) -> None:
+        """Done with what `hold` returned."""
+        with self._lock:
+            if parts is self._kept:
+                return
+        _release(self._source, parts)
 
 
 def fetch(
     source: ShardSource, assignments: Sequence[Assignment], *, workers: int = 4
 ) -> list[ReadyFile]:
-    """Stage 1: each file's sample count: the manifest's, else fetched, verified and counted."""
+    """Stage 1: each file's sample count: the manifest's, else fetched, verified and counted.
+
+    Fails at once if the source's cache bound cannot hold what the read-ahead of
+    this node's ranks holds at once (`check_read_ahead`).
+    """
     if not assignments:
         return []
+    check_read_ahead(source, [item.file for item in assignments])
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="okai-fetch") as pool:
         futures = [pool.submit(_fetch_one, source, item) for item in assignments]
         try:
@@ -101,18 +122,65 @@ def fetch(
             raise
 
 
+def read_ahead_bytes(files: Sequence[DataFile], read_ahead: int = READ_AHEAD) -> int:
+    """The most bytes a rank's stream over `files` holds on disk at once: its largest
+    `read_ahead` files (the reader holds the shards of that many files)."""
+    sizes = sorted((_stored_size(file) for file in files), reverse=True)
+    return sum(sizes[:read_ahead])
+
+
+def check_read_ahead(source: ShardSource, files: Sequence[DataFile]) -> None:
+    """Refuse a cache bound below the read-ahead of every rank on this node.
+
+    Ranks of a node share one cache; each holds up to `READ_AHEAD` of its files
+    at once (LOCAL_WORLD_SIZE, set by torchrun, says how many ranks share it).
+    """
+    bound = source.cache_bound
+    if bound is None:
+        return
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE") or 1)
+    needed = ranks * read_ahead_bytes(files)
+    if needed > bound:
+        raise CacheFull(
+            f"the shard cache's bound of {bound} bytes ({BOUND_ENV}) is smaller than what "
+            f"the read-ahead of this node's {ranks} rank(s) holds at once: {needed} bytes "
+            f"({READ_AHEAD} files each); raise the bound to at least {needed} bytes"
+        )
+
+
+def _stored_size(file: DataFile) -> int:
+    return sum(shard.size for shard in file.shards) if file.shards else file.size or 0
+
+
 def _fetch_one(source: ShardSource, assignment: Assignment) -> ReadyFile:
     file = assignment.file
     if file.samples is not None:
         return ReadyFile(assignment, file.samples, source)
     parts = _fetch_parts(source, file)
-    return ReadyFile(assignment, _count_samples(file, parts), source, parts)
+    try:
+        count = _count_samples(file, parts)
+    finally:
+        _release(source, parts)
+    return ReadyFile(assignment, count, source)
 
 
 def _fetch_parts(source: ShardSource, file: DataFile) -> tuple[Path, ...]:
+    """The file's shards, verified, each held by the source until released."""
     if file.blob_id is not None:
         return (source.blob(file.blob_id, file.sha256),)
-    return tuple(source.shard(shard) for shard in file.shards)
+    held: list[Path] = []
+    try:
+        for shard in file.shards:
+            held.append(source.shard(shard))
+    except BaseException:
+        _release(source, held)
+        raise
+    return tuple(held)
+
+
+def _release(source: ShardSource, parts: Sequence[Path]) -> None:
+    for path in parts:
+        source.release(path)
 
 
 def _count_samples(file: DataFile, parts: Sequence[Path]) -> int:
@@ -201,10 +269,17 @@ class RecordRows:
         return self.items
 
 
-def read_verified(ready: ReadyFile) -> Rows:
-    """Read a file's bytes once, check them against its digest, and decode those bytes."""
+def read_verified(ready: ReadyFile, held: tuple[Path, ...] | None = None) -> Rows:
+    """Read a file's bytes once, check them against its digest, and decode those bytes.
+
+    `held`: what `ready.hold()` returned (let go of here, once read); else held now.
+    """
     file = ready.file
-    data = _read_all(ready.parts())
+    parts = ready.hold() if held is None else held
+    try:
+        data = _read_all(parts)
+    finally:
+        ready.let_go(parts)
     actual = Digest.of_bytes(data)
     if actual != file.sha256:
         raise IntegrityError(f"data file {file.path}", file.sha256, actual)
@@ -350,8 +425,8 @@ def _generator(seed: int, purpose: str, *position: int) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(seed, purpose, *position))
 
 
-def _select(piece: _Piece, seed: int) -> Rows:
-    rows = read_verified(piece.ready)
+def _select(piece: _Piece, seed: int, held: tuple[Path, ...]) -> Rows:
+    rows = read_verified(piece.ready, held)
     assignment = piece.ready.assignment
     if piece.epoch is None:
         order = torch.arange(piece.ready.samples)
@@ -362,6 +437,11 @@ def _select(piece: _Piece, seed: int) -> Rows:
         )
     own = order[assignment.start :: assignment.stride][piece.skip : piece.skip + piece.take]
     return rows.take(own)
+
+
+def _let_go_done(ready: ReadyFile, future: Future[tuple[Path, ...]]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        ready.let_go(future.result())
 
 
 class _Reader:
@@ -380,21 +460,24 @@ class _Reader:
 
     def _run(self, pieces: list[_Piece], seed: int) -> None:
         downloads = ThreadPoolExecutor(self._read_ahead, thread_name_prefix="okai-read-ahead")
-        fetching: dict[int, Future[tuple[Path, ...]]] = {}
+        fetching: dict[int, tuple[ReadyFile, Future[tuple[Path, ...]]]] = {}
         try:
             for index, piece in enumerate(pieces):
                 for ahead in pieces[index : index + self._read_ahead]:
                     key = id(ahead)
                     if key not in fetching:
-                        fetching[key] = downloads.submit(ahead.ready.parts)
-                fetching.pop(id(piece)).result()
-                if not self._put(_select(piece, seed)):
+                        fetching[key] = (ahead.ready, downloads.submit(ahead.ready.hold))
+                rows = _select(piece, seed, fetching.pop(id(piece))[1].result())
+                if not self._put(rows):
                     return
         except BaseException as exc:  # handed to the consumer, which re-raises it
             self._put(exc)
             return
         finally:
             downloads.shutdown(wait=False, cancel_futures=True)
+            # Let go of what was read ahead and will not be read now (once it arrives).
+            for ready, future in fetching.values():
+                future.add_done_callback(functools.partial(_let_go_done, ready))
         self._put(self._END)
 
     def _put(self, item: object) -> bool:
