@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from okai.atomic import write_atomically
 from okai.chain.client import RegistryClient
 from okai.chain.records import Deployment
 from okai.config import Network
@@ -39,10 +40,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    write_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
 def load_deployment(network: Network) -> Deployment | None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from okai.atomic import write_atomically
 from okai.config import DEV_ANVIL_PORT, DEV_WALRUS_PORT
 from okai.dev.anvil import anvil_argv, rpc_answers
 from okai.paths import dev_dir
@@ -124,11 +125,7 @@ def read_stack() -> dict[str, Any]:
 
 
 def _write_stack(stack: dict[str, Any]) -> None:
-    path = stack_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(stack, indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    write_atomically(stack_file(), json.dumps(stack, indent=2) + "\n")
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ Output folder layout (default `.okai/images/<variant>/`)::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from okai.atomic import replace_symlink
 from okai.digest import Digest, read_chunks
 from okai.errors import UsageError
 from okai.image.errors import DirtyFlakeError, NixCommandError
@@ -127,7 +127,7 @@ def build_image(
         ),
     )
     image_link = out_dir / image_file.name
-    _replace_symlink(image_link, image_file)
+    replace_symlink(image_link, image_file)
     manifest_path = out_dir / "manifest.json"
     manifest.write(manifest_path)
     return BuiltImage(manifest, manifest_path, image_link, build_output)
@@ -164,11 +164,3 @@ def hash_file(path: Path, size: int, hash_progress: HashProgress | None = None) 
                     yield chunk
 
             return Digest.of_chunks(chunks())
-
-
-def _replace_symlink(link: Path, target: Path) -> None:
-    """Point `link` at `target`, replacing what was there in one rename."""
-    temporary = link.with_name(f".{link.name}.tmp")
-    temporary.unlink(missing_ok=True)
-    temporary.symlink_to(target)
-    os.replace(temporary, link)

@@ -38,9 +38,7 @@ docs/image.md explains the choice against the alternatives.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
@@ -48,6 +46,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from okai.atomic import write_atomically
 from okai.chain import ImageExists, ImageNotRegistered, ImageRecord, RegistryClient
 from okai.config import Network, Settings
 from okai.digest import Digest
@@ -339,15 +338,8 @@ def write_manifest(manifest: ImageManifest, path: Path) -> None:
         mode = path.stat().st_mode & 0o777
     except FileNotFoundError:
         mode = 0o644
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.chmod(temporary, mode)  # mkstemp makes it private; keep the manifest's own mode
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    # Keep the manifest's own mode (a fresh temporary file would be private).
+    write_atomically(path, text, mode)
 
 
 def _check_image_bytes(plan: PublishPlan, progress: TransferProgress | None) -> None:

@@ -9,14 +9,14 @@ every rank.
 
 Each node keeps its own, written by its local rank 0 under
 `<run dir>/checkpoints/step-<N>/` and committed by renaming a finished folder
-and then replacing the `latest` pointer, so a crash mid-write leaves the
-previous checkpoint intact. The two newest are kept. On restart all ranks agree
+and then replacing the `latest` pointer (okai.atomic), so a crash mid-write leaves the
+previous checkpoint intact. The two newest are kept. When `ctx.fit` saves is
+`CheckpointSchedule`'s decision. On restart all ranks agree
 on the newest step every node has (an all-reduce MIN) and load it.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from okai.atomic import atomic_directory, write_atomically
 from okai.digest import Digest
 from okai.errors import UsageError
 from okai.train.errors import TrainingFailed
@@ -68,9 +69,6 @@ class Checkpointer:
         if not self.writer:
             return
         final = self.root / f"step-{at.global_step:09d}"
-        partial = final.with_name(final.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
         state = {
             "job": str(self.job_digest),
             "model": model.state_dict(),
@@ -82,21 +80,18 @@ class Checkpointer:
             "metricsBytes": at.metrics_bytes,
             "sync": at.sync,
         }
-        with (partial / STATE_FILE).open("wb") as stream:
+        with atomic_directory(final) as partial, (partial / STATE_FILE).open("wb") as stream:
+            # To a stream, not a path: torch names the archive inside after a path.
             torch.save(state, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        shutil.rmtree(final, ignore_errors=True)
-        partial.rename(final)
-        _replace_text(self.root / "latest", final.name)
+        write_atomically(self.root / "latest", final.name + "\n")
         self._prune()
 
     def _prune(self) -> None:
-        done = sorted(
-            path for path in self.root.glob("step-*") if not path.name.endswith(".partial")
-        )
-        for old in done[:-KEEP]:
+        for old in sorted(self.root.glob("step-*"))[:-KEEP]:
             shutil.rmtree(old, ignore_errors=True)
+        # Folders a killed writer left half written (this node has one writer).
+        for left in self.root.glob(".step-*"):
+            shutil.rmtree(left, ignore_errors=True)
 
     def restore(
         self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device
@@ -134,7 +129,18 @@ class Checkpointer:
         )
 
 
-def _replace_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+@dataclass(frozen=True)
+class CheckpointSchedule:
+    """When `ctx.fit` saves: every `every` steps, or after each epoch when `every` is 0;
+    never at the run's last step, after which the model file is written instead."""
+
+    every: int
+    final_step: int
+
+    def due(self, step: int, *, epoch_end: bool) -> bool:
+        """Whether to save once `step` steps are done (at an epoch's end, or within one)."""
+        if step >= self.final_step:
+            return False
+        if epoch_end:
+            return self.every == 0
+        return self.every > 0 and step % self.every == 0

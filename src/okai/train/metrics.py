@@ -23,8 +23,16 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from okai.train.evaluation import Evaluation
 
 
 class MetricsLog:
@@ -73,6 +81,158 @@ class MetricsLog:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
+
+
+@dataclass
+class Summary:
+    """The figures a receipt records, updated as training goes."""
+
+    final_loss: float | None = None
+    test_loss: float | None = None
+    test_bits_per_byte: float | None = None
+    test_accuracy: float | None = None
+    samples_per_second: float | None = None
+    samples: int = 0
+    seconds: float = 0.0
+
+    def held_out(self, evaluation: Evaluation) -> None:
+        self.test_accuracy = evaluation.accuracy
+        self.test_loss = finite(evaluation.loss)
+
+
+class EpochClock:
+    """Time and throughput of one epoch, less the pauses for evaluations and checkpoints."""
+
+    def __init__(
+        self,
+        samples_per_step: int,
+        waited: Callable[[], float],
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.samples_per_step = samples_per_step
+        self.steps = 0
+        self.rate: float | None = None
+        """Samples per second over all ranks, smoothed over steps."""
+        self._waited = waited
+        self._wait_before = waited()
+        self._clock = clock
+        self._began = self._last = clock()
+        self._paused = 0.0
+
+    def step(self) -> float:
+        """Count a step; the smoothed rate including it."""
+        now = self._clock()
+        instant = self.samples_per_step / max(now - self._last, 1e-9)
+        self.rate = instant if self.rate is None else 0.9 * self.rate + 0.1 * instant
+        self._last = now
+        self.steps += 1
+        return self.rate
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Time spent in the block counts neither in the epoch's time nor in a step's."""
+        began = self._clock()
+        try:
+            yield
+        finally:
+            pause = self._clock() - began
+            self._paused += pause
+            self._last += pause
+
+    def finish(self) -> EpochTime:
+        return EpochTime(
+            samples=self.steps * self.samples_per_step,
+            seconds=self._clock() - self._began - self._paused,
+            wait_seconds=self._waited() - self._wait_before,
+        )
+
+
+@dataclass(frozen=True)
+class EpochTime:
+    """What an epoch's steps took, evaluations and checkpoints left out."""
+
+    samples: int
+    """Trained on, over all ranks."""
+    seconds: float
+    wait_seconds: float
+    """Of `seconds`, how long this rank waited for data."""
+
+
+class FitLog:
+    """The lines `ctx.fit` writes to metrics.jsonl, and the run's `Summary` they feed."""
+
+    def __init__(self, metrics: MetricsLog, summary: Summary, *, bits_per_byte: bool) -> None:
+        self.metrics = metrics
+        self.summary = summary
+        self.bits_per_byte = bits_per_byte
+
+    def start(self, **figures: Any) -> None:
+        self.metrics.write("start", **figures)
+
+    def step(self, epoch: int, step: int, loss: float, rate: float, synced: dict[str, Any]) -> None:
+        self.metrics.write(
+            "step",
+            epoch=epoch,
+            step=step,
+            loss=finite(loss),
+            samplesPerSecond=round(rate, 1),
+            **synced,
+        )
+
+    def evaluation(self, epoch: int, step: int, evaluation: Evaluation) -> None:
+        """A held-out evaluation within an epoch."""
+        self.metrics.write(
+            "eval",
+            epoch=epoch,
+            step=step,
+            testLoss=finite(evaluation.loss),
+            testAccuracy=evaluation.accuracy,
+            **self.bits(test=finite(evaluation.loss)),
+        )
+
+    def epoch(
+        self,
+        epoch: int,
+        step: int,
+        totals: torch.Tensor,
+        evaluation: Evaluation | None,
+        took: EpochTime,
+        synced: dict[str, Any],
+    ) -> None:
+        """The epoch's line, from its `totals` over all ranks (loss x targets, right, targets)."""
+        train_loss, train_correct, train_count = totals.tolist()
+        summary = self.summary
+        summary.samples += took.samples
+        summary.seconds += took.seconds
+        summary.samples_per_second = summary.samples / max(summary.seconds, 1e-9)
+        summary.final_loss = finite(train_loss / train_count) if train_count else None
+        summary.test_accuracy = None if evaluation is None else evaluation.accuracy
+        summary.test_loss = None if evaluation is None else finite(evaluation.loss)
+        bits = self.bits(train=summary.final_loss, test=summary.test_loss)
+        summary.test_bits_per_byte = bits.get("testBitsPerByte")
+        self.metrics.write(
+            "epoch",
+            epoch=epoch,
+            step=step,
+            trainLoss=summary.final_loss,
+            trainAccuracy=train_correct / train_count if train_count else None,
+            testLoss=summary.test_loss,
+            testAccuracy=summary.test_accuracy,
+            **bits,
+            samplesPerSecond=round(took.samples / max(took.seconds, 1e-9), 1),
+            dataWaitSeconds=round(took.wait_seconds, 6),
+            stepSeconds=round(took.seconds, 6),
+            **synced,
+        )
+
+    def bits(self, **losses: float | None) -> dict[str, float | None]:
+        """`<name>BitsPerByte` for each loss, when the loss is in nats per byte."""
+        if not self.bits_per_byte:
+            return {}
+        return {
+            f"{name}BitsPerByte": None if loss is None else loss / math.log(2)
+            for name, loss in losses.items()
+        }
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

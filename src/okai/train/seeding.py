@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 
+import torch
+
 
 def derive_seed(seed: int, purpose: str, *position: int) -> int:
     """A 63-bit seed for one purpose at one position, independent of every other."""
@@ -28,3 +30,20 @@ def step_seed(base: int, step: int) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
     return (z ^ (z >> 31)) >> 1
+
+
+class StepSeeds:
+    """Reseeds, before each training step, the generators a step draws from (dropout and the
+    like), from (seed, rank, step)."""
+
+    def __init__(self, seed: int, rank: int, device_type: str) -> None:
+        self.base = derive_seed(seed, "step", rank)
+        self.cuda = device_type == "cuda"
+
+    def before(self, step: int) -> None:
+        """Not `torch.manual_seed`: it also queues lazy seeding of every accelerator backend,
+        recording a Python stack each time, which costs milliseconds a step."""
+        seed = step_seed(self.base, step)
+        torch.default_generator.manual_seed(seed)
+        if self.cuda:
+            torch.cuda.manual_seed(seed)

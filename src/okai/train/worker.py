@@ -25,6 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from okai.atomic import write_atomically
 from okai.errors import DocumentError, IntegrityError, OkaiError, UsageError, VerificationError
 from okai.train.rundir import (
     ERRORS_DIR,
@@ -187,21 +188,19 @@ def _run(run_dir: Path, source_arg: str, run_id: str, env: RankEnv) -> None:
                 )
             ctx.metrics.close()
             if env.rank == 0:
-                from okai.train.outputs import write_outputs
+                from okai.train.outputs import RunFacts, write_outputs
 
-                write_outputs(
-                    run_dir=run_dir,
+                facts = RunFacts(
                     run_id=run_id,
                     job=job,
-                    model=model,
                     code=code,
                     image=image,
                     provider=os.environ.get(PROVIDER_ENV, "local"),
                     world_size=env.world_size,
                     nodes=env.nodes,
-                    summary=ctx.summary,
                     started_at=started_at,
                 )
+                write_outputs(run_dir, model, ctx.summary, facts)
             dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -225,17 +224,11 @@ def _record(run_dir: Path, env: RankEnv, exc: BaseException) -> None:
     if isinstance(exc, DocumentError):
         record["document"] = {"source": exc.source, "field": exc.field, "problem": exc.problem}
     folder = run_dir / ERRORS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(record, indent=2)
-    _write_atomic(folder / f"rank-{env.rank}.json", text)
+    write_atomically(folder / f"rank-{env.rank}.json", text)
     if record["fatal"]:
-        _write_atomic(folder / FATAL_FILE, text)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+        # Ranks of several nodes may race here: each renames a whole file of its own.
+        write_atomically(folder / FATAL_FILE, text)
 
 
 if __name__ == "__main__":
