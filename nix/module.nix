@@ -229,6 +229,14 @@ in
             message = "services.okai-node.peerPorts: `from` must not be above `to`.";
           }
           {
+            # The job runs in a bubblewrap sandbox, which needs user namespaces.
+            assertion = config.security.allowUserNamespaces;
+            message = ''
+              services.okai-node runs each job in a bubblewrap sandbox, which needs user
+              namespaces: set security.allowUserNamespaces = true (the default).
+            '';
+          }
+          {
             assertion = !usePeersFile || !config.networking.nftables.enable;
             message = ''
               services.okai-node.peersFile opens ports with iptables rules, but the nftables
@@ -282,6 +290,8 @@ in
             "okai-image-identity.service"
           ]
           ++ lib.optional usePeersFile "okai-node-peers.service";
+          # bwrap: the job's code runs in a sandbox (okai.train.sandbox, network shared).
+          path = [ pkgs.bubblewrap ];
           environment = {
             HOME = stateDir;
             XDG_CACHE_HOME = "/var/cache/okai";
@@ -336,15 +346,18 @@ in
             ProtectHome = true;
             PrivateTmp = true;
             PrivateDevices = true; # CPU training; /dev/shm stays available
-            ProtectKernelTunables = true;
+            # Not ProtectKernelTunables nor ProtectKernelLogs: they mount over parts of
+            # /proc, and the kernel then refuses the fresh /proc of the job's sandbox (a
+            # new PID namespace must not see more than its parent). The job's code runs
+            # in that sandbox, where /proc shows only its own processes.
             ProtectKernelModules = true;
-            ProtectKernelLogs = true;
             ProtectControlGroups = true;
             ProtectClock = true;
             ProtectHostname = true;
             ProtectProc = "invisible";
             # not ProcSubset = "pid": torch reads /proc/cpuinfo and /proc/meminfo
-            RestrictNamespaces = true;
+            # The job's sandbox: every namespace but the network's, which it shares.
+            RestrictNamespaces = "user mnt pid ipc uts cgroup";
             RestrictRealtime = true;
             RestrictSUIDSGID = true;
             LockPersonality = true;
@@ -357,7 +370,10 @@ in
               "AF_NETLINK" # gloo lists the interfaces to find its address
             ];
             SystemCallArchitectures = "native";
-            SystemCallFilter = [ "@system-service" ];
+            SystemCallFilter = [
+              "@system-service"
+              "@mount" # bwrap builds the job's root file system in its own mount namespace
+            ];
             SystemCallErrorNumber = "EPERM"; # an unexpected call fails instead of killing a rank
           };
         };

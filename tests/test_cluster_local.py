@@ -3,7 +3,10 @@
 Every node is a `python -m okai node run` process group with its own state
 dir and cache; the nodes read the demo dataset from a Walrus-compatible
 server over HTTP and rank 0's node stores the model and receipt there. One
-process per node spares the machine's two cores.
+process per node spares the machine's two cores. The job runs in the agent's
+bubblewrap sandbox (network shared); a hostile entry point gets none of the
+agent's credentials, and the sandbox changes no byte of an honest model
+(one-node clusters: several nodes are not sandboxed yet).
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from okai.compute import cluster as clusters
 from okai.compute.local import LocalBackend
 from okai.compute.marks import kill_marked, marked_processes
 from okai.compute.node import NodeState, read_status
+from okai.compute.node.agent import JOB_HOME, UNSAFE_ENV
+from okai.compute.node.files import SECRETS_CREDENTIAL
 from okai.compute.state import ClusterState, ClusterStatus
 from okai.config import load_settings
 from okai.digest import Digest
-from okai.manifest import ManifestRef
-from okai.train import Receipt
+from okai.manifest import EntrypointModel, JobSpec, ManifestRef
+from okai.train import Receipt, digits_job
 
 pytestmark = pytest.mark.slow
 
@@ -247,3 +252,137 @@ def test_a_failing_job_is_reported_and_the_cluster_kept_for_its_logs(stack: Stac
     marks = tokens("failing")
     run_okai("cluster", "down", "failing", check=True)
     assert_all_gone("failing", marks)
+
+
+# --- the job's sandbox ----------------------------------------------------------------------
+
+PROBE = """
+import json, os, pathlib, socket
+import torch
+
+def attempt(action):
+    try:
+        return "done: " + str(action())[:200]
+    except Exception as exc:
+        return "denied: " + type(exc).__name__
+
+def environs():
+    found = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found.append((entry / "environ").read_bytes().decode(errors="replace"))
+            except OSError:
+                pass
+    return found
+
+def walrus():
+    with socket.create_connection((HOST, PORT), timeout=5):
+        return "connected"
+
+def train(ctx):
+    found = {
+        "env": dict(os.environ),
+        "environs": environs(),
+        "read": {p: attempt(lambda p=p: pathlib.Path(p).read_text()) for p in READ},
+        "write": {p: attempt(lambda p=p: pathlib.Path(p).write_text("forged")) for p in WRITE},
+        "walrus": attempt(walrus),
+    }
+    (pathlib.Path(ctx.run_dir) / "probe.json").write_text(json.dumps(found))
+    return torch.nn.Linear(2, 1)
+"""
+SECRETS = {
+    "AWS_SECRET_ACCESS_KEY": "aws-secret-of-the-node-0123456789",
+    "OKAI_WALRUS_JWT": "eyJhbGciOiJIUzI1NiJ9.eyJub2RlIjoic3RvbGVuIn0.bm9kZS1zZWNyZXQ",
+}
+FILE_SECRET = "a-secret-file-of-the-operator-0123456789"
+
+
+def test_a_hostile_entry_point_gets_none_of_the_agents_credentials(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent holds credentials (its environment, the systemd credential file); the job's
+    code runs in its sandbox and reaches none of them, nor the agent's state."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / SECRETS_CREDENTIAL).write_text(f"OKAI_WALRUS_JWT={SECRETS['OKAI_WALRUS_JWT']}\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))  # as systemd hands it over
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRETS["AWS_SECRET_ACCESS_KEY"])
+    operator_file = stack.home / "operator-secret.txt"
+    operator_file.write_text(FILE_SECRET)
+    node = stack.home / ".okai" / "clusters" / "hostile" / "node-0"
+    host, port = stack.walrus_url.removeprefix("http://").split(":")
+    read = [str(credentials / SECRETS_CREDENTIAL), str(operator_file), "/etc/shadow"]
+    write = [str(node / "status.json"), str(node / "job" / "cluster.json"), str(stack.home / "x")]
+    code = f"HOST = {host!r}\nPORT = {int(port)}\nREAD = {read!r}\nWRITE = {write!r}\n" + PROBE
+    with stack.client() as client:
+        stored = client.store_bytes(code.encode())
+    job = JobSpec(
+        name="probe",
+        model=EntrypointModel(
+            entrypoint_blob_id=stored.blob_id, sha256=Digest.of_bytes(code.encode())
+        ),
+        hyperparameters={"epochs": 1},
+        datasets=(stack.dataset,),
+        procs_per_node=1,
+    )
+    settings = load_settings(None)
+    request = clusters.ClusterRequest(
+        name="hostile",
+        job=job,
+        walrus=clusters.walrus_endpoints(settings),
+        allow_unregistered_host=True,
+        max_restarts=0,
+        poll_s=0.5,
+    )
+    outcome = clusters.up(request, LocalBackend(), settings, clusters.Events())
+    assert outcome.receipt.model_sha256 == Digest.of_file(outcome.run_dir / "model.safetensors")
+
+    run = node / "runs" / outcome.receipt.run_id
+    probe = json.loads((run / "probe.json").read_text())
+    shown = json.dumps(probe)
+    for value in [*SECRETS.values(), FILE_SECRET]:
+        assert value not in shown
+    assert "CREDENTIALS_DIRECTORY" not in probe["env"]
+    assert probe["env"]["HOME"] == "/okai/home" and probe["env"]["OKAI_WALRUS_AGGREGATORS"]
+    # Its own PID namespace: torchrun and the worker, never the agent.
+    assert 2 <= len(probe["environs"]) <= 4
+    assert all("CREDENTIALS_DIRECTORY" not in environ for environ in probe["environs"])
+    assert all(result.startswith("denied: ") for result in probe["read"].values()), probe
+    assert all(result.startswith("denied: ") for result in probe["write"].values()), probe
+    assert read_status(node).state == NodeState.FINISHED and not (stack.home / "x").exists()
+    # The network is shared (rendezvous, Walrus reads): documented, not isolated.
+    assert probe["walrus"] == "done: connected"
+    for path in node.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            assert FILE_SECRET.encode() not in path.read_bytes(), path
+    marks = tokens("hostile")
+    clusters.down(ClusterState.load("hostile"), LocalBackend())
+    assert_all_gone("hostile", marks)
+
+
+def test_the_sandbox_changes_no_byte_of_an_honest_model(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same deterministic job, sandboxed and as the agent: one model."""
+    settings = load_settings(None)
+    job = digits_job((stack.dataset,), nodes=1, procs_per_node=1, epochs=1)
+    digests = []
+    for name, unsafe in (("boxed", False), ("plain", True)):
+        if unsafe:
+            monkeypatch.setenv(UNSAFE_ENV, "1")
+        request = clusters.ClusterRequest(
+            name=name,
+            job=job,
+            walrus=clusters.walrus_endpoints(settings),
+            allow_unregistered_host=True,
+            poll_s=0.5,
+        )
+        outcome = clusters.up(request, LocalBackend(), settings, clusters.Events())
+        digests.append(outcome.receipt.model_sha256)
+        log = (node_folders(stack, name)[0] / "agent.log").read_text()
+        assert (UNSAFE_ENV in log) == unsafe, log
+        cached = (node_folders(stack, name)[0] / JOB_HOME / ".okai" / "cache").rglob("*")
+        assert any(path.is_file() for path in cached) != unsafe
+        clusters.down(ClusterState.load(name), LocalBackend())
+    assert digests[0] == digests[1]

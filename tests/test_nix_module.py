@@ -68,6 +68,7 @@ let
     writeShellScript = name: text: "# stub of ${name}\n" + text;
     callPackage = throw "the stub never builds the okai package";
     coreutils = "/stub/coreutils";
+    bubblewrap = "/stub/bubblewrap";
   };
   okai = { outPath = "/stub/okai"; meta.mainProgram = "okai"; };
   module = import modulePath { inherit config lib pkgs; };
@@ -77,6 +78,7 @@ let
     services.okai-node = defaults // { enable = true; package = okai; } // overrides;
     okai.image.identity = defaults // { enable = true; } // overrides;
     networking = networking;
+    security.allowUserNamespaces = overrides.allowUserNamespaces or true;
     systemd.package = "/stub/systemd";
   };
 in clean module.config
@@ -155,6 +157,38 @@ def test_agent_runs_the_fixed_command_as_a_hardened_unit() -> None:
     }
     assert config["users"]["users"]["okai"]["isSystemUser"] is True
     assert config["boot"]["kernel"]["sysctl"]["net.ipv4.ip_local_port_range"] == "32768 60999"
+
+
+def test_the_agent_can_sandbox_the_job_and_nothing_more() -> None:
+    """The job runs in bubblewrap (okai.train.sandbox, network shared): the unit gives the
+    agent bwrap and the namespaces and mount calls it needs, not the network namespace."""
+    config = node_config()
+    unit = config["systemd"]["services"]["okai-node"]
+    service = unit["serviceConfig"]
+    assert unit["path"] == ["/stub/bubblewrap"]
+    assert set(service["RestrictNamespaces"].split()) == {
+        "user",
+        "mnt",
+        "pid",
+        "ipc",
+        "uts",
+        "cgroup",
+    }
+    assert service["SystemCallFilter"] == ["@system-service", "@mount"]
+    # These mount over /proc, and the kernel then refuses the sandbox's own /proc.
+    assert "ProtectKernelTunables" not in service and "ProtectKernelLogs" not in service
+    assert service["ProtectProc"] == "invisible" and service["NoNewPrivileges"] is True
+
+    def user_namespaces(config: Any) -> bool:
+        (found,) = [
+            a["assertion"]
+            for a in config["assertions"]
+            if "security.allowUserNamespaces" in a["message"]
+        ]
+        return bool(found)
+
+    assert user_namespaces(config)
+    assert not user_namespaces(node_config(allowUserNamespaces=False))
 
 
 def test_secrets_are_a_credential_of_the_agent_only() -> None:

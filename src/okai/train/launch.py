@@ -112,7 +112,8 @@ class LaunchOptions:
     env: Mapping[str, str] = field(default_factory=dict)
     """Extra environment for torchrun and the workers."""
     sandbox: Sandbox | None = None
-    """Run torchrun inside this sandbox (one node, a local source): a stranger's code."""
+    """Run torchrun inside this sandbox: a stranger's code (one node and a local source
+    unless the sandbox shares the network, as on a cluster node)."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,11 @@ def launch(
     if options.max_restarts < 0:
         raise UsageError(f"max restarts must be 0 or more, got {options.max_restarts}")
     sandbox = options.sandbox
-    if sandbox is not None and (nnodes > 1 or options.source.kind != "local"):
+    if (
+        sandbox is not None
+        and not sandbox.network
+        and (nnodes > 1 or options.source.kind != "local")
+    ):
         raise UsageError("a sandboxed run has no network: one node, data from a local store")
     run_id = _run_id(job, options)
     run_dir = options.run_dir or options.runs_root / run_id
@@ -180,6 +185,9 @@ def launch(
             ),
             (),
         )
+    elif sandbox.network:  # a cluster node's job: it reads its data over the network
+        inner = _torchrun_command(RUN, str(options.source), run_id, nproc, nnodes, options)
+        command = sandbox.wrap(inner, None, run_dir)
     else:
         inner = _torchrun_command(RUN, f"local:{INPUTS}", run_id, nproc, nnodes, options)
         command = sandbox.wrap(inner, Path(options.source.location), run_dir)
@@ -303,7 +311,8 @@ def _environment(options: LaunchOptions) -> dict[str, str]:
     """The workers' environment: the caller's less its credentials, or, sandboxed, an
     allow-list. Workers run the job's code, which must never see the node agent's
     publisher tokens or a verifier's keys."""
-    env = environment() if options.sandbox is not None else without_secrets(os.environ)
+    sandbox = options.sandbox
+    env = without_secrets(os.environ) if sandbox is None else environment(network=sandbox.network)
     env[STARTED_AT_ENV] = utc_now()
     env["PYTHONUNBUFFERED"] = "1"
     # With the rendezvous store shared by workers (torch's default), workers restarted by

@@ -12,8 +12,14 @@ written. `Sandbox.wrap` puts the torchrun command inside bubblewrap (`bwrap`):
   `/okai/run`: the one folder the code can change;
 - the environment an explicit allow-list (`environment`): no key, token or JWT.
 
-`without_secrets` is what every other run of training code (`okai train`, the cluster
-node agent) gets: the caller's environment less anything that looks like a credential.
+A cluster node's agent uses the same sandbox with `network=True` (`Sandbox.find`): the
+job shares the node's network namespace, because its ranks meet other nodes (torchrun's
+rendezvous, gloo/NCCL) and it reads its data from Walrus; everything else is as above, plus
+the host's resolver files, the node's image identity (`readable`) and a writable home of
+the job's own (`home`), where okai caches the data it reads.
+
+`without_secrets` is what every other run of training code (`okai train`) gets: the
+caller's environment less anything that looks like a credential.
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ HOSTNAME = "okai-sandbox"
 PROBE_TIMEOUT_S = 20
 PASS_THROUGH = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "TZ")
 """The only variables of the caller's environment that reach sandboxed code."""
+NETWORK_PASS_THROUGH = ("NCCL_", "GLOO_")
+"""With the network shared, also these prefixes (a node's tuning of its interconnect),
+credentials among them excepted."""
+_RESOLVER = ("hosts", "resolv.conf", "nsswitch.conf", "host.conf", "gai.conf", "ssl")
 _SECRET_NAME = re.compile(
     r"TOKEN|SECRET|PASSW|PRIVATE|API_?KEY|JWT|CREDENTIAL|KEYSTORE|AUTH|COOKIE|SESSION", re.I
 )
@@ -66,7 +76,7 @@ def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in env.items() if not is_secret_name(name)}
 
 
-def environment(caller: Mapping[str, str] = os.environ) -> dict[str, str]:
+def environment(caller: Mapping[str, str] = os.environ, *, network: bool = False) -> dict[str, str]:
     """The allow-listed environment sandboxed code starts from."""
     env = {
         "PATH": "/usr/bin:/bin",
@@ -75,9 +85,16 @@ def environment(caller: Mapping[str, str] = os.environ) -> dict[str, str]:
         "TMPDIR": "/tmp",
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
-        "GLOO_SOCKET_IFNAME": "lo",
     }
     env.update({name: caller[name] for name in PASS_THROUGH if name in caller})
+    if network:
+        env.update(
+            (name, value)
+            for name, value in caller.items()
+            if name.startswith(NETWORK_PASS_THROUGH) and not is_secret_name(name)
+        )
+    else:
+        env["GLOO_SOCKET_IFNAME"] = "lo"  # the one interface there is
     return env
 
 
@@ -86,9 +103,15 @@ class Sandbox:
     """A working bubblewrap (see the module doc); `find` checks that it can run here."""
 
     bwrap: str
+    network: bool = False
+    """Share the caller's network namespace (a cluster node); else only a loopback."""
+    readable: tuple[Path, ...] = ()
+    """Files or folders of the host shown read-only at their own paths."""
+    home: Path | None = None
+    """A folder mounted writable as the code's home; else a private tmpfs."""
 
     @classmethod
-    def find(cls) -> Sandbox:
+    def find(cls, *, network: bool = False) -> Sandbox:
         """bubblewrap from PATH, once it has run Python in an empty sandbox; else refuses."""
         bwrap = shutil.which(BWRAP)
         if bwrap is None:
@@ -97,7 +120,7 @@ class Sandbox:
                 hint="install it (Debian/Ubuntu: apt-get install bubblewrap), or accept running "
                 "a stranger's code with your files and network: --unsafe-no-sandbox",
             )
-        sandbox = cls(bwrap)
+        sandbox = cls(bwrap, network=network)
         with sandbox.wrap([sys.executable, "-c", "pass"]) as command:
             try:
                 probe = subprocess.run(
@@ -105,7 +128,7 @@ class Sandbox:
                     capture_output=True,
                     text=True,
                     timeout=PROBE_TIMEOUT_S,
-                    env=environment(),
+                    env=environment(network=network),
                     pass_fds=command.fds,
                 )
             except (OSError, subprocess.TimeoutExpired) as exc:
@@ -125,30 +148,30 @@ class Sandbox:
         self, command: list[str], inputs: Path | None = None, run_dir: Path | None = None
     ) -> Wrapped:
         """`command` run in the sandbox, `inputs` at INPUTS (read-only), `run_dir` at RUN."""
-        pipes = [_pipe(text) for text in _ETC.values()]
-        args = [
-            self.bwrap,
-            "--unshare-all",
-            "--die-with-parent",
-            "--new-session",
-            "--cap-drop",
-            "ALL",
-            "--hostname",
-            HOSTNAME,
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--tmpfs",
-            "/dev/shm",
-            "--tmpfs",
-            "/tmp",
-            "--tmpfs",
-            str(HOME),
-        ]
+        etc = dict(_ETC)
+        args = [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session"]
+        args += ["--cap-drop", "ALL", "--proc", "/proc", "--dev", "/dev"]
+        args += ["--tmpfs", "/dev/shm", "--tmpfs", "/tmp"]
+        if self.network:
+            # The node's own name and resolver: its peers know it by them.
+            args.append("--share-net")
+            for name in _RESOLVER:
+                etc.pop(name, None)
+                if (Path("/etc") / name).exists():
+                    args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+        else:
+            args += ["--hostname", HOSTNAME]
+        if self.home is not None:
+            args += ["--bind", str(self.home.resolve()), str(HOME)]
+        else:
+            args += ["--tmpfs", str(HOME)]
         args += _system_binds()
-        for name, fd in zip(_ETC, pipes, strict=True):
+        pipes = [_pipe(text) for text in etc.values()]
+        for name, fd in zip(etc, pipes, strict=True):
             args += ["--file", str(fd), f"/etc/{name}"]
+        for path in self.readable:
+            if path.exists():
+                args += ["--ro-bind", str(path.resolve()), str(path)]
         for path in _python_paths():
             args += ["--ro-bind", str(path), str(path)]
         for device in sorted(Path("/dev").glob("nvidia*")):
@@ -198,6 +221,9 @@ def _system_binds() -> list[str]:
             args += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             args += ["--ro-bind", str(path), str(path)]
+    current = Path("/run/current-system")  # a NixOS node: which system runs, for the receipt
+    if current.is_symlink():
+        args += ["--symlink", os.readlink(current), str(current)]
     for name in ("ld.so.cache", "localtime", "fonts"):
         path = Path("/etc") / name
         if path.exists():

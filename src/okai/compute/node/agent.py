@@ -12,6 +12,16 @@ status, so `okai cluster up` can fetch them; both also stay in
 Started again for the same run (a crash, a reboot, an elastic restart), the
 agent joins the run again: torchrun resumes from the run's checkpoints. A run
 that has already finished is reported, not repeated.
+
+The job's entry point is anyone's code, so on a one-node cluster torchrun and
+its workers run in the bubblewrap sandbox `okai verify --reproduce` uses (okai.train.sandbox), with
+the node's network shared: an allow-listed environment (no secret of the
+agent's), no view of the agent's processes, files or credentials, the system
+read-only, the run directory and a home of the job's own the only writable
+folders. Where no sandbox can be set up the agent refuses the job, unless
+`OKAI_NODE_UNSAFE_NO_SANDBOX=1` says to run it as the agent. Jobs of several
+nodes are not sandboxed yet (their workers lose only the agent's credential
+variables): see docs/trust-model.md.
 """
 
 from __future__ import annotations
@@ -24,10 +34,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
+from okai.compute.marks import MARK_ENV
 from okai.compute.node.files import AGENT_LOG, RUNS_DIR, ClusterFile, load_secrets
 from okai.compute.node.host import check_identity, read_identity
 from okai.compute.node.status import (
@@ -55,8 +66,16 @@ from okai.train.receipt import (
     IMAGE_FLAKE_REVISION_ENV,
 )
 from okai.train.rundir import PROVIDER_ENV, RECEIPT_FILE
+from okai.train.sandbox import Sandbox, SandboxUnavailable, is_secret_name
 
 LOCK_FILE = "agent.lock"
+JOB_HOME = "job-home"
+"""The job's own home in the state dir (okai's data cache): writable by the job, which
+sees nothing else of the state dir but its run directory."""
+_JOB_VARIABLES = frozenset(("OKAI_NETWORK", PROVIDER_ENV, MARK_ENV))
+"""Of the agent's environment, what the job gets (with `OKAI_WALRUS_*` less its tokens)."""
+UNSAFE_ENV = "OKAI_NODE_UNSAFE_NO_SANDBOX"
+"""`1`: run the job without a sandbox, as the agent's user, where bubblewrap cannot run."""
 PROGRESS_EVERY_S = 1.0
 """How often rank 0's progress is written to the status file, at most."""
 
@@ -84,6 +103,7 @@ class Agent:
             state=NodeState.CHECKING, pid=pid, pid_start=start, started_at=utc_now()
         )
         self._last_progress = 0.0
+        self._sandbox: Sandbox | None = None
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -146,6 +166,33 @@ class Agent:
         check_identity(cluster, identity)
         self.log(f"host: {identity.host}")
         self._configure_walrus(cluster)
+        self._sandbox = self._find_sandbox(cluster)
+
+    def _find_sandbox(self, cluster: ClusterFile) -> Sandbox | None:
+        """The sandbox the job's code runs in; refuses the job where there is none."""
+        if cluster.nodes > 1:
+            # Not yet: torchrun's rendezvous between sandboxed nodes stalled in the local
+            # cluster test. These workers get the environment less its credentials only.
+            self.log("WARNING: a job of several nodes runs outside the sandbox (not yet isolated)")
+            return None
+        if os.environ.get(UNSAFE_ENV) == "1":
+            self.log(
+                f"WARNING: {UNSAFE_ENV}=1: the job's code runs as this agent, with its files, "
+                "processes and credentials within reach"
+            )
+            return None
+        try:
+            sandbox = Sandbox.find(network=True)
+        except SandboxUnavailable as exc:
+            raise SandboxUnavailable(
+                exc.message.replace("the recorded code", "the job's code"),
+                hint="install bubblewrap and allow unprivileged user namespaces on the node "
+                f"(the okai NixOS module does both), or set {UNSAFE_ENV}=1 in the agent's "
+                "environment to run a job you trust as the agent",
+            ) from None
+        home = self.state_dir / JOB_HOME
+        home.mkdir(mode=0o700, exist_ok=True)
+        return replace(sandbox, readable=(self.options.image_file,), home=home)
 
     def _configure_walrus(self, cluster: ClusterFile) -> None:
         """Point this process and torchrun's workers at the cluster's Walrus endpoints."""
@@ -187,7 +234,8 @@ class Agent:
                 ),
                 run_dir=run_dir,
                 max_restarts=cluster.max_restarts,
-                env=self._image_env(cluster),
+                env=self._job_env(cluster),
+                sandbox=self._sandbox,
             )
             self.log(f"starting torchrun: {job.procs_per_node} process(es) on this node")
             result = launch(
@@ -201,11 +249,19 @@ class Agent:
         self.status.hosts_rank0 = True
         self._finish(self._publish(cluster, run_dir, receipt))
 
-    def _image_env(self, cluster: ClusterFile) -> dict[str, str]:
-        """What rank 0's worker needs to name the image in the receipt: the identity file this
-        agent checked, and the image digest and flake revision of the cluster's expectation,
-        which `_check` matched against the running system (an image carries neither)."""
-        env = {IMAGE_FILE_ENV: str(self.options.image_file)}
+    def _job_env(self, cluster: ClusterFile) -> dict[str, str]:
+        """What the workers need beyond the sandbox's allow-list: where Walrus is, this
+        node's mark (for `okai cluster down`), and, for rank 0's receipt, the identity file
+        this agent checked and the image digest and flake revision of the cluster's
+        expectation, which `_check` matched against the running system (an image carries
+        neither). Never a credential: the job reads public blobs and stores nothing."""
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if (name in _JOB_VARIABLES or name.startswith("OKAI_WALRUS_"))
+            and not is_secret_name(name)
+        }
+        env[IMAGE_FILE_ENV] = str(self.options.image_file)
         if cluster.image is not None and cluster.image.sha256 is not None:
             env[IMAGE_DIGEST_ENV] = str(cluster.image.sha256)
         if cluster.image is not None and cluster.image.flake_revision is not None:
