@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from okai.atomic import write_atomically
 from okai.config import Settings, load_settings
 from okai.digest import Digest
 from okai.errors import OperationalError, UsageError, VerificationError
@@ -341,11 +342,7 @@ def _load_state() -> dict[str, Any]:
 def _save_state(key: str, value: Any) -> None:
     state = _load_state()
     state[key] = value
-    path = demo_folder() / "state.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    write_atomically(demo_folder() / "state.json", json.dumps(state, indent=2) + "\n")
 
 
 def _run_key(settings: Settings, job_digest: Digest) -> str:
