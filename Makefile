@@ -53,8 +53,10 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# Two workers for two cores; loadgroup keeps the network-namespace tests on one worker
+# (tests/conftest.py). `pytest -p no:xdist` or `-n 0` runs the suite in one process.
 test: lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 clean:
 	rm -rf $(VENV) node_modules web/node_modules web/dist .okai .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated okai home, free loopback ports, the CLI."""
+"""Shared fixtures: an isolated okai home, free loopback ports, the CLI; the order and
+grouping of tests for parallel workers (`pytest -n 2`, pytest-xdist)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,25 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+LONGEST_FIRST = ("test_readme_demo.py::test_make_demo_from_a_clean_clone_then_again",)
+"""Tests that alone take a large share of the suite: started first, so that the other
+workers run everything else meanwhile instead of waiting for them at the end."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest tests first, then the `slow` ones, then the rest (a stable sort keeps the
+    order within each); tests that build network namespaces share one xdist group, so
+    under `--dist loadgroup` they run one after another on one worker."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.nodeid.endswith(LONGEST_FIRST):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)
+    for item in items:
+        if "two_hosts" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("netns"))
 
 
 def free_port() -> int:
