@@ -5,6 +5,7 @@ model bytes whether its data streamed, was cached, or was evicted and fetched ag
 
 from __future__ import annotations
 
+import fcntl
 import signal
 import subprocess
 import sys
@@ -72,7 +73,12 @@ def entries(cache: Path) -> set[str]:
 
 
 def on_disk(cache: Path) -> int:
-    return sum(path.stat().st_size for path in (cache / "sha256").iterdir())
+    """Bytes in the cache, counted under its bookkeeping lock: a rank's prefetch thread
+    may be writing (and renaming) an entry meanwhile, and the bound is promised to
+    whoever looks from outside as well as in."""
+    with open(cache / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return sum(path.stat().st_size for path in (cache / "sha256").iterdir())
 
 
 def reads(server: WalrusServer) -> int:
