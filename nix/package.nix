@@ -1,7 +1,8 @@
 # okai as a Python application, on exactly the Python packages the tests
 # run against: every runtime package is the very file requirements.lock
 # names (nix/python-packages.json gives its URL and hash), torch included,
-# which is the upstream CPU wheel. Not nixpkgs' Python set: its torch is
+# which is the upstream CPU wheel. `extraPythonPackages` adds packages the
+# jobs' code imports, from the same lock (pyproject.toml's `jobs` group). Not nixpkgs' Python set: its torch is
 # another version and build, its numpy links another BLAS, so a model
 # trained in the image could not be reproduced bit for bit elsewhere
 # (docs/image.md, "One version set").
@@ -16,6 +17,9 @@
   fetchurl,
   autoPatchelfHook,
   zlib,
+  # Names of locked packages (nix/python-packages.json) to install beside
+  # okai's own, each with what it requires.
+  extraPythonPackages ? [ ],
 }:
 
 let
@@ -52,7 +56,26 @@ let
       dontCheckRuntimeDeps = true;
     };
 
-  packages = lib.mapAttrsToList locked lock.packages;
+  # okai's requirements and the extra packages, with everything they
+  # require: the rest of the lock (other jobs' packages) stays out.
+  known =
+    name:
+    if lock.packages ? ${name} then
+      { key = name; }
+    else
+      throw ''
+        nix/package.nix: extraPythonPackages names "${name}", which nix/python-packages.json does not lock.
+        Add it to [project.optional-dependencies] jobs in pyproject.toml, run
+        `python scripts/python-lock.py lock` and commit both lock files (names as the lock
+        writes them: lowercase, `-` between words).
+      '';
+  installed = map (item: item.key) (
+    builtins.genericClosure {
+      startSet = map (name: { key = name; }) lock.okai ++ map known extraPythonPackages;
+      operator = item: map (name: { key = name; }) lock.packages.${item.key}.requires;
+    }
+  );
+  packages = map (name: locked name lock.packages.${name}) installed;
 
   # Every module of okai (but `python -m okai`, which runs the CLI), so a
   # missing dependency fails the build, not a run.
@@ -90,8 +113,8 @@ python.pkgs.buildPythonApplication {
 
   build-system = [ python.pkgs.setuptools ];
 
-  # The whole lock. nixpkgs' runtime-deps check then holds these to
-  # pyproject.toml's ranges: no pythonRelaxDeps.
+  # nixpkgs' runtime-deps check holds these to pyproject.toml's ranges:
+  # no pythonRelaxDeps.
   dependencies = packages;
 
   # The test suite drives anvil, Node.js and Chromium; it runs in CI, not
@@ -103,6 +126,17 @@ python.pkgs.buildPythonApplication {
   passthru = {
     inherit python modules;
     lockedPackages = lock.packages;
+    # The Python software of this package, as `okai image build` records it
+    # in the image manifest (okai.manifest.ImagePython).
+    pythonIdentity = {
+      inherit (python) version;
+      packages = map (name: {
+        inherit name;
+        inherit (lock.packages.${name}) version;
+        sha256 = "sha256:${lock.packages.${name}.sha256}";
+      }) (lib.sort lib.lessThan installed);
+      extraPackages = extraPythonPackages;
+    };
   };
 
   meta = {
