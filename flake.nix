@@ -13,7 +13,9 @@
       inherit (nixpkgs) lib;
       pkgs = nixpkgs.legacyPackages.${system};
 
-      okai = pkgs.callPackage ./nix/package.nix { };
+      # The image's own okai package (with its job packages): what `nix run
+      # .#okai` runs is what the image runs.
+      okai = self.nixosConfigurations.okai-node.config.services.okai-node.package;
 
       # What the image says about itself (/etc/okai/image.json): the nixpkgs
       # revision, and at boot its own toplevel. Not this flake's revision,
@@ -42,7 +44,10 @@
           ./nix/host.nix
           {
             nixpkgs.hostPlatform = system;
-            services.okai-node.package = okai;
+            # Python packages the jobs' code imports, besides okai's own: names
+            # from pyproject.toml's `jobs` group, as locked in
+            # nix/python-packages.json (docs/image.md, "Python packages for jobs").
+            services.okai-node.extraPythonPackages = [ "einops" ];
             okai.image.identity = identity;
           }
         ];

@@ -114,9 +114,24 @@ in
 
     package = lib.mkOption {
       type = lib.types.package;
-      default = pkgs.callPackage ./package.nix { };
-      defaultText = lib.literalExpression "pkgs.callPackage ./package.nix { }";
+      default = pkgs.callPackage ./package.nix { inherit (cfg) extraPythonPackages; };
+      defaultText = lib.literalExpression ''
+        pkgs.callPackage ./package.nix { inherit (config.services.okai-node) extraPythonPackages; }
+      '';
       description = "The okai package whose `okai node run` is the agent.";
+    };
+
+    extraPythonPackages = lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      default = [ ];
+      example = [ "einops" ];
+      description = ''
+        Python packages the jobs' code imports, installed into okai's Python
+        environment with what they require, so nothing is installed at run
+        time. Each must be in okai's lock (`nix/python-packages.json`), which
+        has the packages of pyproject.toml's `jobs` group: same version set as
+        okai's own. `okai image build` records them in the image manifest.
+      '';
     };
 
     rendezvousPort = lib.mkOption {
@@ -224,6 +239,18 @@ in
     lib.mkMerge [
       {
         assertions = [
+          {
+            # A package set by hand is not rebuilt with the option's packages.
+            assertion = lib.all (
+              name: lib.elem name (map (package: package.name) cfg.package.pythonIdentity.packages or [ ])
+            ) cfg.extraPythonPackages;
+            message = ''
+              services.okai-node.package lacks some of services.okai-node.extraPythonPackages
+              (${lib.concatStringsSep ", " cfg.extraPythonPackages}). Leave `package` at its default,
+              which builds okai with them, or build it with
+              `pkgs.callPackage <okai>/nix/package.nix { extraPythonPackages = [ ... ]; }`.
+            '';
+          }
           {
             assertion = cfg.peerPorts.from <= cfg.peerPorts.to;
             message = "services.okai-node.peerPorts: `from` must not be above `to`.";

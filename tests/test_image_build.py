@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_okai
+from fakes.fake_nix import PYTHON_IDENTITY
 from okai.errors import DocumentError, UsageError
 from okai.image import (
     DirtyFlakeError,
@@ -71,6 +72,7 @@ def fake_nix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeNix:
         "FAKE_NIX_FAIL",
         "FAKE_NIX_DIRTY",
         "FAKE_NIX_EVAL",
+        "FAKE_NIX_PYTHON",
         "FAKE_NIX_EXTRA",
     ):
         monkeypatch.delenv(name, raising=False)
@@ -137,17 +139,41 @@ def test_build_writes_a_manifest_of_the_image(
     assert manifest.nixos.system_toplevel.startswith("/nix/store/")
     assert manifest.nixos.system_toplevel.endswith("-nixos-system-okai-node-qemu-25.11")
     assert (manifest_path.parent / "result").is_symlink()
+    # The Python packages of the image's okai, as the flake evaluates them.
+    assert manifest.python is not None
+    assert manifest.to_json()["python"] == PYTHON_IDENTITY
+    assert manifest.python.extra_packages == ("einops",)
 
     calls = fake_nix.calls()
     assert calls[0] == ["--version"]
     for call in calls[1:]:
         assert call[:2] == EXPERIMENTAL, call
-    commands = {call[2]: call for call in calls[1:]}
-    assert commands["build"][-1] == f"{flake_dir}#qemu"
+    commands = {tuple(call[2:4]): call for call in calls[1:]}
+    assert commands["build", "--json"][-1] == f"{flake_dir}#qemu"
     # Evaluated, not `nix path-info`: a toplevel is absent when the image was substituted.
-    assert "path-info" not in commands
+    assert not any("path-info" in call for call in calls)
     toplevel = f"{flake_dir}#qemu.passthru.config.system.build.toplevel.outPath"
-    assert commands["eval"] == [*EXPERIMENTAL, "eval", "--raw", toplevel]
+    assert commands["eval", "--raw"] == [*EXPERIMENTAL, "eval", "--raw", toplevel]
+    # The package the image's own configuration holds, whatever package the flake exports.
+    python = f"{flake_dir}#qemu.passthru.config.services.okai-node.package.pythonIdentity"
+    assert commands["eval", "--json"] == [*EXPERIMENTAL, "eval", "--json", python]
+
+
+def test_a_manifest_from_before_python_was_recorded_still_loads(
+    fake_nix: FakeNix, flake_dir: Path, tmp_path: Path
+) -> None:
+    built = build_image(flake_dir, "qemu", tmp_path / "out")
+    older = {key: value for key, value in built.manifest.to_json().items() if key != "python"}
+    loaded = ImageManifest.from_data(older, "an older manifest")
+    assert loaded.python is None and "python" not in loaded.to_json()
+
+
+def test_the_summary_names_the_python_packages(
+    okai_home: Path, fake_nix: FakeNix, flake_dir: Path
+) -> None:
+    result = run_okai("image", "build", "--flake", str(flake_dir))
+    assert result.returncode == 0, result.stderr
+    assert "3.11.14, 3 packages (for jobs: einops)" in result.stdout
 
 
 def test_raw_variants_are_img_files(fake_nix: FakeNix, flake_dir: Path, tmp_path: Path) -> None:
@@ -289,6 +315,36 @@ def test_garbage_from_eval_is_not_recorded(
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("printed", "problem"),
+    [
+        ("not json", "did not print JSON"),
+        (json.dumps({**PYTHON_IDENTITY, "packages": []}), "field 'packages'"),
+        (json.dumps({**PYTHON_IDENTITY, "extraPackages": ["unknown"]}), "not among the packages"),
+        (
+            json.dumps({**PYTHON_IDENTITY, "packages": PYTHON_IDENTITY["packages"] * 2}),
+            "listed twice",
+        ),
+        (
+            json.dumps({**PYTHON_IDENTITY, "packages": [{"name": "Bad_Name", "version": "1"}]}),
+            "field 'packages.0.name'",
+        ),
+    ],
+)
+def test_a_python_identity_okai_cannot_read_is_not_recorded(
+    fake_nix: FakeNix,
+    flake_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    printed: str,
+    problem: str,
+) -> None:
+    monkeypatch.setenv("FAKE_NIX_PYTHON", printed)
+    with pytest.raises(NixCommandError, match=problem):
+        build_image(flake_dir, "qemu", tmp_path / "out")
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
 def test_ambiguous_build_output_is_an_error(
     fake_nix: FakeNix, flake_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -305,3 +361,65 @@ def test_unknown_variant_and_missing_flake(
     with pytest.raises(UsageError, match=r"has no flake\.nix"):
         build_image(tmp_path, "qemu", tmp_path / "out")
     assert fake_nix.calls() == []
+
+
+def python_variants() -> list[tuple[str, object]]:
+    """`python` fields of an image manifest, valid and not, for okai and the page to judge."""
+    good = PYTHON_IDENTITY
+    package = good["packages"][0]
+    return [
+        ("recorded", good),
+        ("absent (older manifests)", None),
+        ("no extras", {**good, "extraPackages": []}),
+        ("extras left out", {key: good[key] for key in ("version", "packages")}),
+        ("unknown field", {**good, "pip": "25"}),
+        ("no packages", {**good, "packages": []}),
+        ("packages not a list", {**good, "packages": {"numpy": "2"}}),
+        ("a package twice", {**good, "packages": [package, package]}),
+        ("a name pip would write", {**good, "packages": [{**package, "name": "PyYAML"}]}),
+        ("a name of 201 characters", {**good, "packages": [{**package, "name": "a" * 201}]}),
+        ("an empty version", {**good, "packages": [{**package, "version": ""}]}),
+        ("a numeric version", {**good, "packages": [{**package, "version": 2}]}),
+        ("a bare hex sha256", {**good, "packages": [{**package, "sha256": "e" * 64}]}),
+        ("a package field more", {**good, "packages": [{**package, "url": "https://x"}]}),
+        ("an extra not installed", {**good, "extraPackages": ["tqdm"]}),
+        ("extras as null", {**good, "extraPackages": None}),
+        ("no interpreter version", {**good, "version": ""}),
+        ("python a list", [good]),
+    ]
+
+
+def test_okai_and_the_page_accept_the_same_python_records(
+    fake_nix: FakeNix, flake_dir: Path, tmp_path: Path
+) -> None:
+    """The verification page reads image manifests too (web/src/rules.js): same verdicts."""
+    base = build_image(flake_dir, "qemu", tmp_path / "out").manifest.to_json()
+    documents = []
+    for _, python in python_variants():
+        document = {key: value for key, value in base.items() if key != "python"}
+        if python is not None:
+            document["python"] = python
+        documents.append(document)
+    script = (
+        "import { imageManifestProblem } from './src/rules.js';\n"
+        "const documents = JSON.parse(process.argv[1]);\n"
+        "console.log(JSON.stringify(documents.map(imageManifestProblem)));\n"
+    )
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", script, json.dumps(documents)],
+        cwd=REPO / "web",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    page = json.loads(result.stdout)
+    for (name, _), document, problem in zip(python_variants(), documents, page, strict=True):
+        try:
+            ImageManifest.from_data(document, name)
+            okai_accepts = True
+        except DocumentError:
+            okai_accepts = False
+        assert okai_accepts == (problem is None), (name, problem)
+    assert [problem is None for problem in page] == [True] * 4 + [False] * 14

@@ -54,6 +54,9 @@ let
     genAttrs = names: f: builtins.listToAttrs (map (name: { inherit name; value = f name; }) names);
     optional = condition: x: if condition then [ x ] else [ ];
     optionalString = condition: text: if condition then text else "";
+    all = builtins.all;
+    elem = builtins.elem;
+    concatStringsSep = builtins.concatStringsSep;
     inherit escapeShellArg;
     escapeShellArgs = args: builtins.concatStringsSep " " (map escapeShellArg args);
     getExe = package: "${package}/bin/${package.meta.mainProgram}";
@@ -66,16 +69,24 @@ let
   pkgs = {
     # The unit gets the script's text instead of a store path to it.
     writeShellScript = name: text: "# stub of ${name}\n" + text;
-    callPackage = throw "the stub never builds the okai package";
+    # What nix/package.nix would build, with what the module passed it.
+    callPackage = path: args: okaiWith args.extraPythonPackages "/stub/okai-built";
     coreutils = "/stub/coreutils";
     bubblewrap = "/stub/bubblewrap";
   };
-  okai = { outPath = "/stub/okai"; meta.mainProgram = "okai"; };
+  okaiWith = extra: outPath: {
+    inherit outPath;
+    meta.mainProgram = "okai";
+    pythonIdentity.packages = map (name: { inherit name; }) ([ "numpy" ] ++ extra);
+  };
+  okai = okaiWith [ ] "/stub/okai";
   module = import modulePath { inherit config lib pkgs; };
   defaults = builtins.mapAttrs (_: option: option.default or null)
     (module.options.services.okai-node or module.options.okai.image.identity);
   config = {
-    services.okai-node = defaults // { enable = true; package = okai; } // overrides;
+    # `package = "default"` leaves the option's default, the module's own build.
+    services.okai-node = defaults // { enable = true; package = okai; } // overrides
+      // (if overrides.package or null == "default" then { inherit (defaults) package; } else { });
     okai.image.identity = defaults // { enable = true; } // overrides;
     networking = networking;
     security.allowUserNamespaces = overrides.allowUserNamespaces or true;
@@ -189,6 +200,26 @@ def test_the_agent_can_sandbox_the_job_and_nothing_more() -> None:
 
     assert user_namespaces(config)
     assert not user_namespaces(node_config(allowUserNamespaces=False))
+
+
+def test_extra_python_packages_are_built_into_the_agent_s_package() -> None:
+    def holds_extras(config: Any) -> bool:
+        (found,) = [
+            a["assertion"] for a in config["assertions"] if "extraPythonPackages" in a["message"]
+        ]
+        return bool(found)
+
+    built = node_config(extraPythonPackages=["einops"], package="default")
+    assert holds_extras(built)
+    start = built["systemd"]["services"]["okai-node"]["serviceConfig"]["ExecStart"]
+    assert shlex.split(start)[:3] == ["/stub/okai-built/bin/okai", "node", "run"]
+    assert holds_extras(node_config())  # none asked, none needed
+    # A package set by hand would silently lack them: refused, saying what to do.
+    by_hand = node_config(extraPythonPackages=["einops"])
+    assert not holds_extras(by_hand)
+    (message,) = [a["message"] for a in by_hand["assertions"] if not a["assertion"]]
+    assert "lacks some of services.okai-node.extraPythonPackages\n(einops)" in message
+    assert "Leave `package` at its default" in message
 
 
 def test_secrets_are_a_credential_of_the_agent_only() -> None:

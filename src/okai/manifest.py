@@ -322,6 +322,36 @@ class NixosIdentity(Model):
     flake_revision: str = Field(min_length=1, description="git revision, or 'dirty-<narHash>'")
 
 
+class PythonPackage(Model):
+    """One Python package of the image: the locked wheel it was installed from."""
+
+    name: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", max_length=200)
+    """As the lock writes it (PEP 503: lowercase, `-` between words)."""
+    version: str = Field(min_length=1, max_length=100)
+    sha256: DigestField
+    """Of the wheel file (nix/python-packages.json, requirements.lock)."""
+
+
+class ImagePython(Model):
+    """The Python software of the image's okai (nix/package.nix's `pythonIdentity`)."""
+
+    version: str = Field(min_length=1, max_length=100, description="interpreter version")
+    packages: tuple[PythonPackage, ...] = Field(min_length=1, max_length=10_000)
+    extra_packages: tuple[str, ...] = Field(
+        default=(), max_length=10_000, description="those the image asked for besides okai's own"
+    )
+
+    @model_validator(mode="after")
+    def _extras_are_packages(self) -> Self:
+        names = [package.name for package in self.packages]
+        if len(set(names)) != len(names):
+            raise ValueError("a package is listed twice")
+        missing = sorted(set(self.extra_packages) - set(names))
+        if missing:
+            raise ValueError(f"extra packages not among the packages: {missing[:3]}")
+        return self
+
+
 class ImageManifest(Document):
     """`okai.image/v1`: a worker VM image file and its NixOS identity."""
 
@@ -334,6 +364,8 @@ class ImageManifest(Document):
     sha256: DigestField
     blob_id: BlobId | None = None
     nixos: NixosIdentity
+    python: ImagePython | None = None
+    """Absent from manifests written before okai recorded it."""
 
 
 # ---------------------------------------------------------------- job

@@ -10,6 +10,7 @@ folder. Its behaviour comes from the environment:
     FAKE_NIX_FAIL       `build` to make the build fail
     FAKE_NIX_DIRTY      `1` for a flake with uncommitted changes
     FAKE_NIX_EVAL       what `eval --raw` prints instead of a store path
+    FAKE_NIX_PYTHON     what `eval --json` prints instead of PYTHON_IDENTITY
     FAKE_NIX_EXTRA      `1` to put a second image file into the build output
 """
 
@@ -25,6 +26,15 @@ from pathlib import Path
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 NAR_HASH = "sha256-FAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAK="
 _BASE32 = "0123456789abcdfghijklmnpqrsvwxyz"  # Nix's store-path alphabet
+PYTHON_IDENTITY = {  # nix/package.nix's passthru.pythonIdentity, shortened
+    "version": "3.11.14",
+    "packages": [
+        {"name": "einops", "version": "0.8.2", "sha256": "sha256:" + "e" * 64},
+        {"name": "numpy", "version": "2.3.5", "sha256": "sha256:" + "a" * 64},
+        {"name": "torch", "version": "2.13.0+cpu", "sha256": "sha256:" + "b" * 64},
+    ],
+    "extraPackages": ["einops"],
+}
 
 
 def store_hash(text: str) -> str:
@@ -68,6 +78,9 @@ def main(argv: list[str]) -> int:
         variant = installable.split("#", 1)[1].split(".", 1)[0]
         default = f"/nix/store/{store_hash(installable)}-nixos-system-okai-node-{variant}-25.11"
         print(env.get("FAKE_NIX_EVAL", default), end="")
+        return 0
+    if args[:2] == ["eval", "--json"] and args[2].endswith(".package.pythonIdentity"):
+        print(env.get("FAKE_NIX_PYTHON", json.dumps(PYTHON_IDENTITY)))
         return 0
     print(f"fake nix: unsupported command {argv}", file=sys.stderr)
     return 2

@@ -397,13 +397,41 @@ function readManifestProblem(blob, dataset) {
   return null;
 }
 
-const IMAGE_KEYS = ['schema', 'fileName', 'format', 'variant', 'size', 'sha256', 'blobId', 'nixos'];
+const IMAGE_KEYS = ['schema', 'fileName', 'format', 'variant', 'size', 'sha256', 'blobId', 'nixos', 'python'];
 const NIXOS_KEYS = ['systemToplevel', 'nixpkgsRevision', 'flakeRevision'];
 const STORE_PATH = /^\/nix\/store\/[0-9a-z]{32}-[^/]+$/;
 const REVISION = /^[0-9a-f]{40}$/;
 
+const PYTHON_KEYS = ['version', 'packages', 'extraPackages'];
+const PYTHON_PACKAGE_KEYS = ['name', 'version', 'sha256'];
+const PYTHON_PACKAGE_NAME = /^[a-z0-9]+(-[a-z0-9]+)*$/;
+const MAX_PYTHON_PACKAGES = 10000;
+const isShortText = (value, most) => typeof value === 'string' && value.length > 0 && [...value].length <= most;
+
+/** Why the image's Python packages (okai.manifest.ImagePython; absent in older manifests) are malformed, or null. */
+function imagePythonProblem(python) {
+  if (python === undefined || python === null) return null;
+  if (!hasOnly(python, PYTHON_KEYS)) return 'unknown fields in python';
+  if (!isShortText(python.version, 100)) return 'a bad python.version';
+  const { packages } = python;
+  if (!Array.isArray(packages) || packages.length < 1 || packages.length > MAX_PYTHON_PACKAGES) return 'a bad python.packages';
+  const names = new Set();
+  for (const entry of packages) {
+    if (!hasOnly(entry, PYTHON_PACKAGE_KEYS)) return 'unknown fields in python.packages';
+    if (typeof entry.name !== 'string' || entry.name.length > 200 || !PYTHON_PACKAGE_NAME.test(entry.name)) return 'a bad python package name';
+    if (!isShortText(entry.version, 100)) return 'a bad python package version';
+    if (!isDocumentDigest(entry.sha256)) return 'a bad python package sha256';
+    if (names.has(entry.name)) return 'a python package listed twice';
+    names.add(entry.name);
+  }
+  const extras = python.extraPackages === undefined ? [] : python.extraPackages;
+  if (!Array.isArray(extras) || extras.length > MAX_PYTHON_PACKAGES) return 'a bad python.extraPackages';
+  if (!extras.every((name) => typeof name === 'string' && names.has(name))) return 'python.extraPackages not among its packages';
+  return null;
+}
+
 /** Why an okai.image/v1 document is malformed (okai.manifest.ImageManifest), or null. */
-function imageManifestProblem(doc) {
+export function imageManifestProblem(doc) {
   if (!isObject(doc) || doc.schema !== 'okai.image/v1') return 'not an okai.image/v1 document';
   if (!hasOnly(doc, IMAGE_KEYS) || !hasOnly(doc.nixos, NIXOS_KEYS)) return 'unknown fields';
   const name = doc.fileName;
@@ -416,7 +444,7 @@ function imageManifestProblem(doc) {
   if (typeof systemToplevel !== 'string' || !STORE_PATH.test(systemToplevel)) return 'a bad nixos.systemToplevel';
   if (typeof nixpkgsRevision !== 'string' || !REVISION.test(nixpkgsRevision)) return 'a bad nixos.nixpkgsRevision';
   if (typeof flakeRevision !== 'string' || flakeRevision.length === 0) return 'a bad nixos.flakeRevision';
-  return null;
+  return imagePythonProblem(doc.python);
 }
 
 /** What the image manifest says, and whether it agrees with the registry (display only). */

@@ -61,6 +61,13 @@ def build_command(
         table.add_row("toplevel", manifest.nixos.system_toplevel)
         table.add_row("nixpkgs", manifest.nixos.nixpkgs_revision)
         table.add_row("flake", manifest.nixos.flake_revision)
+        if manifest.python is not None:  # absent only from older manifests
+            extras = ", ".join(manifest.python.extra_packages) or "none"
+            table.add_row(
+                "python",
+                f"{manifest.python.version}, {len(manifest.python.packages)} packages "
+                f"(for jobs: {extras})",
+            )
         console.print(f"built the {manifest.variant} image {manifest.file_name}")
         console.print(table)
 

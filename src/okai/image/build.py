@@ -3,7 +3,8 @@
 The manifest (`okai.image/v1`) records what the build says the image is:
 the file's size and SHA-256 (hashed while streaming, whatever the size), the
 system toplevel store path (evaluated, so a substituted image needs no local toplevel), the nixpkgs revision from
-`flake.lock`, and the flake's own revision from `nix flake metadata`. A flake
+`flake.lock`, the flake's own revision from `nix flake metadata`, and the
+Python packages of the image's okai (each locked wheel, job packages included). A flake
 with uncommitted changes has no revision anyone could rebuild from, so it is
 refused unless the caller allows it explicitly.
 
@@ -22,13 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from pydantic import ValidationError
+
 from okai.atomic import replace_symlink
 from okai.digest import Digest, read_chunks
 from okai.errors import UsageError
 from okai.image.errors import DirtyFlakeError, NixCommandError
 from okai.image.lock import locked_revision
 from okai.image.nix import Nix
-from okai.manifest import ImageManifest, NixosIdentity
+from okai.manifest import ImageManifest, ImagePython, NixosIdentity, document_error
 from okai.paths import state_dir
 
 HashProgress = Callable[[int], AbstractContextManager[Callable[[int], None]]]
@@ -53,8 +56,11 @@ VARIANTS: dict[str, Variant] = {
     "raw-efi": Variant("raw-efi", "raw", efi=True, extensions=(".img", ".raw")),
 }
 DEFAULT_VARIANT = "qemu"
-TOPLEVEL_ATTR = "passthru.config.system.build.toplevel"
+CONFIG_ATTR = "passthru.config"
 """Where nixpkgs' images.nix puts each variant's own evaluated configuration."""
+TOPLEVEL_ATTR = f"{CONFIG_ATTR}.system.build.toplevel"
+PYTHON_ATTR = f"{CONFIG_ATTR}.services.okai-node.package.pythonIdentity"
+"""The Python software of the image's okai package (nix/package.nix)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,7 @@ def build_image(
     build_output = nix.build(f"{flake}#{chosen.name}", out_dir / "result")
     image_file = find_image_file(build_output, chosen)
     toplevel = nix.store_path(f"{flake}#{chosen.name}.{TOPLEVEL_ATTR}")
+    python = image_python(nix, f"{flake}#{chosen.name}.{PYTHON_ATTR}")
     nixpkgs_revision = locked_revision(flake_dir / "flake.lock")
 
     size = image_file.stat().st_size
@@ -125,12 +132,22 @@ def build_image(
             nixpkgs_revision=nixpkgs_revision,
             flake_revision=source.flake_revision,
         ),
+        python=python,
     )
     image_link = out_dir / image_file.name
     replace_symlink(image_link, image_file)
     manifest_path = out_dir / "manifest.json"
     manifest.write(manifest_path)
     return BuiltImage(manifest, manifest_path, image_link, build_output)
+
+
+def image_python(nix: Nix, installable: str) -> ImagePython:
+    """The image's Python packages, as the flake evaluates them."""
+    try:
+        return ImagePython.model_validate(nix.eval_json(installable))
+    except ValidationError as exc:
+        problem = document_error(exc, f"the Python identity `nix eval {installable}` printed")
+        raise NixCommandError(str(problem)) from exc
 
 
 def find_image_file(build_output: Path, chosen: Variant) -> Path:

@@ -135,6 +135,13 @@ class Nix:
             )
         return path
 
+    def eval_json(self, installable: str) -> Any:
+        """The value of the attribute `installable`, evaluated and read as JSON."""
+        output = self._run(
+            [*EXPERIMENTAL, "eval", "--json", installable], what=f"nix eval {installable}"
+        )
+        return _json(output, f"nix eval --json {installable}")
+
     def _run(
         self, args: list[str], *, what: str, show_stderr: bool = False, timeout: float | None = None
     ) -> str:
