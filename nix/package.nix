@@ -1,11 +1,11 @@
 # okai as a Python application, on exactly the Python packages the tests
 # run against: every runtime package is the very file requirements.lock
 # names (nix/python-packages.json gives its URL and hash), torch included,
-# which is the upstream CPU wheel. `extraPythonPackages` adds packages the
-# jobs' code imports, from the same lock (pyproject.toml's `jobs` group). Not nixpkgs' Python set: its torch is
+# which is the upstream CPU wheel. Not nixpkgs' Python set: its torch is
 # another version and build, its numpy links another BLAS, so a model
 # trained in the image could not be reproduced bit for bit elsewhere
-# (docs/image.md, "One version set").
+# (docs/image.md, "One version set"). `extraPythonPackages` adds packages
+# the jobs' code imports, from the same lock (pyproject.toml's `jobs` group).
 #
 # Called with pkgs.callPackage. The wheels are manylinux builds;
 # autoPatchelfHook points their native libraries at the store's libc and

@@ -137,7 +137,7 @@ def public_url(name: str, url: str) -> str:
 
 
 def resolve() -> dict[str, Any]:
-    """pip's report of okai's runtime dependencies and `jobs` group, on this interpreter and platform."""
+    """pip's report on okai with its `jobs` group, for this interpreter and platform."""
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "report.json"
         subprocess.run(
@@ -202,6 +202,8 @@ def packages_of(report: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]
                 "file": Path(unquote(urlparse(url).path)).name,
                 "url": public_url(name, url),
                 "sha256": info["archive_info"]["hashes"]["sha256"],
+                # pip reports the extras asked of a package, not who asked: an extra
+                # a job package wants counts for okai's use too (more, never less).
                 "requires": requirements_of(item, names, item.get("requested_extras") or []),
             }
         )
