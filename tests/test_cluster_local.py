@@ -4,9 +4,9 @@ Every node is a `python -m okai node run` process group with its own state
 dir and cache; the nodes read the demo dataset from a Walrus-compatible
 server over HTTP and rank 0's node stores the model and receipt there. One
 process per node spares the machine's two cores. The job runs in the agent's
-bubblewrap sandbox (network shared); a hostile entry point gets none of the
-agent's credentials, and the sandbox changes no byte of an honest model
-(one-node clusters: several nodes are not sandboxed yet).
+bubblewrap sandbox (network shared) on one node as on several; a hostile
+entry point gets none of the agent's credentials, and the sandbox changes no
+byte of an honest model.
 """
 
 from __future__ import annotations
@@ -127,9 +127,9 @@ def test_two_nodes_train_the_demo_and_leave_a_verified_run_dir(stack: Stack) -> 
         stored = client.read_bytes(outcome["modelBlobId"], Digest(outcome["modelSha256"]))
     assert stored == (run_dir / "model.safetensors").read_bytes()
 
-    # Each node read the dataset from Walrus into its own cache.
+    # Each node's sandboxed job read the dataset from Walrus into its own home's cache.
     for folder in node_folders(stack, "demo"):
-        cached = list((folder / "home" / "cache").rglob("*"))
+        cached = list((folder / JOB_HOME / ".okai" / "cache").rglob("*"))
         assert any(p.is_file() for p in cached), f"{folder} fetched nothing"
 
     shown = run_okai("--json", "cluster", "status", "demo", check=True)
@@ -298,11 +298,13 @@ SECRETS = {
 FILE_SECRET = "a-secret-file-of-the-operator-0123456789"
 
 
+@pytest.mark.parametrize("nodes", [1, 2])
 def test_a_hostile_entry_point_gets_none_of_the_agents_credentials(
-    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nodes: int
 ) -> None:
     """The agent holds credentials (its environment, the systemd credential file); the job's
-    code runs in its sandbox and reaches none of them, nor the agent's state."""
+    code runs in its sandbox on every node and reaches none of them, nor any agent's state."""
+    name = f"hostile{nodes}"
     credentials = tmp_path / "credentials"
     credentials.mkdir()
     (credentials / SECRETS_CREDENTIAL).write_text(f"OKAI_WALRUS_JWT={SECRETS['OKAI_WALRUS_JWT']}\n")
@@ -310,10 +312,13 @@ def test_a_hostile_entry_point_gets_none_of_the_agents_credentials(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRETS["AWS_SECRET_ACCESS_KEY"])
     operator_file = stack.home / "operator-secret.txt"
     operator_file.write_text(FILE_SECRET)
-    node = stack.home / ".okai" / "clusters" / "hostile" / "node-0"
+    folders = [stack.home / ".okai" / "clusters" / name / f"node-{rank}" for rank in range(nodes)]
     host, port = stack.walrus_url.removeprefix("http://").split(":")
     read = [str(credentials / SECRETS_CREDENTIAL), str(operator_file), "/etc/shadow"]
-    write = [str(node / "status.json"), str(node / "job" / "cluster.json"), str(stack.home / "x")]
+    # Every node's state, its own and (on one machine) its neighbour's.
+    write = [str(stack.home / "x")]
+    for node in folders:
+        write += [str(node / "status.json"), str(node / "job" / "cluster.json")]
     code = f"HOST = {host!r}\nPORT = {int(port)}\nREAD = {read!r}\nWRITE = {write!r}\n" + PROBE
     with stack.client() as client:
         stored = client.store_bytes(code.encode())
@@ -324,11 +329,12 @@ def test_a_hostile_entry_point_gets_none_of_the_agents_credentials(
         ),
         hyperparameters={"epochs": 1},
         datasets=(stack.dataset,),
+        nodes=nodes,
         procs_per_node=1,
     )
     settings = load_settings(None)
     request = clusters.ClusterRequest(
-        name="hostile",
+        name=name,
         job=job,
         walrus=clusters.walrus_endpoints(settings),
         allow_unregistered_host=True,
@@ -337,38 +343,42 @@ def test_a_hostile_entry_point_gets_none_of_the_agents_credentials(
     )
     outcome = clusters.up(request, LocalBackend(), settings, clusters.Events())
     assert outcome.receipt.model_sha256 == Digest.of_file(outcome.run_dir / "model.safetensors")
+    assert outcome.receipt.world_size == nodes
 
-    run = node / "runs" / outcome.receipt.run_id
-    probe = json.loads((run / "probe.json").read_text())
-    shown = json.dumps(probe)
-    for value in [*SECRETS.values(), FILE_SECRET]:
-        assert value not in shown
-    assert "CREDENTIALS_DIRECTORY" not in probe["env"]
-    assert probe["env"]["HOME"] == "/okai/home" and probe["env"]["OKAI_WALRUS_AGGREGATORS"]
-    # Its own PID namespace: torchrun and the worker, never the agent.
-    assert 2 <= len(probe["environs"]) <= 4
-    assert all("CREDENTIALS_DIRECTORY" not in environ for environ in probe["environs"])
-    assert all(result.startswith("denied: ") for result in probe["read"].values()), probe
-    assert all(result.startswith("denied: ") for result in probe["write"].values()), probe
-    assert read_status(node).state == NodeState.FINISHED and not (stack.home / "x").exists()
-    # The network is shared (rendezvous, Walrus reads): documented, not isolated.
-    assert probe["walrus"] == "done: connected"
-    for path in node.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            assert FILE_SECRET.encode() not in path.read_bytes(), path
-    marks = tokens("hostile")
-    clusters.down(ClusterState.load("hostile"), LocalBackend())
-    assert_all_gone("hostile", marks)
+    for node in folders:
+        run = node / "runs" / outcome.receipt.run_id
+        probe = json.loads((run / "probe.json").read_text())
+        shown = json.dumps(probe)
+        for value in [*SECRETS.values(), FILE_SECRET]:
+            assert value not in shown, node
+        assert "CREDENTIALS_DIRECTORY" not in probe["env"]
+        assert probe["env"]["HOME"] == "/okai/home" and probe["env"]["OKAI_WALRUS_AGGREGATORS"]
+        # Its own PID namespace: torchrun and the worker, never an agent.
+        assert 2 <= len(probe["environs"]) <= 4
+        assert all("CREDENTIALS_DIRECTORY" not in environ for environ in probe["environs"])
+        assert all(result.startswith("denied: ") for result in probe["read"].values()), probe
+        assert all(result.startswith("denied: ") for result in probe["write"].values()), probe
+        assert read_status(node).state == NodeState.FINISHED
+        # The network is shared (rendezvous, Walrus reads): documented, not isolated.
+        assert probe["walrus"] == "done: connected"
+        for path in node.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                assert FILE_SECRET.encode() not in path.read_bytes(), path
+    assert not (stack.home / "x").exists()
+    marks = tokens(name)
+    clusters.down(ClusterState.load(name), LocalBackend())
+    assert_all_gone(name, marks)
 
 
+@pytest.mark.parametrize("nodes", [1, 2])
 def test_the_sandbox_changes_no_byte_of_an_honest_model(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, nodes: int
 ) -> None:
     """The same deterministic job, sandboxed and as the agent: one model."""
     settings = load_settings(None)
-    job = digits_job((stack.dataset,), nodes=1, procs_per_node=1, epochs=1)
+    job = digits_job((stack.dataset,), nodes=nodes, procs_per_node=1, epochs=1)
     digests = []
-    for name, unsafe in (("boxed", False), ("plain", True)):
+    for name, unsafe in ((f"boxed{nodes}", False), (f"plain{nodes}", True)):
         if unsafe:
             monkeypatch.setenv(UNSAFE_ENV, "1")
         request = clusters.ClusterRequest(
@@ -379,10 +389,12 @@ def test_the_sandbox_changes_no_byte_of_an_honest_model(
             poll_s=0.5,
         )
         outcome = clusters.up(request, LocalBackend(), settings, clusters.Events())
+        assert outcome.receipt.world_size == nodes
         digests.append(outcome.receipt.model_sha256)
-        log = (node_folders(stack, name)[0] / "agent.log").read_text()
-        assert (UNSAFE_ENV in log) == unsafe, log
-        cached = (node_folders(stack, name)[0] / JOB_HOME / ".okai" / "cache").rglob("*")
-        assert any(path.is_file() for path in cached) != unsafe
+        for folder in node_folders(stack, name):
+            log = (folder / "agent.log").read_text()
+            assert (UNSAFE_ENV in log) == unsafe, log
+            cached = (folder / JOB_HOME / ".okai" / "cache").rglob("*")
+            assert any(path.is_file() for path in cached) != unsafe
         clusters.down(ClusterState.load(name), LocalBackend())
     assert digests[0] == digests[1]

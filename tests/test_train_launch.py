@@ -65,7 +65,7 @@ def test_the_node_whose_address_is_the_endpoint_hosts_the_store(
 
 
 def test_gloo_and_nccl_use_the_interface_of_the_local_address(options: LaunchOptions) -> None:
-    assert interface_of("127.0.0.1") == "lo"
+    assert interface_of("127.0.0.1") == interface_of("127.0.0.2") == "lo"
     assert interface_of("203.0.113.7") is None
     rendezvous = Rendezvous(endpoint="127.0.0.1:29400", run_id="r", local_addr="127.0.0.1")
     env = _environment(LaunchOptions(source=options.source, rendezvous=rendezvous))

@@ -2,10 +2,13 @@
 
 Each node is a folder, `.okai/clusters/<name>/node-<rank>/`, used as the
 agent's state dir, and a `python -m okai node run` process started on it
-(`LocalChannel`), with torchrun and its workers below it. The nodes
-rendezvous on 127.0.0.1 at a free port and read their data from the Walrus
-endpoints of the configured network (the local stack's server by default),
-each with its own cache, as separate machines would.
+(`LocalChannel`), with torchrun and its workers below it. Node `rank` has the
+loopback address 127.0.0.1 + rank (Linux routes all of 127/8 to the loopback
+interface), as separate machines have addresses of their own: torchrun tells
+nodes apart by address and process ID, and a sandboxed torchrun has the same
+process ID on every node. The nodes rendezvous at node 0's address on a free
+port and read their data from the Walrus endpoints of the configured network
+(the local stack's server by default), each with its own cache.
 
 Every process of a node carries a random token of that node in its
 environment (`OKAI_NODE_MARK`, see `okai.compute.marks`), recorded in the
@@ -16,6 +19,7 @@ stops exactly the cluster's processes (agents, torchrun, workers), also after
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import shutil
 import socket
@@ -95,7 +99,7 @@ class LocalBackend:
                     NodeRecord(
                         rank=rank,
                         name=f"{request.name}-node-{rank}",
-                        address=LOOPBACK,
+                        address=node_address(rank),
                         resource_id=str(path),
                         attrs={"token": secrets.token_hex(16)},
                     )
@@ -117,7 +121,7 @@ class LocalBackend:
         env = {
             MARK_ENV: str(node.attrs["token"]),
             "OKAI_HOME": str(path / "home"),
-            ADDRESS_ENV: LOOPBACK,
+            ADDRESS_ENV: node_address(node.rank),
         }
 
         def record(launched: Launched) -> None:
@@ -156,6 +160,11 @@ class LocalBackend:
         if folder:
             shutil.rmtree(folder, ignore_errors=True)
         state.set_status(ClusterStatus.STOPPED, error=state.error)
+
+
+def node_address(rank: int) -> str:
+    """Node `rank`'s loopback address: one of its own, as on separate machines."""
+    return str(ipaddress.IPv4Address(LOOPBACK) + rank)
 
 
 def free_port() -> int:

@@ -334,11 +334,15 @@ def _environment(options: LaunchOptions) -> dict[str, str]:
 
 
 def interface_of(address: str) -> str | None:
-    """The name of the local network interface holding IPv4 `address`, if any."""
+    """The name of the local network interface holding IPv4 `address`, if any.
+
+    Every 127/8 address is the loopback interface's (Linux routes them all there), though
+    the interface reports only 127.0.0.1: a local cluster's nodes use 127.0.0.2 and on."""
     try:
         wanted = socket.inet_aton(address)
     except OSError:
         return None
+    loopback = wanted[0] == 127
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for _, name in socket.if_nameindex():
             request = struct.pack("256s", name.encode()[:15])
@@ -346,7 +350,7 @@ def interface_of(address: str) -> str | None:
                 answer = fcntl.ioctl(sock.fileno(), 0x8915, request)  # SIOCGIFADDR
             except OSError:
                 continue
-            if answer[20:24] == wanted:
+            if answer[20:24] == wanted or (loopback and answer[20] == 127):
                 return name
     return None
 

@@ -12,11 +12,14 @@ written. `Sandbox.wrap` puts the torchrun command inside bubblewrap (`bwrap`):
   `/okai/run`: the one folder the code can change;
 - the environment an explicit allow-list (`environment`): no key, token or JWT.
 
-A cluster node's agent uses the same sandbox with `network=True` (`Sandbox.find`): the
-job shares the node's network namespace, because its ranks meet other nodes (torchrun's
-rendezvous, gloo/NCCL) and it reads its data from Walrus; everything else is as above, plus
-the host's resolver files, the node's image identity (`readable`) and a writable home of
-the job's own (`home`), where okai caches the data it reads.
+A cluster node's agent uses the same sandbox with `network=True` (`Sandbox.find`), on one
+node as on several: the job shares the node's network namespace, because its ranks meet
+other nodes (torchrun's rendezvous, gloo/NCCL) and it reads its data from Walrus; the UTS
+namespace is new but keeps the node's host name; everything else is as above, plus the
+host's resolver files, the node's image identity (`readable`) and a writable home of the
+job's own (`home`), where okai caches the data it reads. torchrun is PID 2 of its sandbox
+on every node and tells nodes apart by address and PID: each node needs an address of its
+own (`--local-addr`), as a local cluster's nodes get (okai.compute.local).
 
 `without_secrets` is what every other run of training code (`okai train`) gets: the
 caller's environment less anything that looks like a credential.

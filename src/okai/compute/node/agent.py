@@ -13,15 +13,13 @@ Started again for the same run (a crash, a reboot, an elastic restart), the
 agent joins the run again: torchrun resumes from the run's checkpoints. A run
 that has already finished is reported, not repeated.
 
-The job's entry point is anyone's code, so on a one-node cluster torchrun and
-its workers run in the bubblewrap sandbox `okai verify --reproduce` uses (okai.train.sandbox), with
-the node's network shared: an allow-listed environment (no secret of the
-agent's), no view of the agent's processes, files or credentials, the system
-read-only, the run directory and a home of the job's own the only writable
-folders. Where no sandbox can be set up the agent refuses the job, unless
-`OKAI_NODE_UNSAFE_NO_SANDBOX=1` says to run it as the agent. Jobs of several
-nodes are not sandboxed yet (their workers lose only the agent's credential
-variables): see docs/trust-model.md.
+The job's entry point is anyone's code, so torchrun and its workers run in the
+bubblewrap sandbox `okai verify --reproduce` uses (okai.train.sandbox), with the
+node's network shared, on one node as on several: an allow-listed environment
+(no secret of the agent's), no view of the agent's processes, files or
+credentials, the system read-only, the run directory and a home of the job's own
+the only writable folders. Where no sandbox can be set up the agent refuses the
+job, unless `OKAI_NODE_UNSAFE_NO_SANDBOX=1` says to run it as the agent.
 """
 
 from __future__ import annotations
@@ -166,15 +164,10 @@ class Agent:
         check_identity(cluster, identity)
         self.log(f"host: {identity.host}")
         self._configure_walrus(cluster)
-        self._sandbox = self._find_sandbox(cluster)
+        self._sandbox = self._find_sandbox()
 
-    def _find_sandbox(self, cluster: ClusterFile) -> Sandbox | None:
+    def _find_sandbox(self) -> Sandbox | None:
         """The sandbox the job's code runs in; refuses the job where there is none."""
-        if cluster.nodes > 1:
-            # Not yet: torchrun's rendezvous between sandboxed nodes stalled in the local
-            # cluster test. These workers get the environment less its credentials only.
-            self.log("WARNING: a job of several nodes runs outside the sandbox (not yet isolated)")
-            return None
         if os.environ.get(UNSAFE_ENV) == "1":
             self.log(
                 f"WARNING: {UNSAFE_ENV}=1: the job's code runs as this agent, with its files, "
