@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from pydantic.alias_generators import to_camel
 
 from okai.atomic import write_atomically
+from okai.documents import document_error
 from okai.errors import DocumentError, UsageError
 from okai.paths import state_dir
 
@@ -166,9 +167,7 @@ class ClusterState(_Record):
         try:
             state = cls.model_validate_json(raw)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or None
-            raise DocumentError(path, where, first["msg"]) from exc
+            raise document_error(exc, path) from exc
         if state.schema_ != SCHEMA:
             raise DocumentError(path, "schema", f"expected {SCHEMA}, got {state.schema_!r}")
         state._path = path

@@ -29,6 +29,7 @@ from pydantic.alias_generators import to_camel
 
 from okai.atomic import write_atomically
 from okai.compute.node.files import STATUS_FILE
+from okai.documents import document_error
 from okai.errors import DocumentError, OkaiError
 
 SCHEMA = "okai.node-status/v1"
@@ -168,9 +169,7 @@ def read_status(state_dir: Path) -> NodeStatus:
     try:
         status = NodeStatus.model_validate_json(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or None
-        raise DocumentError(path, where, first["msg"]) from exc
+        raise document_error(exc, path) from exc
     if status.schema_ != SCHEMA:
         raise DocumentError(path, "schema", f"expected {SCHEMA}, got {status.schema_!r}")
     if not status.state.terminal and status.pid is not None and not agent_alive(status):
