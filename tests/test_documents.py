@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,8 +132,16 @@ def test_syntax_errors_give_line_and_column(
     assert str(error) == f"{tmp_path / name}: {problem}"
 
 
-def test_json_nested_past_the_parsers_recursion_is_refused(tmp_path: Path) -> None:
+def test_deep_nesting_is_refused_before_the_parser_recurses(tmp_path: Path) -> None:
+    # py_ecc (imported with eth_account) raises the recursion limit to 100000, past which
+    # json's C parser would overflow the stack rather than raise RecursionError.
+    import py_ecc  # noqa: F401
+
+    assert sys.getrecursionlimit() >= 100_000
     path = write(tmp_path, "deep.json", "[" * 200_000 + "]" * 200_000)
+    assert problem_of(path).problem == "nested deeper than 64 levels"
+    assert read_document(write(tmp_path, "ok.json", '{"a": ' + "[" * 63 + "]" * 63 + "}"))
+    path = write(tmp_path, "deep.toml", "a = " + "[" * 200_000 + "]" * 200_000)
     assert problem_of(path).problem == "nested too deeply"
 
 

@@ -12,9 +12,9 @@ field, problem)` themselves; callers that validate with pydantic turn its error 
 with `document_error`. A document's keys and a validator's words can be a stranger's
 strings, so field paths and problems are shown inert (`okai.inert`).
 
-Parsing is Python's own (`json`, `tomllib`): the documents okai reads back from its own
-state and from users. What the verification page must read identically goes through
-`okai.strict_json` instead.
+Parsing is Python's own (`json`, `tomllib`), after `okai.strict_json`'s depth check: the
+documents okai reads back from its own state and from users. What the verification page
+must read identically goes through `okai.strict_json` whole instead.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pydantic_core import ErrorDetails
 
 from okai.errors import DocumentError
 from okai.inert import inert
+from okai.strict_json import MAX_DEPTH, JsonProblem, nesting_depth
 
 Format = Literal["json", "toml"]
 SUFFIXES: dict[str, Format] = {".json": "json", ".toml": "toml"}
@@ -89,6 +90,10 @@ def parse_document(
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
         raise error(source, None, f"not UTF-8 text (byte {exc.start})", hint=hint) from None
+    if format == "json" and nesting_depth(text) > MAX_DEPTH:
+        # Checked first: json's C parser recurses once per level, and past a raised
+        # recursion limit (eth_account's py_ecc sets 100000) it overflows the stack.
+        raise error(source, None, JsonProblem("too-deep").text, hint=hint)
     try:
         data = json.loads(text) if format == "json" else tomllib.loads(text)
     except json.JSONDecodeError as exc:
@@ -102,7 +107,7 @@ def parse_document(
             else f"not valid TOML: {exc}"
         )
         raise error(source, None, problem, hint=hint) from None
-    except RecursionError:  # [[[[... : json recurses once per level
+    except RecursionError:  # a = [[[[...: tomllib recurses once per level
         raise error(source, None, "nested too deeply", hint=hint) from None
     return require_object(data, source, error=error, hint=hint)
 
