@@ -123,6 +123,7 @@ def test_text_that_is_not_utf8_is_refused_with_its_byte(
             "a = 1\na = 2\n",
             "not valid TOML (line 2, column 6): Cannot overwrite a value",
         ),
+        ("doc.toml", "network = [\n", "not valid TOML (at the end): Invalid value"),
     ],
 )
 def test_syntax_errors_give_line_and_column(

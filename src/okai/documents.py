@@ -36,7 +36,10 @@ from okai.strict_json import MAX_DEPTH, JsonProblem, nesting_depth
 
 Format = Literal["json", "toml"]
 SUFFIXES: dict[str, Format] = {".json": "json", ".toml": "toml"}
-_TOML_POSITION = re.compile(r"^(?P<message>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
+# tomllib ends its messages with where: "(at line 3, column 7)" or "(at end of document)".
+_TOML_WHERE = re.compile(
+    r"^(?P<message>.*) \(at (?P<where>line \d+, column \d+|end of document)\)$"
+)
 
 
 def read_document(
@@ -100,11 +103,10 @@ def parse_document(
         problem = f"not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
         raise error(source, None, problem, hint=hint) from None
     except tomllib.TOMLDecodeError as exc:
-        found = _TOML_POSITION.match(str(exc))
+        found = _TOML_WHERE.match(str(exc))
+        where = found["where"].replace("end of document", "at the end") if found else None
         problem = (
-            f"not valid TOML (line {found['line']}, column {found['column']}): {found['message']}"
-            if found
-            else f"not valid TOML: {exc}"
+            f"not valid TOML ({where}): {found['message']}" if found else f"not valid TOML: {exc}"
         )
         raise error(source, None, problem, hint=hint) from None
     except RecursionError:  # a = [[[[...: tomllib recurses once per level
