@@ -30,7 +30,7 @@ from okai.chain import (
 from okai.chain.dev import dev_network
 from okai.config import PRESETS, Network, Secrets, load_settings
 from okai.dev.anvil import running_anvil
-from okai.errors import ExitCode
+from okai.errors import ConfigError, ExitCode
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_keystore_unlocks_and_the_dev_key_in_a_keystore_is_refused(tmp_path: Pat
         load_signer(COSTON2, Secrets(keystore=dev_store, keystore_password=SecretStr("pw")))
     garbage = tmp_path / "garbage.json"
     garbage.write_text("{not json")
-    with pytest.raises(SignerError, match="cannot read the keystore"):
+    with pytest.raises(ConfigError, match=r"garbage\.json: not valid JSON \(line 1, column 2\)"):
         load_signer(COSTON2, Secrets(keystore=garbage, keystore_password=SecretStr("pw")))
 
 

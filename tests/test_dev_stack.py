@@ -91,8 +91,9 @@ def test_unreadable_stack_file_says_how_to_recover(okai_home: Path) -> None:
     path.parent.mkdir(parents=True)
     path.write_text("{truncated")
     result = run_okai("dev", "status")
-    assert result.returncode == 1
-    assert "stack.json is unreadable" in result.stderr and "remove" in result.stderr
+    assert result.returncode == 2
+    assert "stack.json: not valid JSON (line 1, column 2)" in result.stderr
+    assert "okai dev down" in result.stderr and "remove" in result.stderr
 
 
 def test_missing_anvil_binary_is_a_clear_error(

@@ -61,10 +61,10 @@ def test_cyclic_follows_end(tmp_path: Path) -> None:
         (lock_with("short", {"short": {"locked": {"rev": "abc123"}}}), "nodes.short.locked.rev"),
         (lock_with("text", {"text": "not a node"}), "nodes.text.locked.rev"),
         (lock_with(["text", "x"], {"text": ["no inputs"]}), "nodes.root.inputs"),
-        ([1, 2, 3], "nodes"),
+        ([1, 2, 3], None),
     ],
 )
-def test_malformed_lock_names_the_field(tmp_path: Path, data: object, field: str) -> None:
+def test_malformed_lock_names_the_field(tmp_path: Path, data: object, field: str | None) -> None:
     with pytest.raises(DocumentError) as caught:
         locked_revision(write(tmp_path, data))
     assert caught.value.field == field
@@ -73,5 +73,5 @@ def test_malformed_lock_names_the_field(tmp_path: Path, data: object, field: str
 def test_not_json(tmp_path: Path) -> None:
     path = tmp_path / "flake.lock"
     path.write_bytes(b"\xff\xfe not json")
-    with pytest.raises(DocumentError, match="cannot read as JSON"):
+    with pytest.raises(DocumentError, match=r"flake\.lock: not UTF-8 text \(byte 0\)"):
         locked_revision(path)

@@ -112,8 +112,11 @@ def test_malformed_and_truncated_files(tmp_path: Path, raw: bytes, problem: str)
 
 
 def test_missing_file_is_a_document_error(tmp_path: Path) -> None:
-    with pytest.raises(DocumentError, match="cannot read"):
+    with pytest.raises(DocumentError, match=r"nope\.json: does not exist"):
         JobSpec.load(tmp_path / "nope.json")
+    (tmp_path / "folder.json").mkdir()
+    with pytest.raises(DocumentError, match=r"folder\.json: cannot read: Is a directory"):
+        JobSpec.load(tmp_path / "folder.json")
 
 
 def test_job_defaults_digest_and_union_errors() -> None:

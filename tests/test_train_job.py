@@ -162,7 +162,7 @@ def test_okai_train_exits_2_on_a_bad_job_file(okai_home: Path, text: str, expect
 def test_a_missing_job_file_is_a_usage_error(okai_home: Path) -> None:
     result = run_okai("train", "nowhere.toml", "--data", str(okai_home))
     assert result.returncode == 2
-    assert "nowhere.toml: cannot read" in result.stderr
+    assert "nowhere.toml: does not exist" in result.stderr
 
 
 def test_the_demo_job_is_a_valid_trainable_job() -> None:

@@ -12,15 +12,15 @@ as `SecretStr` so they never print.
 
 from __future__ import annotations
 
-import json
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from okai.errors import ConfigError
+from okai.documents import read_document, read_document_if_exists, validation_problem
+from okai.errors import ConfigError, ConfigFileError
+from okai.inert import inert
 from okai.paths import dev_dir, state_dir
 
 WALRUS_PUBLIC_BODY_LIMIT = 10 * 1024 * 1024
@@ -186,10 +186,7 @@ def config_file_path() -> Path | None:
 def _read_config_file(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read configuration: {exc}") from exc
+    return read_document(path, "toml", error=ConfigFileError)
 
 
 def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
@@ -205,17 +202,21 @@ def _env_overrides(env: dict[str, str]) -> dict[str, Any]:
     return overrides
 
 
+def stack_file() -> Path:
+    """`okai dev up`'s record of the local stack: its processes and endpoints."""
+    return dev_dir() / "stack.json"
+
+
+def read_stack_file() -> dict[str, Any]:
+    """What `stack.json` holds; empty while no stack ran."""
+    path = stack_file()
+    hint = f"stop what runs (`okai dev down`), remove {path} and run `okai dev up` again"
+    return read_document_if_exists(path, "json", error=ConfigFileError, hint=hint) or {}
+
+
 def _dev_stack_overrides() -> dict[str, Any]:
     """Endpoints of the running local stack, if `okai dev up` wrote them."""
-    stack_file = dev_dir() / "stack.json"
-    try:
-        stack = json.loads(stack_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(
-            f"{stack_file} is unreadable: {exc}", hint="run `okai dev down` then `okai dev up`"
-        ) from exc
+    stack = read_stack_file()
     overrides: dict[str, Any] = {}
     if rpc := stack.get("rpc_url"):
         overrides["rpc_url"] = rpc
@@ -227,17 +228,50 @@ def _dev_stack_overrides() -> dict[str, Any]:
     return overrides
 
 
+def deployments_file() -> Path:
+    """`okai chain deploy`'s record of the registry on each public network."""
+    return state_dir() / "deployments.json"
+
+
+def read_deployments() -> dict[str, Any]:
+    """What `deployments.json` holds, by network name; empty before the first deployment."""
+    return (
+        read_document_if_exists(
+            deployments_file(), "json", error=ConfigFileError, hint="fix or remove it"
+        )
+        or {}
+    )
+
+
 def _deployed_registry(name: str) -> dict[str, Any]:
     """The registry address `okai chain deploy` saved for this network, if any."""
-    path = state_dir() / "deployments.json"
-    try:
-        deployments = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    entry = read_deployments().get(name)
+    if not isinstance(entry, dict):
         return {}
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path} is unreadable: {exc}") from exc
-    entry = deployments.get(name)
-    return {"registry_address": entry["address"]} if isinstance(entry, dict) else {}
+    if not isinstance(address := entry.get("address"), str):
+        raise ConfigFileError(
+            deployments_file(), f"{name}.address", "missing", hint="fix or remove it"
+        )
+    return {"registry_address": address}
+
+
+def _settings_error(
+    exc: ValidationError,
+    name: str,
+    path: Path | None,
+    file_table: dict[str, Any],
+    env: dict[str, str],
+) -> ConfigError:
+    """A field that failed validation, named where it was set: variable, file or preset."""
+    fields, problem = validation_problem(exc)
+    field = ".".join(fields)
+    top = fields[0] if fields else None
+    variable = next((var for var, key in _ENV_OVERRIDES.items() if key == top), None)
+    if variable is not None and env.get(variable):
+        return ConfigError(f"{variable}: {problem}")
+    if path is not None and top in file_table:
+        return ConfigFileError(path, f"networks.{name}.{field}", problem)
+    return ConfigError(f"network {name}: field '{inert(field)}': {problem}")
 
 
 def load_settings(network: str | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -258,10 +292,11 @@ def load_settings(network: str | None = None, env: dict[str, str] | None = None)
         deployed = _deployed_registry(name)
         fields.update(deployed)
         if deployed and "OKAI_HOME" not in env:
-            local["registry_address"] = str(state_dir() / "deployments.json")
-    file_table = file_config.get("networks", {}).get(name, {})
+            local["registry_address"] = str(deployments_file())
+    networks = file_config.get("networks", {})
+    file_table = networks.get(name, {}) if isinstance(networks, dict) else None
     if not isinstance(file_table, dict):
-        raise ConfigError(f"{path}: [networks.{name}] must be a table")
+        raise ConfigFileError(str(path), f"networks.{name}", "must be a table")
     fields.update(file_table)
     if name != "dev" and path is not None and not env.get("OKAI_CONFIG"):
         local.update({key: str(path) for key in file_table if key in TRUST_FIELDS})
@@ -269,9 +304,7 @@ def load_settings(network: str | None = None, env: dict[str, str] | None = None)
     try:
         resolved = Network.model_validate(fields)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"network {name}: field '{where}': {first['msg']}") from exc
+        raise _settings_error(exc, name, path, file_table, env) from exc
     for key in _env_overrides(env):
         local.pop(key, None)  # an environment variable is an explicit choice
     return Settings(

@@ -6,7 +6,8 @@ one exit code of the CLI::
     OkaiError
     ├── UsageError            exit 2  the input is wrong: fix the command or the file
     │   ├── ConfigError               configuration or secrets are missing or invalid
-    │   └── DocumentError             a manifest, job or JSON document is malformed
+    │   ├── DocumentError             a manifest, job or JSON document is malformed
+    │   └── ConfigFileError           a configuration file is malformed: both of the above
     ├── OperationalError      exit 1  something outside failed: retry or fix the environment
     └── VerificationError     exit 3  a check of provenance or integrity failed
         └── IntegrityError            bytes do not match the digest we trust
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 from pathlib import Path
+
+from okai.inert import inert
 
 
 class ExitCode(IntEnum):
@@ -61,15 +64,23 @@ class DocumentError(UsageError):
     """A JSON or TOML document (manifest, job, receipt) is malformed.
 
     `source` names the file (or blob) and `field` the offending field as a
-    dotted path, so the message points at exactly what to fix.
+    dotted path, so the message points at exactly what to fix. A field path is made of a
+    document's keys, which anyone may have written: it is shown inert. `okai.documents`
+    reads documents and words their problems.
     """
 
-    def __init__(self, source: str | Path, field: str | None, problem: str) -> None:
+    def __init__(
+        self, source: str | Path, field: str | None, problem: str, *, hint: str | None = None
+    ) -> None:
         self.source = str(source)
-        self.field = field
+        self.field = None if field is None else inert(field)
         self.problem = problem
-        where = f"{self.source}: field '{field}'" if field else self.source
-        super().__init__(f"{where}: {problem}")
+        where = f"{self.source}: field '{self.field}'" if field else self.source
+        super().__init__(f"{where}: {problem}", hint=hint)
+
+
+class ConfigFileError(DocumentError, ConfigError):
+    """A configuration or state file (okai.toml, .okai/*.json, a keystore) is malformed."""
 
 
 class OperationalError(OkaiError):

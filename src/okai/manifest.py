@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from okai.digest import Digest, DigestFormatError, canonical_json
+from okai.documents import document_error, parse_document, read_document, require_object
 from okai.errors import DocumentError
 
 UNREGISTERED_HOST = "unregistered host"
@@ -156,22 +157,11 @@ class Document(Model):
     @classmethod
     def from_json_bytes(cls, raw: bytes, source: str | Path) -> Self:
         """Parse and validate; errors name `source` and the field at fault."""
-        try:
-            # Decode explicitly: json.loads would guess UTF-16/32 from a byte-order mark.
-            data = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise DocumentError(source, None, f"not UTF-8 text: {exc}") from exc
-        except json.JSONDecodeError as exc:
-            raise DocumentError(
-                source, None, f"not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
-            ) from exc
-        return cls.from_data(data, source)
+        return cls.from_data(parse_document(raw, source, "json"), source)
 
     @classmethod
     def from_data(cls, data: Any, source: str | Path) -> Self:
-        if not isinstance(data, dict):
-            raise DocumentError(source, None, f"expected a JSON object, got {type(data).__name__}")
-        check_schema(data, cls.KIND, cls.VERSION, source)
+        check_schema(require_object(data, source), cls.KIND, cls.VERSION, source)
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
@@ -179,11 +169,7 @@ class Document(Model):
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
-        try:
-            raw = Path(path).read_bytes()
-        except OSError as exc:
-            raise DocumentError(path, None, f"cannot read: {exc.strerror or exc}") from exc
-        return cls.from_json_bytes(raw, path)
+        return cls.from_data(read_document(path, "json"), path)
 
     def write(self, path: str | Path) -> None:
         """Write human-readable JSON; the digest is of the canonical form anyway."""
@@ -210,20 +196,6 @@ def check_schema(data: dict[str, Any], kind: str, version: int, source: str | Pa
         )
     if declared != f"okai.{kind}/v{version}":  # one spelling: no v01, no trailing newline
         raise DocumentError(source, "schema", f"{declared!r} is not 'okai.{kind}/v{version}'")
-
-
-def document_error(exc: ValidationError, source: str | Path) -> DocumentError:
-    """The first validation problem as a DocumentError with a dotted field path."""
-    first = exc.errors()[0]
-    # Union members appear in the location as class names; users only know fields.
-    parts = [
-        str(part) for part in first["loc"] if not (isinstance(part, str) and part[:1].isupper())
-    ]
-    field = ".".join(parts) or None
-    message = first["msg"]
-    if first["type"] == "extra_forbidden":
-        message = "unknown field"
-    return DocumentError(source, field, message)
 
 
 # ---------------------------------------------------------------- dataset

@@ -25,7 +25,8 @@ from typing import Any, Literal
 from okai.atomic import write_atomically
 from okai.config import Settings, load_settings
 from okai.digest import Digest
-from okai.errors import OperationalError, UsageError, VerificationError
+from okai.documents import read_document_if_exists
+from okai.errors import DocumentError, OperationalError, UsageError, VerificationError
 from okai.manifest import ManifestRef
 from okai.paths import state_dir
 
@@ -333,10 +334,9 @@ def _verify(run_dir: Path, deep: bool, registry: Any, walrus: Any) -> str:
 def _load_state() -> dict[str, Any]:
     """What earlier demos left to reuse: `.okai/demo/state.json`."""
     try:
-        state = json.loads((demo_folder() / "state.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        return read_document_if_exists(demo_folder() / "state.json") or {}
+    except DocumentError:  # only a cache: a damaged one is started afresh
         return {}
-    return state if isinstance(state, dict) else {}
 
 
 def _save_state(key: str, value: Any) -> None:

@@ -8,7 +8,6 @@ client deploys is always what the source says.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -20,6 +19,7 @@ from eth_utils.address import to_checksum_address
 
 from okai.chain.errors import REGISTRY_ERRORS, RegistryError
 from okai.digest import Digest
+from okai.documents import parse_document
 
 CONTRACT_NAME = "ProvenanceRegistry"
 ERROR_PREFIX = CONTRACT_NAME
@@ -41,7 +41,7 @@ class Artifact:
 def load_artifact() -> Artifact:
     """The committed artifact (read once per process)."""
     path = resources.files("okai.chain") / "artifacts" / f"{CONTRACT_NAME}.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = parse_document(path.read_bytes(), f"okai/chain/artifacts/{path.name}", "json")
     return Artifact(
         abi=data["abi"],
         bytecode=data["bytecode"],

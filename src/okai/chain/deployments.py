@@ -14,29 +14,16 @@ from typing import Any
 from okai.atomic import write_atomically
 from okai.chain.client import RegistryClient
 from okai.chain.records import Deployment
-from okai.config import Network
-from okai.errors import ConfigError
-from okai.paths import dev_dir, state_dir
+from okai.config import Network, deployments_file, read_deployments
+from okai.documents import read_document_if_exists
+from okai.errors import ConfigError, ConfigFileError
+from okai.paths import dev_dir
 
-
-def deployments_file() -> Path:
-    return state_dir() / "deployments.json"
+FIX = "fix or remove it"
 
 
 def dev_registry_file() -> Path:
     return dev_dir() / "registry.json"
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path} is unreadable: {exc}", hint="fix or remove it") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} does not hold a JSON object", hint="fix or remove it")
-    return data
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -46,17 +33,19 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def load_deployment(network: Network) -> Deployment | None:
     """The saved deployment for `network`, if any."""
     if network.is_dev:
-        entry: Any = _read_json(dev_registry_file()) or None
         path = dev_registry_file()
+        entry = read_document_if_exists(path, "json", error=ConfigFileError, hint=FIX) or None
+        field = None
     else:
-        entry = _read_json(deployments_file()).get(network.name)
         path = deployments_file()
+        entry = read_deployments().get(network.name)
+        field = network.name
     if entry is None:
         return None
     try:
         return Deployment.from_json(entry)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: the {network.name} entry is malformed ({exc})") from exc
+        raise ConfigFileError(path, field, f"not a deployment ({exc})", hint=FIX) from exc
 
 
 def save_deployment(network: Network, deployment: Deployment) -> Path:
@@ -64,7 +53,7 @@ def save_deployment(network: Network, deployment: Deployment) -> Path:
     if network.is_dev:
         _write_json(dev_registry_file(), deployment.to_json())
         return dev_registry_file()
-    deployments = _read_json(deployments_file())
+    deployments = read_deployments()
     deployments[network.name] = deployment.to_json()
     _write_json(deployments_file(), deployments)
     return deployments_file()

@@ -9,18 +9,20 @@ the original exceptions (which might quote it) are not chained.
 
 from __future__ import annotations
 
-import json
-
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from okai.chain.errors import SignerError
 from okai.config import Network, Secrets
+from okai.documents import read_document
+from okai.errors import ConfigFileError
 
 DEV_PRIVATE_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 """anvil's account 0 (mnemonic "test test ... junk"): for the local stack only."""
 
 DEV_ADDRESS = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+
+KEYSTORE_HINT = "OKAI_KEYSTORE names an eth-account keystore: a JSON file"
 
 
 def _from_key(key: str, source: str) -> LocalAccount:
@@ -41,10 +43,7 @@ def _from_keystore(secrets: Secrets) -> LocalAccount:
             f"OKAI_KEYSTORE is set ({path}) but OKAI_KEYSTORE_PASSWORD is not",
             hint="export OKAI_KEYSTORE_PASSWORD with the keystore's password",
         )
-    try:
-        keystore = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SignerError(f"cannot read the keystore {path}: {exc}") from None
+    keystore = read_document(path, "json", error=ConfigFileError, hint=KEYSTORE_HINT)
     try:
         key = Account.decrypt(keystore, secrets.keystore_password.get_secret_value())
     except Exception:

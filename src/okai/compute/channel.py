@@ -38,7 +38,9 @@ from okai.compute.node.host import ADDRESS_ENV, node_info
 from okai.compute.node.status import NodeStatus, read_status
 from okai.compute.ssh import SshTarget, ssh_argv
 from okai.config import Secrets
+from okai.documents import validation_problem
 from okai.errors import OperationalError
+from okai.inert import inert
 from okai.processes import Launched, launch
 from okai.train.receipt import IMAGE_FILE
 
@@ -83,10 +85,10 @@ class NodeInfo(_NodeRecord):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "the answer"
+            fields, problem = validation_problem(exc)
+            where = inert(".".join(fields)) or "the answer"
             raise OperationalError(
-                f"{node} answered `okai node info` with a malformed {where}: {first['msg']}",
+                f"{node} answered `okai node info` with a malformed {where}: {problem}",
                 hint="the node runs an okai that does not match this one",
             ) from None
 

@@ -23,6 +23,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from okai.documents import parse_document
 from okai.errors import UsageError
 
 USER_DATA_LIMIT = 16 * 1024
@@ -89,9 +90,8 @@ class WriteFile:
 @functools.cache
 def cloud_config_schema() -> dict[str, Any]:
     """The vendored cloud-init schema (cloud-init 25.3 or later, draft-04)."""
-    text = importlib.resources.files("okai.compute").joinpath("schemas", SCHEMA_FILE).read_text()
-    schema: dict[str, Any] = json.loads(text)
-    return schema
+    raw = importlib.resources.files("okai.compute").joinpath("schemas", SCHEMA_FILE).read_bytes()
+    return parse_document(raw, f"okai/compute/schemas/{SCHEMA_FILE}", "json")
 
 
 def validate_cloud_config(config: dict[str, Any]) -> None:

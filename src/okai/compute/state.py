@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from pydantic.alias_generators import to_camel
 
 from okai.atomic import write_atomically
+from okai.documents import document_error, read_document
 from okai.errors import DocumentError, UsageError
 from okai.paths import state_dir
 
@@ -159,16 +160,11 @@ class ClusterState(_Record):
 
     @classmethod
     def load_path(cls, path: Path) -> Self:
+        data = read_document(path, "json")
         try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise DocumentError(path, None, f"cannot read: {exc.strerror or exc}") from exc
-        try:
-            state = cls.model_validate_json(raw)
+            state = cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or None
-            raise DocumentError(path, where, first["msg"]) from exc
+            raise document_error(exc, path) from exc
         if state.schema_ != SCHEMA:
             raise DocumentError(path, "schema", f"expected {SCHEMA}, got {state.schema_!r}")
         state._path = path

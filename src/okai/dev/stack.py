@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from okai.atomic import write_atomically
-from okai.config import DEV_ANVIL_PORT, DEV_WALRUS_PORT
+from okai.config import DEV_ANVIL_PORT, DEV_WALRUS_PORT, read_stack_file, stack_file
 from okai.dev.anvil import anvil_argv, rpc_answers
 from okai.paths import dev_dir
 from okai.processes import (
@@ -103,23 +103,8 @@ WALRUS = ServiceSpec(
 SERVICES: list[ServiceSpec] = [ANVIL, WALRUS]
 
 
-def stack_file() -> Path:
-    return dev_dir() / "stack.json"
-
-
 def read_stack() -> dict[str, Any]:
-    try:
-        data = json.loads(stack_file().read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {"services": {}}
-    except (OSError, json.JSONDecodeError) as exc:
-        raise StackError(
-            f"{stack_file()} is unreadable: {exc}", hint=f"remove {stack_file()} and run again"
-        ) from exc
-    if not isinstance(data, dict):
-        raise StackError(
-            f"{stack_file()} does not hold a JSON object", hint="remove it and run again"
-        )
+    data = read_stack_file()
     data.setdefault("services", {})
     return data
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
+from okai.documents import read_document_if_exists
 from okai.errors import DocumentError
 
 _REVISION = re.compile(r"^[0-9a-f]{40}$")
@@ -15,18 +15,15 @@ _MAX_FOLLOWS = 32  # a lock file whose `follows` chains loop must not recurse fo
 
 def locked_revision(lock_file: Path, input_name: str = "nixpkgs") -> str:
     """The git revision the root flake's input `input_name` is locked to."""
-    try:
-        data = json.loads(lock_file.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
+    data = read_document_if_exists(lock_file, "json")
+    if data is None:
         raise DocumentError(
             lock_file,
             None,
             "missing; run `nix flake lock` in the flake's folder and commit flake.lock, "
             "so that every build of the image uses the same nixpkgs",
-        ) from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DocumentError(lock_file, None, f"cannot read as JSON: {exc}") from exc
-    nodes = data.get("nodes") if isinstance(data, dict) else None
+        )
+    nodes = data.get("nodes")
     if not isinstance(nodes, dict):
         raise DocumentError(lock_file, "nodes", "missing; not a flake lock file")
     root = nodes.get(data.get("root", "root"))

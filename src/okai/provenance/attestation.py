@@ -56,6 +56,7 @@ from pydantic import (
 )
 
 from okai.digest import ZERO_DIGEST, Digest, canonical_json
+from okai.documents import document_error, require_object
 from okai.errors import DocumentError, IntegrityError
 from okai.manifest import (
     UNREGISTERED_HOST,
@@ -63,7 +64,6 @@ from okai.manifest import (
     JobSpec,
     JsonInt,
     Model,
-    document_error,
 )
 from okai.provenance.receipt import (
     STORE_PATH_PATTERN,
@@ -297,10 +297,8 @@ class Attestation:
     @classmethod
     def from_data(cls, data: Any, source: str | Path) -> Attestation:
         """Validate a parsed JSON statement; errors name `source` and the field at fault."""
-        if not isinstance(data, dict):
-            raise DocumentError(source, None, f"expected a JSON object, got {type(data).__name__}")
         try:
-            statement = Statement.model_validate(data)
+            statement = Statement.model_validate(require_object(data, source))
         except ValidationError as exc:
             raise document_error(exc, source) from exc
         build = statement.predicate.build_definition

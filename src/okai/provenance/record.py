@@ -31,6 +31,7 @@ from okai.chain.errors import (
 )
 from okai.chain.records import ModelRecord, Transaction
 from okai.digest import ZERO_DIGEST, Digest
+from okai.documents import read_document
 from okai.errors import ConfigError, DocumentError, IntegrityError, OkaiError, UsageError
 from okai.provenance.attestation import Attestation, build_attestation
 from okai.provenance.receipt import Receipt
@@ -100,10 +101,7 @@ def load_run(directory: Path) -> Run:
         raise IntegrityError(f"model file {model_path}", receipt.model_sha256, actual)
     job_path = directory / JOB_FILE
     if job_path.is_file():
-        try:
-            job_digest = Digest.of_json(json.loads(job_path.read_bytes()))
-        except ValueError as exc:
-            raise DocumentError(job_path, None, f"not valid JSON: {exc}") from exc
+        job_digest = Digest.of_json(read_document(job_path, "json"))
         if job_digest != receipt.job_sha256:
             raise IntegrityError(f"job file {job_path}", receipt.job_sha256, job_digest)
     return Run(directory, receipt, model_path, build_attestation(receipt))
@@ -124,11 +122,8 @@ class Journal:
             self._load()
 
     def _load(self) -> None:
-        try:
-            data = json.loads(self.path.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise DocumentError(self.path, None, f"unreadable record journal: {exc}") from exc
-        if not isinstance(data, dict) or data.get("schema") != JOURNAL_SCHEMA:
+        data = read_document(self.path, "json")
+        if data.get("schema") != JOURNAL_SCHEMA:
             raise DocumentError(self.path, "schema", f"expected {JOURNAL_SCHEMA}")
         mine = (self.model_digest, self.attestation_digest)
         if (data.get("modelDigest"), data.get("attestationDigest")) != mine:

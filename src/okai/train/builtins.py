@@ -13,6 +13,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from okai.documents import document_error
 from okai.errors import DocumentError
 from okai.manifest import BlobRef, BuiltinModel, JobSpec, QuiltPatchRef
 
@@ -88,11 +89,7 @@ def builtin_hyperparameters(job: JobSpec, source: str | Path) -> BaseModel:
     try:
         return builtin.hyperparameters.model_validate(job.hyperparameters)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(["hyperparameters", *map(str, first["loc"])]) if first["loc"] else None
-        field = field or "hyperparameters"
-        problem = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
-        raise DocumentError(source, field, problem) from exc
+        raise document_error(exc, source, prefix=["hyperparameters"]) from exc
 
 
 def check_job(job: JobSpec, source: str | Path) -> None:

@@ -24,16 +24,14 @@ names the file and the field as written in the TOML file.
 from __future__ import annotations
 
 import re
-import tomllib
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
-from pydantic_core import ErrorDetails
 
+from okai.documents import parse_document, read_document, validation_problem
 from okai.errors import DocumentError
 from okai.manifest import JobSpec, check_schema
 from okai.train.builtins import check_job
@@ -49,13 +47,7 @@ def load_job(path: str | Path) -> JobSpec:
     path = Path(path)
     if path.suffix == ".json":
         return JobSpec.load(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DocumentError(path, None, f"not UTF-8 text: {exc}") from exc
-    except OSError as exc:
-        raise DocumentError(path, None, f"cannot read: {exc.strerror or exc}") from exc
-    return job_from_toml(text, path)
+    return _job_from_table(read_document(path, "toml"), path)
 
 
 def load_checked_job(path: str | Path) -> JobSpec:
@@ -71,10 +63,10 @@ def load_checked_job(path: str | Path) -> JobSpec:
 
 def job_from_toml(text: str, source: str | Path) -> JobSpec:
     """Parse TOML text into a JobSpec; errors name `source` and the snake_case field."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise DocumentError(source, None, f"not valid TOML: {exc}") from exc
+    return _job_from_table(parse_document(text, source, "toml"), source)
+
+
+def _job_from_table(data: dict[str, Any], source: str | Path) -> JobSpec:
     camel = _to_camel_keys(data, source, prefix="")
     camel.setdefault("schema", JobSpec.schema_id())
     check_schema(camel, JobSpec.KIND, JobSpec.VERSION, source)
@@ -128,46 +120,10 @@ def _to_snake(key: str) -> str:
 
 def _document_error(exc: ValidationError, source: str | Path) -> DocumentError:
     """The most useful validation problem, with its field as written in TOML."""
-    chosen = _most_useful(exc.errors())
-    loc = [str(part) for part in chosen["loc"] if not _is_member(part)]
-    if loc and loc[0] in FREE_FORM:
+    path, problem = validation_problem(exc)
+    if path and path[0] in FREE_FORM:
         # Value unions (int | float | str | bool) add type names to the location.
         return DocumentError(
-            source, ".".join(loc[:2]), "a hyperparameter is a number, a string or a boolean"
+            source, ".".join(path[:2]), "a hyperparameter is a number, a string or a boolean"
         )
-    problem = "unknown field" if chosen["type"] == "extra_forbidden" else chosen["msg"]
-    return DocumentError(source, ".".join(_to_snake(part) for part in loc) or None, problem)
-
-
-def _most_useful(errors: list[ErrorDetails]) -> ErrorDetails:
-    """Pick the error a user should fix first.
-
-    A value that matches no member of a union (`model`, `datasets[]`) fails
-    every member; the member with the fewest problems is the one the user
-    meant. Within it, an unknown (misspelt) key explains a missing one.
-    """
-    branches = Counter(_branch(error) for error in errors)
-
-    def meant(error: ErrorDetails) -> bool:
-        branch = _branch(error)
-        if branch is None:
-            return True
-        siblings = [n for b, n in branches.items() if b is not None and b[:-1] == branch[:-1]]
-        return branches[branch] == min(siblings)
-
-    candidates = [error for error in errors if meant(error)] or errors
-    return next((e for e in candidates if e["type"] == "extra_forbidden"), candidates[0])
-
-
-def _branch(error: ErrorDetails) -> tuple[str | int, ...] | None:
-    """The location up to the union member an error belongs to, if any."""
-    loc = error["loc"]
-    for index, part in enumerate(loc):
-        if _is_member(part):
-            return tuple(loc[: index + 1])
-    return None
-
-
-def _is_member(part: str | int) -> bool:
-    """Pydantic names union members by class name in error locations."""
-    return isinstance(part, str) and part[:1].isupper()
+    return DocumentError(source, ".".join(map(_to_snake, path)) or None, problem)

@@ -12,14 +12,16 @@ receipt says `host: "unregistered host"` and `image: null`, explicitly.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+
 import okai
 from okai.digest import Digest
+from okai.documents import document_error, read_document_if_exists
 from okai.errors import DocumentError, UsageError
 from okai.manifest import UNREGISTERED_HOST, BlobRef, JobSpec, ManifestRef, QuiltPatchRef
 from okai.provenance import software
@@ -128,18 +130,9 @@ def host_identity(
     image_file: Path = IMAGE_FILE, current_system: Path = CURRENT_SYSTEM
 ) -> ReceiptImage | None:
     """The okai image this node runs, measured; None on an unregistered host."""
-    try:
-        raw = image_file.read_bytes()
-    except FileNotFoundError:
+    data = read_document_if_exists(image_file, "json")
+    if data is None:
         return None
-    except OSError as exc:
-        raise DocumentError(image_file, None, f"cannot read: {exc.strerror or exc}") from exc
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DocumentError(image_file, None, f"not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise DocumentError(image_file, None, "expected a JSON object")
     nixos = data.get("nixos")
     if not isinstance(nixos, dict):
         nixos = data
@@ -157,6 +150,6 @@ def host_identity(
             nixpkgs_revision=nixos.get("nixpkgsRevision"),
             flake_revision=nixos.get("flakeRevision"),
         )
-    except ValueError as exc:
-        raise DocumentError(image_file, None, str(exc)) from exc
+    except ValidationError as exc:
+        raise document_error(exc, image_file) from exc
     return image

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from okai.atomic import write_atomically
+from okai.documents import read_document
 from okai.errors import DocumentError, IntegrityError, OkaiError, UsageError, VerificationError
 from okai.train.rundir import (
     ERRORS_DIR,
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if fatal.exists():
         # Checked before importing torch: a doomed restart should cost a fraction of a second.
         log.info("not starting: an earlier attempt met an error a restart cannot fix (%s)", fatal)
-        return int(json.loads(fatal.read_text(encoding="utf-8")).get("exitCode", 1))
+        return int(read_document(fatal, "json").get("exitCode", 1))
     try:
         _run(args.run_dir, args.source, args.run_id, env)
     except OkaiError as exc:

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from okai.digest import Digest
+from okai.documents import validation_problem
+from okai.inert import inert
 from okai.walrus.errors import StoreFailed, WalrusProtocolError
 
 
@@ -179,7 +181,7 @@ def parse_store_outcome(body: Any, where: str) -> NewlyCreated | AlreadyCertifie
                 )
             return certified
     except (ValidationError, TypeError, ValueError) as exc:
-        raise WalrusProtocolError(f"{where}: malformed {kind} result: {exc}") from exc
+        raise WalrusProtocolError(f"{where}: malformed {kind} result: {_detail(exc)}") from exc
     if kind == "markedInvalid" and isinstance(value, dict):
         raise StoreFailed(f"{where}: the blob {value.get('blobId')} is marked invalid on Walrus")
     if kind == "error" and isinstance(value, dict):
@@ -189,6 +191,14 @@ def parse_store_outcome(body: Any, where: str) -> NewlyCreated | AlreadyCertifie
             hint="retry later, or try another publisher",
         )
     raise WalrusProtocolError(f"{where}: unknown store result {kind!r}")
+
+
+def _detail(exc: Exception) -> str:
+    """What was wrong with an answer, in one line: a publisher's strings shown inert."""
+    if isinstance(exc, ValidationError):
+        fields, problem = validation_problem(exc)
+        return f"field '{inert('.'.join(fields))}': {problem}" if fields else problem
+    return inert(exc)
 
 
 def outcome_blob_id(outcome: NewlyCreated | AlreadyCertified) -> str:
@@ -212,7 +222,7 @@ def parse_quilt_store_result(body: Any, where: str) -> QuiltStoreResult:
             StoredQuiltPatch.model_validate(item) for item in body.get("storedQuiltBlobs", [])
         )
     except (ValidationError, TypeError) as exc:
-        raise WalrusProtocolError(f"{where}: malformed storedQuiltBlobs: {exc}") from exc
+        raise WalrusProtocolError(f"{where}: malformed storedQuiltBlobs: {_detail(exc)}") from exc
     return QuiltStoreResult(
         quilt_id=outcome_blob_id(outcome),
         end_epoch=outcome_end_epoch(outcome),

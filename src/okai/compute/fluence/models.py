@@ -15,6 +15,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from okai.compute.fluence.errors import FluenceUnavailable
+from okai.documents import validation_problem
+from okai.inert import inert
 
 
 class Dto(BaseModel):
@@ -30,11 +32,10 @@ class Dto(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first["loc"])
+            fields, problem = validation_problem(exc)
             raise FluenceUnavailable(
                 f"Fluence answered {what} with an unexpected {cls.__name__}: "
-                f"field '{where}': {first['msg']}"
+                f"field '{inert('.'.join(fields))}': {problem}"
             ) from exc
 
     @classmethod

@@ -29,6 +29,7 @@ from pydantic.alias_generators import to_camel
 
 from okai.atomic import write_atomically
 from okai.compute.node.files import STATUS_FILE
+from okai.documents import document_error, read_document_if_exists
 from okai.errors import DocumentError, OkaiError
 
 SCHEMA = "okai.node-status/v1"
@@ -159,18 +160,13 @@ def write_status(state_dir: Path, status: NodeStatus) -> None:
 def read_status(state_dir: Path) -> NodeStatus:
     """The node's status as the agent last wrote it, corrected for a vanished agent."""
     path = state_dir / STATUS_FILE
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    data = read_document_if_exists(path, "json")
+    if data is None:
         return NodeStatus()
-    except OSError as exc:
-        raise DocumentError(path, None, f"cannot read: {exc.strerror or exc}") from exc
     try:
-        status = NodeStatus.model_validate_json(raw)
+        status = NodeStatus.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or None
-        raise DocumentError(path, where, first["msg"]) from exc
+        raise document_error(exc, path) from exc
     if status.schema_ != SCHEMA:
         raise DocumentError(path, "schema", f"expected {SCHEMA}, got {status.schema_!r}")
     if not status.state.terminal and status.pid is not None and not agent_alive(status):
