@@ -27,11 +27,12 @@ from pydantic import ValidationError
 
 from okai.atomic import replace_symlink
 from okai.digest import Digest, read_chunks
+from okai.documents import document_error
 from okai.errors import UsageError
 from okai.image.errors import DirtyFlakeError, NixCommandError
 from okai.image.lock import locked_revision
 from okai.image.nix import Nix
-from okai.manifest import ImageManifest, ImagePython, NixosIdentity, document_error
+from okai.manifest import ImageManifest, ImagePython, NixosIdentity
 from okai.paths import state_dir
 
 HashProgress = Callable[[int], AbstractContextManager[Callable[[int], None]]]
