@@ -93,7 +93,8 @@ class ParsedJson:
 
 
 class _Flags:
-    """What the parser hooks saw: a duplicate key, a number out of range, a fraction."""
+    """What the parser hooks saw: a duplicate key, a number out of range, a number with a
+    fraction or an exponent."""
 
     def __init__(self) -> None:
         self.duplicate = False
