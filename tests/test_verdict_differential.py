@@ -20,7 +20,7 @@ from typing import Any
 import rfc8785
 
 from okai.digest import CanonicalJsonError, canonical_json
-from okai.strict_json import parse_json_text
+from okai.strict_json import parse_json_document
 from vector_runner import PageVerdicts, python_verdict
 from verdict_cases import case_digest, cases
 
@@ -93,21 +93,23 @@ if __name__ == "__main__":  # explore: python tests/test_verdict_differential.py
 
 
 def test_canonical_json_is_rfc8785_on_every_generated_document() -> None:
-    """okai.digest takes json.dumps for plain documents: the bytes must be rfc8785's."""
+    """okai.digest takes json.dumps for plain documents (as okai.strict_json tells, or as it
+    finds by itself): the bytes must be rfc8785's."""
     compared = 0
     for _, inputs in cases(DEFAULT_SEED + 1, 300):
         for blob in inputs["blobs"].values():
-            value, problem = parse_json_text(base64.b64decode(blob.get("bytesBase64", "")))
-            if problem is not None:
+            parsed = parse_json_document(base64.b64decode(blob.get("bytesBase64", "")))
+            if parsed.problem is not None:
                 continue
             try:
-                expected: bytes | None = rfc8785.dumps(value)
+                expected: bytes | None = rfc8785.dumps(parsed.value)
             except Exception:
                 expected = None
-            try:
-                got: bytes | None = canonical_json(value)
-            except CanonicalJsonError:
-                got = None
-            assert got == expected
+            for plain in {parsed.plain, False}:  # as the parser tells, and found by the walk
+                try:
+                    got: bytes | None = canonical_json(parsed.value, plain=plain)
+                except CanonicalJsonError:
+                    got = None
+                assert got == expected
             compared += 1
     assert compared > 500

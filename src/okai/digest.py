@@ -75,9 +75,10 @@ class Digest(str):
             return cls.of_stream(stream, chunk_size)
 
     @classmethod
-    def of_json(cls, document: Any) -> Digest:
-        """The digest of a JSON value in its canonical (RFC 8785) form."""
-        return cls.of_bytes(canonical_json(document))
+    def of_json(cls, document: Any, *, plain: bool = False) -> Digest:
+        """The digest of a JSON value in its canonical (RFC 8785) form (for `plain`, see
+        `canonical_json`)."""
+        return cls.of_bytes(canonical_json(document, plain=plain))
 
     @property
     def hex(self) -> str:
@@ -125,13 +126,15 @@ def _plain(value: Any) -> bool:
 _SAFE_INTEGER = 2**53 - 1
 
 
-def canonical_json(document: Any) -> bytes:
+def canonical_json(document: Any, *, plain: bool = False) -> bytes:
     """Serialise a JSON value canonically (RFC 8785, JCS).
 
     Documents of strings, integers and the like (a manifest of 100,000 shards) take the
     C encoder, 20 times faster than rfc8785's; the bytes are the same (a test compares).
+    `plain=True` says the document is known to be such, as okai.strict_json tells of what
+    it parsed (`ParsedJson.plain`): it is then not walked to find out again.
     """
-    if _plain(document):
+    if plain or _plain(document):
         text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
         with contextlib.suppress(UnicodeEncodeError):  # a lone surrogate: rfc8785 refuses
             return text.encode("utf-8")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from operator import attrgetter
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 
@@ -259,7 +260,7 @@ class DatasetManifest(Document):
         for file in self.files:
             if (file.format is None) != (file.samples is None):
                 raise ValueError(f"file {file.path!r} has a format or a sample count, not both")
-            pieces = sorted(by_path.pop(file.path, []), key=lambda shard: shard.offset)
+            pieces = sorted(by_path.pop(file.path, []), key=attrgetter("offset"))
             expected_offset = 0
             for shard in pieces:
                 if shard.offset != expected_offset:

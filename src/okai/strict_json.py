@@ -28,9 +28,14 @@ MAX_DEPTH = 64
 MAX_SAFE_INTEGER = 2**53 - 1
 
 # A string from its quote to the next unescaped one (or the end): brackets inside don't count.
-_STRING = re.compile(r'"[^"\\]*(?:\\[\s\S]?[^"\\]*)*"?')
+_STRING = re.compile(rb'"[^"\\]*(?:\\[\s\S]?[^"\\]*)*"?')
+# A backslash and what it escapes, when that is neither a quote, a bracket nor a backslash.
+_ESCAPED_OTHER = re.compile(rb'\\[^"\\\[\]{}]')
+_NOT_MARKS = bytes(set(range(256)) - set(b'"\\[]{}'))
 _NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 _STEPS = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+_BEYOND_BMP = re.compile("[\U00010000-\U0010ffff]")
+_HIGH_SURROGATE = re.compile(r"\\u[dD][89abAB]")
 
 PROBLEMS = {
     "not-utf8": "not UTF-8 text",
@@ -57,18 +62,44 @@ def nesting_depth(text: str) -> int:
     a text with at most `MAX_DEPTH` of them, `MAX_DEPTH`."""
     if text.count("[") + text.count("{") <= MAX_DEPTH:
         return MAX_DEPTH  # an upper bound is enough: never deeper than allowed
-    outside = _STRING.sub("", text).encode("utf-8", "surrogatepass")
+    # Only quotes, backslashes and brackets matter: shrink the text to them (a tenth of a
+    # manifest) before finding its strings. Each step keeps what lies outside strings:
+    data = text.encode("utf-8", "surrogatepass")
+    if b"\\" in data:
+        # a pair of backslashes escapes itself in a string and is skipped outside; a
+        # backslash and a character of no other meaning are skipped in and out of strings.
+        data = _ESCAPED_OTHER.sub(b"", data.replace(b"\\\\", b""))
+    marks = data.translate(None, _NOT_MARKS)
+    if b"\\" in marks:  # an escaped quote or bracket: tell strings apart the slow way
+        outside = _STRING.sub(b"", marks)
+    else:
+        # Two quotes side by side close nothing outside (an empty string, or two strings
+        # with nothing between them); then quotes alternate, opening and closing.
+        outside = b"".join(marks.replace(b'""', b"").split(b'"')[::2])
     # Openings as 2, closings as 0, all else dropped: depth after k brackets is (sum) - k.
     steps = outside.translate(_STEPS, _NOT_BRACKETS)
     return max(map(sub, accumulate(steps), range(1, len(steps) + 1)), default=0)
 
 
+@dataclass(frozen=True)
+class ParsedJson:
+    """A document read: its value, or the first problem (the value is then None)."""
+
+    value: Any
+    problem: JsonProblem | None
+    plain: bool = False
+    """Whether the value is free of fractions and exponents and of characters beyond the
+    Basic Multilingual Plane: then json.dumps writes it canonically (okai.digest)."""
+
+
 class _Flags:
-    """What the parser hooks saw: a duplicate key, a number out of range."""
+    """What the parser hooks saw: a duplicate key, a number out of range, a number with a
+    fraction or an exponent."""
 
     def __init__(self) -> None:
         self.duplicate = False
         self.big = False
+        self.fraction = False
 
     def pairs(self, items: list[tuple[str, Any]]) -> dict[str, Any]:
         obj = dict(items)
@@ -86,6 +117,7 @@ class _Flags:
         return int(text)
 
     def number(self, text: str) -> float:
+        self.fraction = True
         value = float(text)
         if not abs(value) < 2**53:  # also inf, from 1e400
             self.big = True
@@ -99,12 +131,18 @@ def _constant(name: str) -> Any:
 
 def parse_json_text(data: bytes) -> tuple[Any, JsonProblem | None]:
     """(value, None), or (None, the first problem in the order of the module docstring)."""
+    parsed = parse_json_document(data)
+    return parsed.value, parsed.problem
+
+
+def parse_json_document(data: bytes) -> ParsedJson:
+    """`parse_json_text`, saying also whether the value is plain (see `ParsedJson`)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return None, JsonProblem("not-utf8")
+        return ParsedJson(None, JsonProblem("not-utf8"))
     if nesting_depth(text) > MAX_DEPTH:
-        return None, JsonProblem("too-deep")
+        return ParsedJson(None, JsonProblem("too-deep"))
     flags = _Flags()
     try:
         value = json.loads(
@@ -115,9 +153,12 @@ def parse_json_text(data: bytes) -> tuple[Any, JsonProblem | None]:
             parse_constant=_constant,
         )
     except ValueError:
-        return None, JsonProblem("not-json")
+        return ParsedJson(None, JsonProblem("not-json"))
     if flags.duplicate:
-        return None, JsonProblem("duplicate-key")
+        return ParsedJson(None, JsonProblem("duplicate-key"))
     if flags.big:
-        return None, JsonProblem("big-number")
-    return value, None
+        return ParsedJson(None, JsonProblem("big-number"))
+    # Beyond the plane: written as such, or as an escaped surrogate pair (\ud800-\udbff).
+    beyond = not text.isascii() and _BEYOND_BMP.search(text) is not None
+    plain = not (flags.fraction or beyond or ("\\u" in text and _HIGH_SURROGATE.search(text)))
+    return ParsedJson(value, None, plain)

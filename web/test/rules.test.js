@@ -31,6 +31,13 @@ test('canonical JSON sorts keys by UTF-16 code units and formats numbers as ECMA
   assert.equal(canonicalJson({ b: [1, 2.5, 1e-7, -0], a: 'é\u2028', '\ud83d\ude00': null, '\u00e9': true }), '{"a":"é\u2028","b":[1,2.5,1e-7,0],"é":true,"\ud83d\ude00":null}');
   assert.throws(() => canonicalJson({ n: 2 ** 53 }));
   assert.throws(() => canonicalJson({ s: '\ud800' }));
+  // Keys JavaScript objects treat apart: integer-like ones (listed first, in numeric order)
+  // and `__proto__`, an own key once JSON.parse made it.
+  const parsed = JSON.parse('{"b":1,"__proto__":{"z":1,"y":2},"a":[{"y":1,"x":[0.5]}]}');
+  assert.equal(canonicalJson(parsed), '{"__proto__":{"y":2,"z":1},"a":[{"x":[0.5],"y":1}],"b":1}');
+  assert.equal(canonicalJson({ b: { z: 1, 10: 2, 9: 3 }, a: 0 }), '{"a":0,"b":{"10":2,"9":3,"z":1}}');
+  assert.throws(() => canonicalJson({ a: [{ s: '\udc00' }] }));
+  assert.throws(() => canonicalJson({ a: [1, undefined] }));
 });
 
 test('blob IDs and digests parse strictly', () => {

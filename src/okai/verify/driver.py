@@ -498,11 +498,11 @@ def _acceptor(need: Need) -> Acceptor | None:
             # okai stores the canonical form, so the bytes' own digest is the quick check.
             if Digest.of_bytes(data) == expected:
                 return None
-            value, problem = parse_json(data)
-            if problem is not None:
-                return f"the manifest is {problem.text}"
+            parsed = parse_json(data)
+            if parsed.problem is not None:
+                return f"the manifest is {parsed.problem.text}"
             try:
-                digest = Digest.of_json(value)
+                digest = Digest.of_json(parsed.value, plain=parsed.plain)
             except OkaiError as exc:
                 return f"the manifest has no canonical form: {exc.message}"
             return None if digest == expected else f"the manifest hashes to {digest}"

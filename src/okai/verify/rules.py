@@ -10,10 +10,12 @@ hold both to the same status and code on every input.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from operator import attrgetter
 
 from okai.chain.records import ImageRecord, ModelRecord
 from okai.digest import ZERO_DIGEST, Digest, DigestFormatError
@@ -22,7 +24,6 @@ from okai.manifest import (
     UNREGISTERED_HOST,
     BlobRef,
     DatasetManifest,
-    DatasetShard,
     ImageManifest,
     JobSpec,
     ManifestRef,
@@ -30,7 +31,7 @@ from okai.manifest import (
 )
 from okai.provenance.attestation import MAX_ATTESTATION_BYTES, Attestation
 from okai.provenance.receipt import system_toplevel_digest
-from okai.strict_json import JsonProblem, parse_json_text
+from okai.strict_json import ParsedJson, parse_json_document
 from okai.verify.checks import (
     CHECK_IDS,
     FAILED,
@@ -87,6 +88,18 @@ class Attested:
     """The host identity read on the node: a store path, or None for an unregistered host."""
 
 
+Shards = tuple[tuple[str, Digest, int | None, str], ...]
+"""Shards as the rules compare them: (blob key, SHA-256, size or None, path or kind)."""
+
+
+@dataclass(frozen=True)
+class CheckedManifest:
+    """A dataset manifest whose bytes are the recorded manifest, and its shards."""
+
+    manifest: DatasetManifest
+    shards: Shards
+
+
 @dataclass
 class DatasetFact:
     """A dataset for display, with its manifest once that checked out."""
@@ -96,6 +109,8 @@ class DatasetFact:
     locator: str
     digest: Digest
     manifest: DatasetManifest | None = None
+    shards: Shards = ()
+    """The manifest's shards, once it checked out."""
 
 
 @dataclass(frozen=True)
@@ -169,11 +184,11 @@ def _failure(blobs: dict[str, BlobObservation], key: str) -> BlobFailure:
     return blob
 
 
-def parse_json(data: bytes | None) -> tuple[Any, JsonProblem | None]:
-    """(value, None) or (None, why not): see okai.strict_json."""
+def parse_json(data: bytes | None) -> ParsedJson:
+    """The value, or why there is none: see okai.strict_json."""
     if data is None:
         raise ValueError("the rules read only blobs they asked to keep")
-    return parse_json_text(data)
+    return parse_json_document(data)
 
 
 def parse_digest(text: str) -> Digest | None:
@@ -200,10 +215,26 @@ class Run:
 
 def evaluate(inputs: Inputs) -> Evaluation:
     """Every check's status for what has been observed so far (see the module docstring)."""
-    blobs = dict(inputs.blobs)
-    run = Run(inputs, blobs, _Needs(blobs))
-    checks = {check_id: rule(run) for check_id, rule in RULES}
-    return Evaluation(checks, run.facts, run.need.list, verdict(checks, inputs.options))
+    with _collector_paused():
+        blobs = dict(inputs.blobs)
+        run = Run(inputs, blobs, _Needs(blobs))
+        checks = {check_id: rule(run) for check_id, rule in RULES}
+        return Evaluation(checks, run.facts, run.need.list, verdict(checks, inputs.options))
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile: an evaluation builds up to millions of objects
+    (a manifest's values and shards, the reads it needs), none in a cycle, and each pass of
+    the collector would scan them all again (for 100,000 shards, a quarter to a third of
+    the time). The objects left are collected once it runs again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def model_digest(run: Run) -> Check:
@@ -440,50 +471,24 @@ def datasets_shards(run: Run) -> Check:
         return not_checked(check_id, "manifests-failed", "the manifests did not check out")
     result: Check | None = None
     total = waiting = 0
+    blobs = run.blobs
     for dataset in run.facts.datasets:
         label = f"dataset {dataset.index + 1}"
-        key = dataset.locator
-        if dataset.kind == "quiltPatch":
-            key = QUILT_PATCH_KEY + dataset.locator
-        pieces: Iterable[tuple[str, str, int | None, str]]
-        if dataset.manifest is not None:
-            pieces = map(_piece, dataset.manifest.shards)
-        else:
-            pieces = [(key, dataset.digest, None, f"({dataset.kind})")]
-        for index, (blob_key, sha256, size, path) in enumerate(pieces):
-            total += 1
-            blob = run.blobs.get(blob_key)
-            if blob is None:
-                waiting += 1
-                run.need(
-                    Need(blob_key, False, size, f"{label} shard {index + 1}", Digest(sha256), size)
-                )
-                continue
-            if result is not None:
-                continue
-            if isinstance(blob, BlobRead) and blob.digest == sha256 and size in (None, blob.size):
-                continue  # the common case, kept short: a manifest may list 100,000 shards
-            where = f"{label}, shard {index + 1} ({path})"
-            if isinstance(blob, BlobFailure):
-                result = failed(
-                    check_id,
-                    "unreadable",
-                    f"{where}: cannot read it: {blob.error}",
-                    unavailable=blob.unavailable,
-                )
-                continue
-            if blob.digest != sha256:
-                result = failed(
-                    check_id,
-                    "mismatch",
-                    f"{where}: its bytes hash to {blob.digest}, the manifest says {sha256}",
-                )
-            elif size is not None and blob.size != size:
-                result = failed(
-                    check_id,
-                    "size-mismatch",
-                    f"{where}: {blob.size} bytes, the manifest says {size}",
-                )
+        shards = dataset.shards
+        if dataset.manifest is None:
+            key = dataset.locator
+            if dataset.kind == "quiltPatch":
+                key = QUILT_PATCH_KEY + dataset.locator
+            shards = ((key, dataset.digest, None, f"({dataset.kind})"),)
+        total += len(shards)
+        # A manifest may list 100,000 shards: those not read yet are found in one pass.
+        missing = [index for index, shard in enumerate(shards) if shard[0] not in blobs]
+        waiting += len(missing)
+        for index in missing:
+            key, sha256, size, _ = shards[index]
+            run.need(Need(key, False, size, f"{label} shard {index + 1}", sha256, size))
+        if result is None and len(missing) < len(shards):
+            result = _shard_mismatch(check_id, label, shards, blobs)
     if result is not None:
         return result
     if waiting:
@@ -493,8 +498,34 @@ def datasets_shards(run: Run) -> Check:
     )
 
 
-def _piece(shard: DatasetShard) -> tuple[str, str, int | None, str]:
-    return shard.blob_id, shard.sha256, shard.size, shard.path
+def _shard_mismatch(
+    check_id: str, label: str, shards: Shards, blobs: dict[str, BlobObservation]
+) -> Check | None:
+    """The first shard read that is not the one its manifest lists (None: all those read are)."""
+    for index, (key, sha256, size, path) in enumerate(shards):
+        blob = blobs.get(key)
+        if blob is None:
+            continue
+        if isinstance(blob, BlobRead) and blob.digest == sha256 and size in (None, blob.size):
+            continue  # the common case, kept short
+        where = f"{label}, shard {index + 1} ({path})"
+        if isinstance(blob, BlobFailure):
+            return failed(
+                check_id,
+                "unreadable",
+                f"{where}: cannot read it: {blob.error}",
+                unavailable=blob.unavailable,
+            )
+        if blob.digest != sha256:
+            return failed(
+                check_id,
+                "mismatch",
+                f"{where}: its bytes hash to {blob.digest}, the manifest says {sha256}",
+            )
+        return failed(
+            check_id, "size-mismatch", f"{where}: {blob.size} bytes, the manifest says {size}"
+        )
+    return None
 
 
 def _data_blocked(run: Run, check_id: str) -> Check | None:
@@ -635,11 +666,11 @@ class Problem:
 @lru_cache(maxsize=4)
 def read_attested(data: bytes | None, model_digest: Digest) -> Attested | Problem:
     """What a recorded attestation says about `model_digest`, or why it says nothing usable."""
-    value, problem = parse_json(data)
-    if problem is not None:
-        return Problem(problem.code, f"the attestation is {problem.text}")
+    parsed = parse_json(data)
+    if parsed.problem is not None:
+        return Problem(parsed.problem.code, f"the attestation is {parsed.problem.text}")
     try:
-        attestation = Attestation.from_data(value, "the attestation")
+        attestation = Attestation.from_data(parsed.value, "the attestation")
     except OkaiError as exc:
         return Problem("malformed", f"the attestation is malformed: {exc.message}")
     if attestation.model_digest != model_digest:
@@ -723,11 +754,11 @@ def _image_manifest(
             f"{image.registrant} says {image.manifest_sha256}",
             forged=True,
         )
-    value, problem = parse_json(blob.data)
-    if problem is not None:
-        return ImageManifestFact("error", f"the image manifest is {problem.text}")
+    parsed = parse_json(blob.data)
+    if parsed.problem is not None:
+        return ImageManifestFact("error", f"the image manifest is {parsed.problem.text}")
     try:
-        manifest = ImageManifest.from_data(value, "the image manifest")
+        manifest = ImageManifest.from_data(parsed.value, "the image manifest")
     except OkaiError as exc:
         return ImageManifestFact("error", exc.message)
     consistent = (
@@ -742,22 +773,27 @@ def _manifest_problem(blob: BlobRead, dataset: DatasetFact) -> Problem | None:
     result = _read_manifest(blob.data, dataset.digest)
     if isinstance(result, Problem):
         return result
-    dataset.manifest = result
+    dataset.manifest, dataset.shards = result.manifest, result.shards
     return None
 
 
 @lru_cache(maxsize=8)
-def _read_manifest(data: bytes | None, digest: Digest) -> DatasetManifest | Problem:
-    value, problem = parse_json(data)
-    if problem is not None:
-        return Problem(problem.code, f"its manifest is {problem.text}")
+def _read_manifest(data: bytes | None, digest: Digest) -> CheckedManifest | Problem:
+    parsed = parse_json(data)
+    if parsed.problem is not None:
+        return Problem(parsed.problem.code, f"its manifest is {parsed.problem.text}")
     try:
-        actual = Digest.of_json(value)
+        actual = Digest.of_json(parsed.value, plain=parsed.plain)
     except OkaiError as exc:
         return Problem("no-canonical-form", f"its manifest has no canonical form: {exc.message}")
     if actual != digest:
         return Problem("mismatch", f"its manifest hashes to {actual}, the record says {digest}")
     try:
-        return DatasetManifest.from_data(value, "its manifest")
+        manifest = DatasetManifest.from_data(parsed.value, "its manifest")
     except OkaiError as exc:
         return Problem("malformed", exc.message)
+    return CheckedManifest(manifest, tuple(map(_SHARD_FIELDS, manifest.shards)))
+
+
+_SHARD_FIELDS = attrgetter("blob_id", "sha256", "size", "path")
+"""A DatasetShard as the rules compare it (its sha256 is a Digest: see okai.manifest)."""

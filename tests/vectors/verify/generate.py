@@ -601,6 +601,24 @@ def vectors() -> list[dict[str, Any]]:
             blobs={**blobs, shard["blobId"]: w.blobs[shard["blobId"]][:-1] + b"!"},
         )
     )
+
+    def longer_second_shard(manifest: dict[str, Any]) -> None:
+        # Still a valid manifest: the later shard and the file move by the byte it claims.
+        manifest["shards"][1]["size"] += 1
+        manifest["shards"][2]["offset"] += 1
+        manifest["files"][0]["size"] += 1
+        manifest["totals"]["bytes"] += 1
+
+    add(
+        vector(
+            "shard-size-mismatch",
+            "The manifest says shard 2 of dataset 1 is one byte longer than the blob whose "
+            "SHA-256 it gives: the bytes hash right, their size is wrong.",
+            World(spoil_manifest=longer_second_shard),
+            {"datasets.shards": F},
+            codes={"datasets.shards": "size-mismatch"},
+        )
+    )
     add(
         vector(
             "shard-unavailable",
