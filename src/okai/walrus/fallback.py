@@ -61,6 +61,8 @@ from okai.walrus.transport import CANCEL_EXTENSION, Cancel
 
 # What an aggregator did that costs it its place in line for the rest of the command.
 MISBEHAVIOUR = (IntegrityError, WalrusStalled, WalrusShortBody, WalrusProtocolError)
+SILENCE_GRACE = 1.0
+"""Seconds a socket read waits beyond the first-byte wait (see `_read_timeout`)."""
 
 
 @dataclass
@@ -96,8 +98,11 @@ class AggregatorReads:
         self.hint = hint
         """Added to connection failures (the local stack's says to start it)."""
         self._sleep = sleep
-        # Per socket read: the first-byte timeout is also how long a body may stay silent.
-        self._read_timeout = httpx.Timeout(pacing.first_byte, connect=min(pacing.first_byte, 10.0))
+        # Per socket read: how long a body may stay silent, the first-byte wait and a
+        # grace second, so that before the first byte the read loop's own deadline (which
+        # knows that no byte came) always gives the read up, not this one in a race.
+        silence = pacing.first_byte + SILENCE_GRACE
+        self._read_timeout = httpx.Timeout(silence, connect=min(pacing.first_byte, 10.0))
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 

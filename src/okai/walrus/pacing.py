@@ -4,8 +4,8 @@ A read asks the first aggregator. If no first byte has come after
 `hedge_after` seconds, it asks the next one as well (a hedged read), and so
 on down the list; the first to answer wins and the others are cancelled. An
 aggregator that fails makes way for the next at once; one that sends nothing
-for `first_byte` seconds is given up as stalled. Once bytes flow, they must
-keep coming at `min_throughput` bytes per second, measured over
+for `first_byte` seconds is given up as stalled, and so is a body that then
+falls silent for a second longer. Once bytes flow, they must also keep coming at `min_throughput` bytes per second, measured over
 `throughput_window` seconds, or the read is given up as too slow.
 
 The settings come from `OKAI_WALRUS_FIRST_BYTE_TIMEOUT`, `OKAI_WALRUS_HEDGE_AFTER`,
