@@ -3,12 +3,14 @@ grouping of tests for parallel workers (`pytest -n 2`, pytest-xdist)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,28 @@ def run_okai(
         check=check,
         env=os.environ.copy(),
     )
+
+
+def call_okai(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """`okai ARGS` in this process: the command's own `main`, its stdout, stderr and exit
+    code captured as `run_okai` reports them. For tests where a subprocess proves nothing
+    more than the one real subprocess test each command keeps; it saves the interpreter
+    start and the imports (web3 alone takes seconds) per call."""
+    from okai.cli.app import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    with redirect_stdout(stdout), redirect_stderr(stderr):
+        try:
+            main(list(args))
+        except SystemExit as exit:
+            code = exit.code
+    if isinstance(code, str):  # as the interpreter does with sys.exit("message")
+        stderr.write(code + "\n")
+    result = subprocess.CompletedProcess(
+        ["okai", *args], 1 if isinstance(code, str) else (code or 0),
+        stdout.getvalue(), stderr.getvalue(),
+    )  # fmt: skip
+    if check:
+        result.check_returncode()
+    return result
