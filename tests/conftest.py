@@ -16,25 +16,79 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-LONGEST_FIRST = ("test_readme_demo.py::test_make_demo_from_a_clean_clone_then_again",)
-"""Tests that alone take a large share of the suite: started first, so that the other
-workers run everything else meanwhile instead of waiting for them at the end."""
+LONGEST_FIRST = (
+    "test_readme_demo.py::test_make_demo_from_a_clean_clone_then_again",
+    "test_demo_gpt.py::test_okai_demo_gpt_pushes_trains_records_and_verifies",
+)
+"""Tests that alone take a large share of the suite, longest first: started first, so that
+the other workers run everything else meanwhile instead of waiting for them at the end."""
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Longest tests first, then the `slow` ones, then the rest (a stable sort keeps the
-    order within each); tests that build network namespaces share one xdist group, so
-    under `--dist loadgroup` they run one after another on one worker."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The order and the xdist groups (`make test` runs `--dist loadgroup` without xdist's
+    reordering, so work units start in this order).
+
+    Longest tests first, then the `slow` ones, then the rest (a stable sort keeps the
+    order within each). Tests that build network namespaces share one group, so they run
+    one after another on one worker; the other tests of a module with module-scoped
+    fixtures share a group per module, so those fixtures (a local stack, a trained run,
+    a browser) are built once, not once per worker."""
 
     def rank(item: pytest.Item) -> int:
-        if item.nodeid.endswith(LONGEST_FIRST):
-            return 0
-        return 1 if item.get_closest_marker("slow") else 2
+        for index, longest in enumerate(LONGEST_FIRST):
+            if item.nodeid.endswith(longest):
+                return index
+        return len(LONGEST_FIRST) + (0 if item.get_closest_marker("slow") else 1)
 
     items.sort(key=rank)
     for item in items:
         if "two_hosts" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("netns"))
+        elif _uses_module_fixtures(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    _quick_unit_behind_the_longest(config, items)
+
+
+def _uses_module_fixtures(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)  # pytest's record of the item's fixtures
+    if info is None:
+        return False
+    return any(
+        definition.scope == "module"
+        for definitions in info.name2fixturedefs.values()
+        for definition in definitions
+    )
+
+
+def _scope(item: pytest.Item) -> str:
+    group = item.get_closest_marker("xdist_group")
+    return str(group.args[0]) if group else item.nodeid
+
+
+def _quick_unit_behind_the_longest(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """xdist hands each of N workers a second work unit at the start, the first worker
+    the (N+1)th: it waits until the longest test ends, so move a quick one there."""
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    scopes: set[str] = set()
+    starts = []  # where each unit starts
+    for position, item in enumerate(items):
+        if _scope(item) not in scopes:
+            scopes.add(_scope(item))
+            starts.append(position)
+    if len(starts) <= workers:
+        return
+    position = starts[workers]
+    quick = next(
+        (
+            item
+            for item in items[position:]
+            if not item.get_closest_marker("slow") and not item.get_closest_marker("xdist_group")
+        ),
+        None,
+    )
+    if quick is not None:
+        items.remove(quick)
+        items.insert(position, quick)
 
 
 def free_port() -> int:
