@@ -24,6 +24,7 @@ LONGEST_FIRST = (
 the other workers run everything else meanwhile instead of waiting for them at the end."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's hook reads the groups into the test IDs
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The order and the xdist groups (`make test` runs `--dist loadgroup` without xdist's
     reordering, so work units start in this order).
@@ -43,10 +44,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=rank)
     for item in items:
         if "two_hosts" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("netns"))
+            _group(config, item, "netns")
         elif _uses_module_fixtures(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+            _group(config, item, item.nodeid.split("::")[0])
     _quick_unit_behind_the_longest(config, items)
+
+
+def _group(config: pytest.Config, item: pytest.Item, name: str) -> None:
+    item.add_marker(pytest.mark.xdist_group(name))
+    if getattr(config.option, "loadgroup", False):  # an xdist worker under --dist loadgroup
+        # xdist's scheduler reads the group from an "@name" suffix of the test ID, which it
+        # writes where pytest 9.2 no longer reads it (pytest-dev/pytest-xdist#1386).
+        from _pytest.nodeid import NodeId
+
+        item._id = NodeId.parse(f"{item.nodeid}@{name}")  # type: ignore[attr-defined]
 
 
 def _uses_module_fixtures(item: pytest.Item) -> bool:
