@@ -53,10 +53,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-# Two workers for two cores; loadgroup keeps the network-namespace tests on one worker
-# (tests/conftest.py). `pytest -p no:xdist` or `-n 0` runs the suite in one process.
+# Two workers for two cores; loadgroup keeps the network-namespace tests on one worker and
+# each module's module-scoped fixtures on one (tests/conftest.py, which also orders the
+# tests: xdist must not reorder them). `pytest -p no:xdist` or `-n 0` runs them in one process.
 test: lint typecheck
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadgroup --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) node_modules web/node_modules web/dist .okai .pytest_cache .mypy_cache .ruff_cache

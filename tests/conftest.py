@@ -3,36 +3,102 @@ grouping of tests for parallel workers (`pytest -n 2`, pytest-xdist)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-LONGEST_FIRST = ("test_readme_demo.py::test_make_demo_from_a_clean_clone_then_again",)
-"""Tests that alone take a large share of the suite: started first, so that the other
-workers run everything else meanwhile instead of waiting for them at the end."""
+LONGEST_FIRST = (
+    "test_readme_demo.py::test_make_demo_from_a_clean_clone_then_again",
+    "test_demo_gpt.py::test_okai_demo_gpt_pushes_trains_records_and_verifies",
+)
+"""Tests that alone take a large share of the suite, longest first: started first, so that
+the other workers run everything else meanwhile instead of waiting for them at the end."""
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Longest tests first, then the `slow` ones, then the rest (a stable sort keeps the
-    order within each); tests that build network namespaces share one xdist group, so
-    under `--dist loadgroup` they run one after another on one worker."""
+@pytest.hookimpl(tryfirst=True)  # before xdist's hook reads the groups into the test IDs
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The order and the xdist groups (`make test` runs `--dist loadgroup` without xdist's
+    reordering, so work units start in this order).
+
+    Longest tests first, then the `slow` ones, then the rest (a stable sort keeps the
+    order within each). Tests that build network namespaces share one group, so they run
+    one after another on one worker; the other tests of a module with module-scoped
+    fixtures share a group per module, so those fixtures (a local stack, a trained run,
+    a browser) are built once, not once per worker."""
 
     def rank(item: pytest.Item) -> int:
-        if item.nodeid.endswith(LONGEST_FIRST):
-            return 0
-        return 1 if item.get_closest_marker("slow") else 2
+        for index, longest in enumerate(LONGEST_FIRST):
+            if item.nodeid.endswith(longest):
+                return index
+        return len(LONGEST_FIRST) + (0 if item.get_closest_marker("slow") else 1)
 
     items.sort(key=rank)
     for item in items:
         if "two_hosts" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("netns"))
+            _group(config, item, "netns")
+        elif _uses_module_fixtures(item):
+            _group(config, item, item.nodeid.split("::")[0])
+    _quick_unit_behind_the_longest(config, items)
+
+
+def _group(config: pytest.Config, item: pytest.Item, name: str) -> None:
+    item.add_marker(pytest.mark.xdist_group(name))
+    # Under --dist loadgroup, xdist's scheduler reads the group from an "@name" suffix of
+    # the test ID, which xdist writes to `_nodeid`, where pytest 9.2 no longer reads it
+    # (pytest-dev/pytest-xdist#1386): write it where the ID now lives, `_id`.
+    if getattr(config.option, "loadgroup", False) and hasattr(item, "_id"):
+        item._id = type(item._id).parse(f"{item.nodeid}@{name}")
+
+
+def _uses_module_fixtures(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)  # pytest's record of the item's fixtures
+    if info is None:
+        return False
+    return any(
+        definition.scope == "module"
+        for definitions in info.name2fixturedefs.values()
+        for definition in definitions
+    )
+
+
+def _scope(item: pytest.Item) -> str:
+    group = item.get_closest_marker("xdist_group")
+    return str(group.args[0]) if group else item.nodeid
+
+
+def _quick_unit_behind_the_longest(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """xdist hands each of N workers a second work unit at the start, the first worker
+    the (N+1)th: it waits until the longest test ends, so move a quick one there."""
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    scopes: set[str] = set()
+    starts = []  # where each unit starts
+    for position, item in enumerate(items):
+        if _scope(item) not in scopes:
+            scopes.add(_scope(item))
+            starts.append(position)
+    if len(starts) <= workers:
+        return
+    position = starts[workers]
+    quick = next(
+        (
+            item
+            for item in items[position:]
+            if not item.get_closest_marker("slow") and not item.get_closest_marker("xdist_group")
+        ),
+        None,
+    )
+    if quick is not None:
+        items.remove(quick)
+        items.insert(position, quick)
 
 
 def free_port() -> int:
@@ -95,3 +161,28 @@ def run_okai(
         check=check,
         env=os.environ.copy(),
     )
+
+
+def call_okai(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """`okai ARGS` in this process: the command's own `main`, its stdout, stderr and exit
+    code captured as `run_okai` reports them. For tests where a subprocess proves nothing
+    more than the one real subprocess test each command keeps; it saves the interpreter
+    start and the imports (web3 alone takes seconds) per call."""
+    from okai.cli.app import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    with redirect_stdout(stdout), redirect_stderr(stderr):
+        try:
+            main(list(args))
+        except SystemExit as exit:
+            code = exit.code
+    if isinstance(code, str):  # as the interpreter does with sys.exit("message")
+        stderr.write(code + "\n")
+    result = subprocess.CompletedProcess(
+        ["okai", *args], 1 if isinstance(code, str) else (code or 0),
+        stdout.getvalue(), stderr.getvalue(),
+    )  # fmt: skip
+    if check:
+        result.check_returncode()
+    return result

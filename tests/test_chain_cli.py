@@ -1,8 +1,8 @@
 """`okai chain` and the registry of `okai dev up`, through the CLI and a real anvil.
 
-Most commands run in-process through `okai.cli.app.main` (the same code path as the
-installed command, minus a new interpreter importing web3 each time); a few run as
-real subprocesses to cover the entry point.
+Most commands run in-process through `okai.cli.app.main` (conftest.call_okai: the same
+code path as the installed command, minus a new interpreter importing web3 each time); a
+few run as real subprocesses to cover the entry point.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import pytest
 from eth_account import Account
 
 from chain_support import blob_id, digest, rpc
-from conftest import run_okai
+from conftest import call_okai, run_okai
 from okai.chain import DEV_PRIVATE_KEY, RegistryClient
-from okai.cli.app import main
 from okai.config import load_settings
 from okai.dev import stack
 from okai.dev.anvil import running_anvil
@@ -26,15 +25,9 @@ from okai.dev.anvil import running_anvil
 class Okai:
     """Run `okai ARGS` in-process; returns (exit code, stdout, stderr)."""
 
-    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
-        self.capsys = capsys
-
     def __call__(self, *args: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main(list(args))
-        captured = self.capsys.readouterr()
-        return int(exited.value.code or 0), captured.out, captured.err
+        done = call_okai(*args)
+        return done.returncode, done.stdout, done.stderr
 
     def json(self, *args: str) -> Any:
         code, out, err = self("--json", *args)
@@ -43,8 +36,8 @@ class Okai:
 
 
 @pytest.fixture
-def okai(okai_home: Path, capsys: pytest.CaptureFixture[str]) -> Okai:
-    return Okai(capsys)
+def okai(okai_home: Path) -> Okai:
+    return Okai()
 
 
 def test_dev_registry_records_and_survives_a_restart(okai_home: Path, okai: Okai) -> None:
@@ -130,7 +123,7 @@ def test_deploy_with_the_dev_key_on_coston2_is_refused(
 ) -> None:
     monkeypatch.setenv("OKAI_PRIVATE_KEY", DEV_PRIVATE_KEY)
     monkeypatch.setenv("OKAI_RPC_URL", "http://127.0.0.1:9")  # never reached
-    result = run_okai("--network", "coston2", "chain", "deploy")
+    result = call_okai("--network", "coston2", "chain", "deploy")
     assert result.returncode == 2
     assert "refusing anvil's public dev key" in result.stderr
     assert DEV_PRIVATE_KEY[2:] not in result.stdout + result.stderr

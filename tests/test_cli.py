@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import okai_imports, run_okai
+from conftest import call_okai, okai_imports, run_okai
 from okai.cli.app import app
 
 GROUPS = ["dev", "demo", "config", "walrus", "blob", "data", "train", "chain", "record",
@@ -39,24 +39,24 @@ def test_config_show_json_masks_secrets(okai_home: Path, monkeypatch: pytest.Mon
 
 
 def test_errors_print_a_message_not_a_traceback(okai_home: Path) -> None:
-    result = run_okai("--network", "nowhere", "config", "show")
+    result = call_okai("--network", "nowhere", "config", "show")
     assert result.returncode == 2
     assert "unknown network 'nowhere'" in result.stderr
     assert "Traceback" not in result.stderr
-    debug = run_okai("--debug", "--network", "nowhere", "config", "show")
+    debug = call_okai("--debug", "--network", "nowhere", "config", "show")
     assert debug.returncode == 2
     assert "Traceback" in debug.stderr
 
 
 def test_usage_errors_exit_2(okai_home: Path) -> None:
-    result = run_okai("dev", "sideways")
+    result = call_okai("dev", "sideways")
     assert result.returncode == 2
     assert "No such command" in result.stderr
 
 
 def test_hostile_strings_in_errors_are_printed_literally(okai_home: Path) -> None:
     (okai_home / "okai.toml").write_text('network = "[bold red]x[/] \\u202e<script>"\n')
-    result = run_okai("config", "show")
+    result = call_okai("config", "show")
     assert result.returncode == 2
     assert "[bold red]x[/]" in result.stderr
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_okai
+from conftest import call_okai, run_okai
 from okai.train.demo import GPT_DEMO_HYPERPARAMETERS
 
 
@@ -18,7 +18,7 @@ def test_a_bad_epoch_count_is_refused_before_anything_starts(
 ) -> None:
     for bad in ("0", "two"):
         monkeypatch.setenv("OKAI_DEMO_EPOCHS", bad)
-        result = run_okai("demo", "--model", "gpt")
+        result = call_okai("demo", "--model", "gpt")
         assert result.returncode == 2, result.stderr
         assert "OKAI_DEMO_EPOCHS" in result.stderr
     assert not (okai_home / ".okai" / "dev").exists()  # no stack was started

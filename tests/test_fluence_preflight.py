@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from cluster_helpers import Stack, digits_stack
-from conftest import run_okai
+from conftest import call_okai
 from fakes.fluence_fake import FluenceFake
 from fakes.fluence_support import FAST_POLL, checked_fake, client_for, ssh_public_key
 from okai.compute import cluster as clusters
@@ -55,7 +55,7 @@ def fake(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[FluenceFake]
 
 def up(job: str, *extra: str) -> Any:
     """`okai cluster up` on Fluence as a user types it (the environment points at the fake)."""
-    return run_okai("cluster", "up", job, "--provider", "fluence", "--image-url", IMAGE_URL,
+    return call_okai("cluster", "up", job, "--provider", "fluence", "--image-url", IMAGE_URL,
                     "--ssh-key", "id_ed25519", *extra)  # fmt: skip
 
 
@@ -90,7 +90,7 @@ def test_a_job_okai_train_refuses_rents_nothing(
     assert f"field '{field}'" in done.stderr
     assert fake.log == [], "refused before Fluence is even asked"
     # The very same refusal as `okai train`'s: one function decides.
-    trained = run_okai("train", str(path))
+    trained = call_okai("train", str(path))
     assert trained.returncode == 2 and f"field '{field}'" in trained.stderr
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_okai
+from conftest import REPO, call_okai, run_okai
 from fakes.fake_nix import PYTHON_IDENTITY
 from okai.errors import DocumentError, UsageError
 from okai.image import (
@@ -213,7 +213,7 @@ def test_missing_nix_says_what_to_install(
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    result = run_okai("image", "build", "--flake", str(flake_dir))
+    result = call_okai("image", "build", "--flake", str(flake_dir))
     assert result.returncode == 1
     assert "Nix is not installed" in result.stderr
     assert "Nix 2.18 or newer" in result.stderr
@@ -225,7 +225,7 @@ def test_old_nix_is_refused_before_anything_runs(
     okai_home: Path, fake_nix: FakeNix, flake_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_NIX_VERSION", "2.8.0")
-    result = run_okai("image", "build", "--flake", str(flake_dir))
+    result = call_okai("image", "build", "--flake", str(flake_dir))
     assert result.returncode == 1
     assert "is Nix 2.8.0" in result.stderr
     assert "needs Nix 2.18 or newer" in result.stderr
@@ -273,6 +273,7 @@ def test_build_failure_is_reported_and_writes_nothing(
     okai_home: Path, fake_nix: FakeNix, flake_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_NIX_FAIL", "build")
+    # A real process: Nix writes its log to the inherited stderr, not to sys.stderr.
     result = run_okai("image", "build", "--flake", str(flake_dir))
     assert result.returncode == 1
     assert "builder for" in result.stderr  # Nix's own log reaches the user
@@ -295,7 +296,7 @@ def test_dirty_tree_cli_exit_code(
     okai_home: Path, fake_nix: FakeNix, flake_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_NIX_DIRTY", "1")
-    result = run_okai("image", "build", "--flake", str(flake_dir))
+    result = call_okai("image", "build", "--flake", str(flake_dir))
     assert result.returncode == 2
     assert "--allow-dirty" in result.stderr
 

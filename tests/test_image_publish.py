@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chain_support import account
-from conftest import run_okai
+from conftest import call_okai, run_okai
 from okai.chain import DEV_ADDRESS
 from okai.config import PRESETS, Network, Secrets, Settings
 from okai.digest import Digest
@@ -234,14 +234,14 @@ def test_publish_command_checks_before_anything_is_sent(
 ) -> None:
     manifest_path = built_image(okai_home)
     monkeypatch.setenv("OKAI_WALRUS_MAX_BODY", str(1 << 40))
-    bad = run_okai(
+    bad = call_okai(
         "--network", "coston2", "image", "publish", str(manifest_path), "--image-url", "ftp://x/y"
     )
     assert bad.returncode == 2
     assert "https URL" in bad.stderr
 
     # The bytes are hashed, then the key is loaded: none on coston2, so nothing goes out.
-    result = run_okai("--network", "coston2", "image", "publish", str(manifest_path))
+    result = call_okai("--network", "coston2", "image", "publish", str(manifest_path))
     assert result.returncode == 2
     assert "no signing key for network coston2" in result.stderr
     assert "blobId" not in json.loads(manifest_path.read_text())  # nothing was published
@@ -517,12 +517,12 @@ def test_publish_command_json_then_again(
     assert published["imageDigest"] == json.loads(manifest_path.read_text())["sha256"]
     assert json.loads(manifest_path.read_text())["blobId"] == published["quiltId"]
 
-    again = run_okai("image", "publish", str(manifest_path))
+    again = call_okai("image", "publish", str(manifest_path))
     assert again.returncode == 0, again.stderr
     assert "already registered" in again.stdout
     assert published["bootUrl"] in again.stdout.replace("\n", "")
 
     monkeypatch.setenv("OKAI_WALRUS_MAX_BODY", "1024")
-    limited = run_okai("--json", "image", "publish", str(manifest_path))
+    limited = call_okai("--json", "image", "publish", str(manifest_path))
     assert limited.returncode == 2
     assert "at most 1024 bytes" in limited.stderr and limited.stdout == ""

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from rich.table import Table
 
-from conftest import run_okai
+from conftest import call_okai
 from okai.cli.output import CliState, InertConsole
 from okai.compute.node.agent import Agent, AgentOptions
 from okai.inert import inert, inert_json
@@ -144,7 +144,7 @@ def test_an_error_quoting_an_endpoint_is_printed_inert(
     monkeypatch.setenv("OKAI_WALRUS_AGGREGATORS", hostile_publisher.url)
     (okai_home / "file.bin").write_bytes(b"some bytes")
 
-    result = run_okai(*json_flag, "blob", "put", "file.bin")
+    result = call_okai(*json_flag, "blob", "put", "file.bin")
 
     assert result.returncode != 0
     assert "error:" in result.stderr and "answered 400" in result.stderr

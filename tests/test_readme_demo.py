@@ -36,6 +36,9 @@ def test_make_demo_from_a_clean_clone_then_again(tmp_path: Path) -> None:
     }
     # Free ports, so a stack already running on this machine is left alone.
     env |= {"OKAI_DEV_ANVIL_PORT": str(free_port()), "OKAI_DEV_WALRUS_PORT": str(free_port())}
+    # pip skips byte-compiling the 1.7 GB it installs (most of this test's time on two
+    # cores): the interpreter compiles what the demo imports, as it does for any missing .pyc.
+    env["PIP_NO_COMPILE"] = "1"
     demo = readme_commands()[0].split()
     try:
         first = subprocess.run(

@@ -1,4 +1,5 @@
-"""`okai record` and `okai verify` as commands: real subprocesses against a real stack."""
+"""`okai record` and `okai verify` as commands against a real stack: the first test runs them
+as real subprocesses, the others call the same `main` in this process (conftest.call_okai)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chain_support import account
-from conftest import okai_imports, run_okai
+from conftest import call_okai, okai_imports, run_okai
 from okai.digest import Digest
 from provenance_support import Inputs, Stack, write_run
 from provenance_support import inputs_fixture as inputs_fixture
@@ -20,7 +21,7 @@ TRUST = ("--trainer", ME, "--publisher", ME)
 
 @pytest.fixture
 def on_stack(okai_home: Path, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
-    """run_okai copies os.environ: point it at the stack."""
+    """The command reads os.environ (run_okai copies it): point it at the stack."""
     for name, value in stack.env().items():
         monkeypatch.setenv(name, value)
     return stack
@@ -76,17 +77,17 @@ def test_record_then_verify_from_the_command_line(
     assert f"trusted trainers {ME}; publishers {ME}" in words
 
     # No policy: every check passes, but nobody was pinned, so it is not "verified".
-    unpinned = run_okai("verify", model)
+    unpinned = call_okai("verify", model)
     assert unpinned.returncode == 4, unpinned.stderr
     words = " ".join(unpinned.stdout.split())
     assert "NOT VERIFIED: every check passed, but no trusted account was pinned" in words
     assert "no trainer was trusted" in unpinned.stderr
-    listed = json.loads(run_okai("verify", model, "--json").stdout)
+    listed = json.loads(call_okai("verify", model, "--json").stdout)
     assert listed["verdict"] == "unpinned" and listed["policy"]["pinned"] is False
     record_check = next(c for c in listed["checks"] if c["id"] == "record.exists")
     assert record_check["reason"] == f"recorded by {ME}, an account nobody pinned"
 
-    again = run_okai("record", str(tmp_path / "run"))
+    again = call_okai("record", str(tmp_path / "run"))
     assert again.returncode == 0, again.stderr
     assert "already recorded" in again.stdout
 
@@ -96,7 +97,7 @@ def test_verify_reads_the_registry_without_web3(
 ) -> None:
     """Start-up: shallow `okai verify` reads over plain JSON-RPC; web3 is for transactions."""
     write_run(tmp_path / "run", inputs, values=[20.0])
-    assert run_okai("record", str(tmp_path / "run")).returncode == 0
+    assert call_okai("record", str(tmp_path / "run")).returncode == 0
     model = str(tmp_path / "run" / "model.safetensors")
 
     loaded = okai_imports("verify", model, *TRUST)
@@ -107,11 +108,11 @@ def test_a_tampered_model_exits_3_naming_the_check(
     on_stack: Stack, inputs: Inputs, tmp_path: Path
 ) -> None:
     write_run(tmp_path / "run", inputs, values=[22.0])
-    assert run_okai("record", str(tmp_path / "run")).returncode == 0
+    assert call_okai("record", str(tmp_path / "run")).returncode == 0
     model = tmp_path / "run" / "model.safetensors"
     model.write_bytes(model.read_bytes()[:-1] + b"\x00")
 
-    result = run_okai("verify", str(model), "--json", *TRUST)
+    result = call_okai("verify", str(model), "--json", *TRUST)
 
     assert result.returncode == 3
     assert json.loads(result.stdout)["verdict"] == "not verified"
@@ -122,10 +123,10 @@ def test_recording_a_model_this_account_recorded_from_another_run_exits_2(
     on_stack: Stack, inputs: Inputs, tmp_path: Path
 ) -> None:
     write_run(tmp_path / "first", inputs, values=[23.0])
-    assert run_okai("record", str(tmp_path / "first")).returncode == 0
+    assert call_okai("record", str(tmp_path / "first")).returncode == 0
     write_run(tmp_path / "second", inputs, values=[23.0], run_id="another-run")
 
-    result = run_okai("record", str(tmp_path / "second"))
+    result = call_okai("record", str(tmp_path / "second"))
 
     assert result.returncode == 2
     assert f"{ME} already recorded model" in result.stderr
@@ -142,13 +143,13 @@ def test_recording_a_model_this_account_recorded_from_another_run_exits_2(
 def test_option_mistakes_exit_2(
     on_stack: Stack, inputs: Inputs, tmp_path: Path, args: list[str], message: str
 ) -> None:
-    result = run_okai("verify", Digest.of_bytes(b"anything"), *args)
+    result = call_okai("verify", Digest.of_bytes(b"anything"), *args)
     assert result.returncode == 2
     assert message in result.stderr
 
 
 def test_neither_a_file_nor_a_digest_exits_2(on_stack: Stack) -> None:
-    result = run_okai("verify", "no-such-model.safetensors")
+    result = call_okai("verify", "no-such-model.safetensors")
     assert result.returncode == 2
     assert "neither an existing file nor a SHA-256 digest" in result.stderr
 
@@ -157,10 +158,10 @@ def test_the_submitter_cannot_attest_its_own_model(
     on_stack: Stack, inputs: Inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_run(tmp_path / "run", inputs, values=[24.0])
-    assert run_okai("record", str(tmp_path / "run")).returncode == 0
+    assert call_okai("record", str(tmp_path / "run")).returncode == 0
     monkeypatch.setenv("OKAI_PRIVATE_KEY", account(0).key.to_0x_hex())
 
-    result = run_okai(
+    result = call_okai(
         "verify", str(tmp_path / "run" / "model.safetensors"), "--reproduce", "--attest"
     )
 
@@ -175,10 +176,10 @@ def test_hostile_strings_are_shown_inert(on_stack: Stack, inputs: Inputs, tmp_pa
 
     name = " ".join(raw for raw, _ in HOSTILE.values())
     write_run(tmp_path / "run", inputs, values=[25.0], job=job_for(inputs, name=name))
-    assert run_okai("record", str(tmp_path / "run")).returncode == 0
+    assert call_okai("record", str(tmp_path / "run")).returncode == 0
 
-    human = run_okai("verify", str(tmp_path / "run" / "model.safetensors"), *TRUST)
-    scripted = run_okai("--json", "verify", str(tmp_path / "run" / "model.safetensors"), *TRUST)
+    human = call_okai("verify", str(tmp_path / "run" / "model.safetensors"), *TRUST)
+    scripted = call_okai("--json", "verify", str(tmp_path / "run" / "model.safetensors"), *TRUST)
 
     assert human.returncode == scripted.returncode == 0, human.stderr + scripted.stderr
     assert scripted.stdout.isascii()
@@ -204,7 +205,7 @@ def test_trust_file_mistakes_exit_2(on_stack: Stack, tmp_path: Path) -> None:
         ("[trust\n", "not valid TOML"),
     ]:
         bad.write_text(text)
-        result = run_okai("verify", Digest.of_bytes(b"anything"), "--trust-file", str(bad))
+        result = call_okai("verify", Digest.of_bytes(b"anything"), "--trust-file", str(bad))
         assert result.returncode == 2, result.stderr
         assert message in result.stderr
 
@@ -221,7 +222,7 @@ def test_a_folder_that_redirects_a_public_network_is_refused(
     monkeypatch.chdir(folder)
     monkeypatch.delenv("OKAI_HOME", raising=False)
 
-    result = run_okai("--network", "flare", "verify", Digest.of_bytes(b"m"), "--trainer", ME)
+    result = call_okai("--network", "flare", "verify", Digest.of_bytes(b"m"), "--trainer", ME)
 
     assert result.returncode == 2
     assert "files in this folder change what flare means" in result.stderr

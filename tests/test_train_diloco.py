@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from cluster_helpers import digits_stack
-from conftest import run_okai
+from conftest import call_okai, run_okai
 from okai.digest import Digest
 from okai.errors import DocumentError, UsageError
 from okai.manifest import DilocoSync, JobSpec, ManifestRef
@@ -105,7 +105,7 @@ def test_bad_sync_settings_are_field_errors(old: str, new: str, field: str, prob
 
 def test_okai_train_refuses_a_bad_sync_setting_with_exit_2(okai_home: Path) -> None:
     (okai_home / "bad.toml").write_text(GOOD + DILOCO.replace("= 50", "= 0"), encoding="utf-8")
-    result = run_okai("train", "bad.toml", "--data", str(okai_home))
+    result = call_okai("train", "bad.toml", "--data", str(okai_home))
     assert result.returncode == 2, result.stderr
     assert "bad.toml: field 'sync.inner_steps'" in result.stderr
 

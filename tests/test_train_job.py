@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_okai
+from conftest import call_okai, run_okai
 from okai.errors import DocumentError
 from okai.manifest import BuiltinModel, JobSpec, ManifestRef
 from okai.train import check_job, job_from_toml, job_to_toml, load_job
@@ -152,7 +152,7 @@ def test_raw_blobs_need_a_digest_to_be_trained_on() -> None:
 def test_okai_train_exits_2_on_a_bad_job_file(okai_home: Path, text: str, expected: str) -> None:
     (okai_home / "bad.toml").write_text(text, encoding="utf-8")
     (okai_home / "store" / "blobs").mkdir(parents=True)
-    result = run_okai("train", "bad.toml", "--data", "store")
+    result = call_okai("train", "bad.toml", "--data", "store")
     assert result.returncode == 2, result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_okai
+from conftest import call_okai, run_okai
 from okai.errors import ConfigError
 from okai.walrus.aggregators import ReadEvent
 from okai.walrus.client import WalrusClient
@@ -246,7 +246,7 @@ def test_data_pull_reports_the_fall_over_on_stderr_and_in_json(
 
     # For people: the same, on stderr, as it happens (a fresh cache: the shards are read).
     monkeypatch.setenv("OKAI_HOME", str(tmp_path / "other-home"))
-    human = run_okai("data", "pull", pushed.ref, "--to", str(tmp_path / "b"))
+    human = call_okai("data", "pull", pushed.ref, "--to", str(tmp_path / "b"))
     assert human.returncode == 0, human.stderr
     assert f"walrus: {bad.url} demoted for the rest of this command" in human.stderr
     assert "wrong bytes from" in human.stderr and f"served by {good.url}" in human.stderr

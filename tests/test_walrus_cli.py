@@ -1,4 +1,5 @@
-"""The `okai walrus | blob | data` commands, run as real processes: output and exit codes."""
+"""The `okai walrus | blob | data` commands: output and exit codes. Each command runs as a real
+process here at least once (run_okai); the other calls run its `main` in this process."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import free_port, run_okai
+from conftest import call_okai, free_port, run_okai
 from walrus_helpers import ServerProcess, dead_url
 
 
@@ -30,8 +31,8 @@ def server(okai_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerP
         running.stop()
 
 
-def okai_json(*args: str) -> dict[str, object]:
-    done = run_okai("--json", *args)
+def okai_json(*args: str, real: bool = True) -> dict[str, object]:
+    done = (run_okai if real else call_okai)("--json", *args)
     assert done.returncode == 0, done.stderr
     result: dict[str, object] = json.loads(done.stdout)
     return result
@@ -49,20 +50,20 @@ def test_blob_put_and_get(server: ServerProcess, okai_home: Path) -> None:
     got = okai_json("blob", "get", blob_id, "--sha256", sha256, "--out", str(out))
     assert got["verifiedBy"] == "sha256" and out.read_bytes() == source.read_bytes()
 
-    wrong = run_okai("blob", "get", blob_id, "--sha256", "sha256:" + "0" * 64, "-o", "bad.bin")
+    wrong = call_okai("blob", "get", blob_id, "--sha256", "sha256:" + "0" * 64, "-o", "bad.bin")
     assert wrong.returncode == 3 and "integrity check failed" in wrong.stderr
     assert not (okai_home / "bad.bin").exists()
 
     httpx.post(f"{server.url}/_okai/test/faults", json={"corrupt": -1}).raise_for_status()
-    corrupted = run_okai("blob", "get", blob_id, "--sha256", sha256, "-o", "corrupt.bin")
+    corrupted = call_okai("blob", "get", blob_id, "--sha256", sha256, "-o", "corrupt.bin")
     assert corrupted.returncode == 3 and not (okai_home / "corrupt.bin").exists()
     httpx.delete(f"{server.url}/_okai/test/faults").raise_for_status()
 
-    missing = run_okai("blob", "get", "A" * 43, "--sha256", sha256, "-o", "x.bin")
+    missing = call_okai("blob", "get", "A" * 43, "--sha256", sha256, "-o", "x.bin")
     assert missing.returncode == 1 and "404 BLOB_NOT_FOUND" in missing.stderr
-    malformed = run_okai("blob", "get", "nope", "--sha256", sha256, "-o", "x.bin")
+    malformed = call_okai("blob", "get", "nope", "--sha256", sha256, "-o", "x.bin")
     assert malformed.returncode == 2 and "not a Walrus blob ID" in malformed.stderr
-    too_long = run_okai("blob", "put", str(source), "--epochs", "54")
+    too_long = call_okai("blob", "put", str(source), "--epochs", "54")
     assert too_long.returncode == 2 and "epochs" in too_long.stderr
 
 
@@ -80,7 +81,7 @@ def test_data_push_show_pull(server: ServerProcess, okai_home: Path) -> None:
     shown = okai_json("data", "show", ref)
     assert shown["digest"] == pushed["manifestDigest"]
     assert shown["manifest"]["schema"] == "okai.dataset/v1"  # type: ignore[index]
-    human = run_okai("data", "show", "m.json")
+    human = call_okai("data", "show", "m.json")
     assert human.returncode == 0 and "shards/2.bin" in human.stdout
 
     pulled = okai_json("data", "pull", ref, "--to", "restored")
@@ -89,20 +90,20 @@ def test_data_push_show_pull(server: ServerProcess, okai_home: Path) -> None:
         assert (okai_home / "restored" / path.relative_to(data)).read_bytes() == path.read_bytes()
 
     server.stop()  # a second pull needs no server: the cache has every verified shard
-    again = run_okai("data", "pull", ref, "--to", "again")
+    again = call_okai("data", "pull", ref, "--to", "again")
     assert again.returncode == 0, again.stderr
     assert (okai_home / "again" / "meta.json").read_text() == '{"classes": 10}'
 
 
 def test_data_errors_and_exit_codes(server: ServerProcess, okai_home: Path) -> None:
     (okai_home / "one.txt").write_text("one")
-    pushed = okai_json("data", "push", "one.txt", "--name", "one")
-    bad_ref = run_okai("data", "pull", "not-a-ref@sha256:00", "--to", "x")
+    pushed = okai_json("data", "push", "one.txt", "--name", "one", real=False)
+    bad_ref = call_okai("data", "pull", "not-a-ref@sha256:00", "--to", "x")
     assert bad_ref.returncode == 2 and "BLOBID@sha256:HEX" in bad_ref.stderr
     forged = f"{pushed['manifestBlobId']}@sha256:{'1' * 64}"
-    refused = run_okai("data", "pull", forged, "--to", "x")
+    refused = call_okai("data", "pull", forged, "--to", "x")
     assert refused.returncode == 3 and not (okai_home / "x").exists()
-    too_big = run_okai("data", "push", "one.txt", "--shard-size", "11MiB")
+    too_big = call_okai("data", "push", "one.txt", "--shard-size", "11MiB")
     assert too_big.returncode == 2 and "shard" in too_big.stderr
 
 
@@ -111,7 +112,7 @@ def test_unreachable_publisher_exits_1(okai_home: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("OKAI_WALRUS_AGGREGATORS", url)
     monkeypatch.setenv("OKAI_WALRUS_PUBLISHER", url)
     (okai_home / "f.txt").write_text("x")
-    done = run_okai("blob", "put", "f.txt")
+    done = call_okai("blob", "put", "f.txt")
     assert done.returncode == 1 and "cannot reach" in done.stderr
 
 
@@ -145,12 +146,12 @@ def test_dev_stack_serves_real_blob_ids(okai_home: Path) -> None:
         stack = json.loads((okai_home / ".okai" / "dev" / "stack.json").read_text())
         assert stack["walrus_url"].endswith(os.environ["OKAI_DEV_WALRUS_PORT"])
         (okai_home / "hello.txt").write_bytes(b"some other string")
-        stored = okai_json("blob", "put", "hello.txt")
+        stored = okai_json("blob", "put", "hello.txt", real=False)
         assert stored["blobId"] == "M4hsZGQ1oCktdzegB6HnI6Mi28S2nqOPHxK-W7_4BUk"
         assert stored["blobIdVerified"] is True
-        got = okai_json("blob", "get", str(stored["blobId"]), "-o", "back.txt")
+        got = okai_json("blob", "get", str(stored["blobId"]), "-o", "back.txt", real=False)
         assert got["verifiedBy"] == "blobId" and got["sha256"] == stored["sha256"]
-        status = run_okai("--json", "dev", "status")
+        status = call_okai("--json", "dev", "status")
         services = {s["name"]: s["state"] for s in json.loads(status.stdout)["services"]}
         assert services["walrus"] == "running"
     finally:

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import run_okai
+from conftest import call_okai, run_okai
 from okai.config import load_settings
 from okai.web.server import CSP_HEADER, WebServer, dist_dir, page_config
 
@@ -159,7 +159,7 @@ def test_a_broken_stack_file_is_a_503_not_a_crash(okai_home: Path) -> None:
 def test_okai_web_without_a_build_says_how_to_get_one(okai_home: Path) -> None:
     empty = okai_home / "empty"
     empty.mkdir()
-    result = run_okai("web", "--dist", str(empty), "--port", "0")
+    result = call_okai("web", "--dist", str(empty), "--port", "0")
     assert result.returncode == 1
     assert "not built" in result.stderr and "make setup" in result.stderr
 
