@@ -26,7 +26,7 @@ from okai.compute.channel import LocalChannel, NodeChannel, NodeInfo
 from okai.compute.fluence import FluenceClient
 from okai.compute.fluence.backend import FluenceBackend, known_hosts
 from okai.compute.fluence.provider import FluenceProvider
-from okai.compute.local import free_port
+from okai.compute.local import free_port, node_address
 from okai.compute.marks import MARK_ENV, marked_processes, stop_marked
 from okai.compute.node.files import ImageExpectation
 from okai.compute.node.host import ADDRESS_ENV
@@ -74,7 +74,10 @@ class Transport:
     def __call__(self, state: ClusterState, node: NodeRecord) -> NodeChannel:
         token = self.tokens.setdefault(node.name, secrets.token_hex(16))
         folder = self.root / node.name
-        env = {MARK_ENV: token, ADDRESS_ENV: "127.0.0.1", "OKAI_HOME": str(folder / "home")}
+        # A loopback address of its own, as VMs have: sandboxed torchruns on one address
+        # would share one rendezvous name (okai.compute.local).
+        address = node_address(node.rank)
+        env = {MARK_ENV: token, ADDRESS_ENV: address, "OKAI_HOME": str(folder / "home")}
         return LocalChannel(node.rank, folder, env=env, image_file=self.image_file)
 
     def stop_all(self) -> None:
