@@ -47,15 +47,17 @@ def test_blob_put_and_get(server: ServerProcess, okai_home: Path) -> None:
     assert stored["url"] == f"{server.url}/v1/blobs/{blob_id}"
 
     out = okai_home / "copy.bin"
-    got = okai_json("blob", "get", blob_id, "--sha256", sha256, "--out", str(out))
+    got = okai_json("blob", "get", "--sha256", sha256, "--out", str(out), "--", blob_id)
     assert got["verifiedBy"] == "sha256" and out.read_bytes() == source.read_bytes()
 
-    wrong = call_okai("blob", "get", blob_id, "--sha256", "sha256:" + "0" * 64, "-o", "bad.bin")
+    wrong = call_okai(
+        "blob", "get", "--sha256", "sha256:" + "0" * 64, "-o", "bad.bin", "--", blob_id
+    )
     assert wrong.returncode == 3 and "integrity check failed" in wrong.stderr
     assert not (okai_home / "bad.bin").exists()
 
     httpx.post(f"{server.url}/_okai/test/faults", json={"corrupt": -1}).raise_for_status()
-    corrupted = call_okai("blob", "get", blob_id, "--sha256", sha256, "-o", "corrupt.bin")
+    corrupted = call_okai("blob", "get", "--sha256", sha256, "-o", "corrupt.bin", "--", blob_id)
     assert corrupted.returncode == 3 and not (okai_home / "corrupt.bin").exists()
     httpx.delete(f"{server.url}/_okai/test/faults").raise_for_status()
 
