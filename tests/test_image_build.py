@@ -33,6 +33,7 @@ from okai.image import (
 )
 from okai.image.nix import parse_version
 from okai.manifest import ImageManifest
+from vector_runner import page_map
 
 FAKE_REVISION = "0123456789abcdef0123456789abcdef01234567"
 NIXPKGS_REVISION = "5c623338d0c62d15a11b12e46ee8b04a48482c2f"
@@ -401,21 +402,7 @@ def test_okai_and_the_page_accept_the_same_python_records(
         if python is not None:
             document["python"] = python
         documents.append(document)
-    script = (
-        "import { imageManifestProblem } from './src/rules.js';\n"
-        "const documents = JSON.parse(process.argv[1]);\n"
-        "console.log(JSON.stringify(documents.map(imageManifestProblem)));\n"
-    )
-    result = subprocess.run(
-        ["node", "--input-type=module", "-e", script, json.dumps(documents)],
-        cwd=REPO / "web",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    page = json.loads(result.stdout)
+    page = page_map("src/rules.js", "imageManifestProblem", documents)
     for (name, _), document, problem in zip(python_variants(), documents, page, strict=True):
         try:
             ImageManifest.from_data(document, name)

@@ -3,26 +3,14 @@
 
 from __future__ import annotations
 
-import json
 import random
-import subprocess
-from pathlib import Path
 
 import pytest
 import rfc8785
 
 from okai.digest import canonical_json
 from okai.strict_json import MAX_DEPTH, nesting_depth, parse_json_document
-
-WEB = Path(__file__).resolve().parent.parent / "web"
-
-# The page's count (web/src/encoding.js), over texts read one per line.
-PAGE_DEPTHS = """
-import { readFileSync } from 'node:fs';
-import { nestingDepth } from './src/encoding.js';
-const texts = JSON.parse(readFileSync(0, 'utf8'));
-console.log(JSON.stringify(texts.map(nestingDepth)));
-"""
+from vector_runner import page_map
 
 
 def _texts(count: int) -> list[str]:
@@ -40,16 +28,7 @@ def _texts(count: int) -> list[str]:
 
 def test_nesting_depth_counts_as_the_page_does() -> None:
     texts = _texts(20_000)
-    answer = subprocess.run(
-        ["node", "--input-type=module", "-e", PAGE_DEPTHS],
-        cwd=WEB,
-        input=json.dumps(texts),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    page = json.loads(answer.stdout)
+    page = page_map("src/encoding.js", "nestingDepth", texts)  # the page's count
     # Within the limit, okai.strict_json may answer just "at most MAX_DEPTH".
     ours = [nesting_depth(text) for text in texts]
     differ = [

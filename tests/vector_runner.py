@@ -3,7 +3,8 @@
 `run_vector` evaluates, serves the blobs asked for (hashed, kept only when the rules ask
 to keep them, refused above their size cap) and evaluates again until nothing more is
 needed; web/test/observe.js serves the page's rules the same way. `PageRules` is one
-long-lived node process answering a batch of cases (web/test/verdicts.js).
+long-lived node process answering a batch of cases (web/test/verdicts.js); `page_map`
+applies one function of the page's modules to each of a list of values.
 """
 
 from __future__ import annotations
@@ -153,3 +154,24 @@ class PageVerdicts:
         if self._process.wait(timeout=60) != 0:
             raise RuntimeError(f"web/test/verdicts.js exited with {self._process.returncode}")
         return self.answers
+
+
+def page_map(module: str, function: str, values: list[Any]) -> list[Any]:
+    """`values.map(function)` in node, `function` imported from web/`module`."""
+    script = (
+        "import { readFileSync } from 'node:fs';\n"
+        f"import {{ {function} }} from './{module}';\n"
+        "const values = JSON.parse(readFileSync(0, 'utf8'));\n"
+        f"console.log(JSON.stringify(values.map((value) => {function}(value))));\n"
+    )
+    answer = subprocess.run(
+        ["node", "--input-type=module", "-e", script],
+        cwd=WEB,
+        input=json.dumps(values),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert answer.returncode == 0, answer.stderr
+    return list(json.loads(answer.stdout))
