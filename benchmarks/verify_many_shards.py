@@ -8,6 +8,10 @@ driver and the page loop; CPU, not wall, time: the benchmark machine is shared),
 same run: the same for a tenth of the shards (linear checks take about a tenth of the
 time; quadratic ones a hundredth), and `json.loads` of the manifest (the least any
 verifier must do).
+
+Then the same manifest as an attacker may write it: every size as `1.0` (the same JSON
+value, hence the same digest: still verified) and as `1e-07` (a fraction json.dumps does
+not write as RFC 8785 does: refused), each against the honest run's time.
 """
 
 from __future__ import annotations
@@ -100,6 +104,26 @@ def main() -> None:
         f"the page {js_large / js_small:.1f}x (linear: {factor:.0f}x); "
         f"okai verify {py_large / floor:.1f}x json.loads of the manifest"
     )
+    print(f"\n{'sizes written':>14} {'verdict':>13} {'okai verify':>12} {'page':>8}  (honest: 1)")
+    for written, expected in (("1.0", "verified"), ("1e-07", "not verified")):
+        inputs = with_sizes_written(many_shards_case(large), written)
+        py, py_verdict = python_seconds(inputs)
+        js, js_verdict = page_seconds(inputs)
+        assert py_verdict == js_verdict == expected, (py_verdict, js_verdict)
+        print(
+            f"{written:>14} {expected:>13} {py:>11.3f}s {js:>7.3f}s"
+            f"  ({py / py_large:.2f}x, {js / js_large:.2f}x the honest run)"
+        )
+
+
+def with_sizes_written(inputs: dict[str, Any], written: str) -> dict[str, Any]:
+    """The case with its manifest's shard sizes (all 1) written as `written`."""
+    for blob in inputs["blobs"].values():
+        raw = base64.b64decode(blob["bytesBase64"])
+        if b'"size": 1,' in raw:
+            raw = raw.replace(b'"size": 1,', f'"size": {written},'.encode())
+            blob["bytesBase64"] = base64.b64encode(raw).decode()
+    return inputs
 
 
 if __name__ == "__main__":

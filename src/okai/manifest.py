@@ -248,8 +248,10 @@ class DatasetManifest(Document):
     KIND: ClassVar[str] = "dataset"
 
     name: str = Field(min_length=1, max_length=200)
-    files: tuple[DatasetFile, ...]
-    shards: tuple[DatasetShard, ...]
+    # Stop at the first bad entry: a hostile manifest of 100,000 bad shards is refused in
+    # the time of one, not of 100,000 error reports (the message names only the first).
+    files: tuple[DatasetFile, ...] = Field(fail_fast=True)
+    shards: tuple[DatasetShard, ...] = Field(fail_fast=True)
     totals: DatasetTotals
 
     @model_validator(mode="after")

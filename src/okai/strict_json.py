@@ -23,6 +23,8 @@ from itertools import accumulate
 from operator import sub
 from typing import Any
 
+from okai.digest import BEYOND_BMP, SMALL_NUMBER, canonical_json, canonical_json_text
+
 MAX_DEPTH = 64
 """Deeper nesting is refused: okai documents nest about ten levels."""
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -34,7 +36,6 @@ _ESCAPED_OTHER = re.compile(rb'\\[^"\\\[\]{}]')
 _NOT_MARKS = bytes(set(range(256)) - set(b'"\\[]{}'))
 _NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 _STEPS = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
-_BEYOND_BMP = re.compile("[\U00010000-\U0010ffff]")
 _HIGH_SURROGATE = re.compile(r"\\u[dD][89abAB]")
 
 PROBLEMS = {
@@ -88,18 +89,25 @@ class ParsedJson:
     value: Any
     problem: JsonProblem | None
     plain: bool = False
-    """Whether the value is free of fractions and exponents and of characters beyond the
-    Basic Multilingual Plane: then json.dumps writes it canonically (okai.digest)."""
+    """Whether the value is free of numbers below 10**-4 and of characters beyond the Basic
+    Multilingual Plane: then json.dumps writes it canonically (okai.digest)."""
+    text: str = ""
+
+    def canonical(self) -> bytes:
+        """The value's RFC 8785 form (okai.digest), the quick way when it is plain."""
+        return (
+            canonical_json(self.value, plain=True) if self.plain else canonical_json_text(self.text)
+        )
 
 
 class _Flags:
-    """What the parser hooks saw: a duplicate key, a number out of range, a number with a
-    fraction or an exponent."""
+    """What the parser hooks saw: a duplicate key, a number out of range, a number below
+    10**-4 (which json.dumps does not write as RFC 8785 does)."""
 
     def __init__(self) -> None:
         self.duplicate = False
         self.big = False
-        self.fraction = False
+        self.small = False
 
     def pairs(self, items: list[tuple[str, Any]]) -> dict[str, Any]:
         obj = dict(items)
@@ -116,12 +124,15 @@ class _Flags:
             return 0
         return int(text)
 
-    def number(self, text: str) -> float:
-        self.fraction = True
+    def number(self, text: str) -> int | float:
         value = float(text)
         if not abs(value) < 2**53:  # also inf, from 1e400
             self.big = True
-            return 0.0
+            return 0
+        if value.is_integer():  # 1.0 and 1e2 are the integers JavaScript reads
+            return int(value)
+        if abs(value) < SMALL_NUMBER:
+            self.small = True
         return value
 
 
@@ -159,6 +170,6 @@ def parse_json_document(data: bytes) -> ParsedJson:
     if flags.big:
         return ParsedJson(None, JsonProblem("big-number"))
     # Beyond the plane: written as such, or as an escaped surrogate pair (\ud800-\udbff).
-    beyond = not text.isascii() and _BEYOND_BMP.search(text) is not None
-    plain = not (flags.fraction or beyond or ("\\u" in text and _HIGH_SURROGATE.search(text)))
-    return ParsedJson(value, None, plain)
+    beyond = not text.isascii() and BEYOND_BMP.search(text) is not None
+    plain = not (flags.small or beyond or ("\\u" in text and _HIGH_SURROGATE.search(text)))
+    return ParsedJson(value, None, plain, text)

@@ -502,7 +502,7 @@ def _acceptor(need: Need) -> Acceptor | None:
             if parsed.problem is not None:
                 return f"the manifest is {parsed.problem.text}"
             try:
-                digest = Digest.of_json(parsed.value, plain=parsed.plain)
+                digest = Digest.of_bytes(parsed.canonical())
             except OkaiError as exc:
                 return f"the manifest has no canonical form: {exc.message}"
             return None if digest == expected else f"the manifest hashes to {digest}"

@@ -783,7 +783,7 @@ def _read_manifest(data: bytes | None, digest: Digest) -> CheckedManifest | Prob
     if parsed.problem is not None:
         return Problem(parsed.problem.code, f"its manifest is {parsed.problem.text}")
     try:
-        actual = Digest.of_json(parsed.value, plain=parsed.plain)
+        actual = Digest.of_bytes(parsed.canonical())
     except OkaiError as exc:
         return Problem("no-canonical-form", f"its manifest has no canonical form: {exc.message}")
     if actual != digest:

@@ -13,6 +13,7 @@ import base64
 import copy
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -647,6 +648,20 @@ def vectors() -> list[dict[str, Any]]:
             w,
             {"datasets.manifests": F, "datasets.shards": N},
             blobs={**blobs, w.manifest_blob: json.dumps(tampered_manifest).encode()},
+        )
+    )
+    # The same JSON numbers written otherwise: JavaScript reads 30.0 and 300e-1 as 30, and
+    # RFC 8785 writes them 30, so the digest is the recorded one (okai reads them as integers).
+    whole_numbers = re.sub(rb'"(size|offset)": ([0-9]+)', rb'"\1": \2.0', w.manifest_bytes)
+    whole_numbers = re.sub(rb'"bytes": ([0-9]+)', rb'"bytes": \g<1>0e-1', whole_numbers)
+    add(
+        vector(
+            "manifest-numbers-written-as-fractions",
+            "Dataset 1's manifest writes its sizes and offsets as 30.0 and its total bytes as "
+            "300e-1: the same numbers, the same canonical form, so it verifies.",
+            w,
+            {},
+            blobs={**blobs, w.manifest_blob: whole_numbers},
         )
     )
     spoilers: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
