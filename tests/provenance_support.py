@@ -28,6 +28,7 @@ from eth_account.signers.local import LocalAccount
 
 from chain_support import FAST_RETRY as FAST_RPC_RETRY
 from chain_support import account
+from fakes.fake_nix import PYTHON_IDENTITY
 from okai.chain import RegistryClient
 from okai.chain.dev import dev_network
 from okai.dev.anvil import running_anvil
@@ -39,6 +40,7 @@ from okai.manifest import (
     DatasetShard,
     DatasetTotals,
     ImageManifest,
+    ImagePython,
     JobSpec,
     ManifestRef,
     NixosIdentity,
@@ -273,6 +275,7 @@ def publish_inputs(
                     nixpkgs_revision=NIXPKGS,
                     flake_revision=FLAKE,
                 ),
+                python=ImagePython.model_validate(PYTHON_IDENTITY),
             )
             inputs.image_manifest_blob = walrus.store_bytes(image.canonical_bytes()).blob_id
             inputs.image_digest = image.sha256

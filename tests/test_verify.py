@@ -250,6 +250,8 @@ def test_deep_verification_reads_every_shard_and_the_image(
         "bytes": 768,
     }
     assert data["image"]["manifest"]["describesRegisteredImage"] is True
+    python = data["image"]["manifest"]["python"]  # the image's Python, as okai image build read it
+    assert python["version"] == "3.11.14" and python["extraPackages"] == ["einops"]
 
 
 def test_a_swapped_image_is_caught(stack: Stack, inputs: Inputs, tmp_path: Path) -> None:

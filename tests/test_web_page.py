@@ -127,6 +127,7 @@ def test_a_recorded_model_verifies_and_its_data_checks_out(web: WebStack, page: 
     lineage = page.page.inner_text("#lineage")
     assert "digits-mlp" in lineage and web.models["good"].digest in lineage
     assert "0123456789abcdef0123456789abcdef01234567" in lineage  # nixpkgs revision
+    assert "3.11.14" in lineage and "einops 0.8.2" in lineage  # the image's Python
     assert page.page.locator("#lineage svg.diagram g.node").count() == 5
     page.screenshot("verify-page")
 

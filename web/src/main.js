@@ -298,6 +298,7 @@ function imageFacts(facts) {
     rows.push(row('nixpkgs revision', untrusted(manifest.nixpkgsRevision ?? '—'), note(origin)));
     rows.push(row('Flake revision', untrusted(manifest.flakeRevision ?? '—'), note(origin)));
     if (manifest.fileName) rows.push(row('File', untrusted(manifest.fileName), note(manifest.size !== null ? ` · ${formatBytes(manifest.size)}` : '')));
+    rows.push(...pythonFacts(manifest.python, origin));
   } else if (facts.attested?.image) {
     rows.push(row('nixpkgs revision', untrusted(facts.attested.image.nixpkgsRevision ?? '—'), note(' (attested)')));
     rows.push(row('Flake revision', untrusted(facts.attested.image.flakeRevision ?? '—'), note(' (attested)')));
@@ -305,6 +306,17 @@ function imageFacts(facts) {
   rows.push(row('Registrant', addressValue(image.registrant)), row('Registered at', formatTime(image.registeredAt)));
   rows.push(row('Manifest blob', mono(image.manifestBlobId)));
   return rows;
+}
+
+/** The image's Python: its interpreter, how many locked packages, and those added for jobs. */
+function pythonFacts(python, origin) {
+  if (!python) return [row('Python', 'not recorded (an image built before okai recorded it)')];
+  const versions = new Map(python.packages.map((entry) => [entry.name, entry.version]));
+  const extras = (python.extraPackages ?? []).map((name) => `${name} ${versions.get(name)}`);
+  return [
+    row('Python', untrusted(python.version), note(` · ${python.packages.length} locked packages${origin}`)),
+    row('Packages for jobs', extras.length ? untrusted(extras.join(', ')) : 'none besides okai\'s own'),
+  ];
 }
 
 function datasetFacts(facts) {

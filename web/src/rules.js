@@ -477,6 +477,7 @@ function imageManifest(blobs, image, record) {
     systemToplevel: doc.nixos.systemToplevel,
     nixpkgsRevision: doc.nixos.nixpkgsRevision,
     flakeRevision: doc.nixos.flakeRevision,
+    python: doc.python ?? null,
   };
 }
 

@@ -209,6 +209,7 @@ def _image_manifest_json(fact: ImageManifestFact | None) -> dict[str, Any] | Non
         "systemToplevel": manifest.nixos.system_toplevel,
         "nixpkgsRevision": manifest.nixos.nixpkgs_revision,
         "flakeRevision": manifest.nixos.flake_revision,
+        "python": None if manifest.python is None else manifest.python.to_json(),
         "describesRegisteredImage": fact.consistent,
     }
 

@@ -145,6 +145,14 @@ class World:
                 "nixpkgsRevision": NIXPKGS,
                 "flakeRevision": FLAKE,
             },
+            "python": {
+                "version": "3.11.14 <b>py</b>\u202e" if hostile else "3.11.14",
+                "packages": [
+                    {"name": "einops", "version": "0.8.2", "sha256": Digest.of_bytes(b"einops")},
+                    {"name": "torch", "version": "2.13.0+cpu", "sha256": Digest.of_bytes(b"torch")},
+                ],
+                "extraPackages": ["einops"],
+            },
         }
         ImageManifest.from_data(self.image_manifest, "vector")
         self.image_manifest_blob = self.store(canonical_json(self.image_manifest))
