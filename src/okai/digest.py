@@ -159,10 +159,10 @@ def canonical_json_text(text: str) -> bytes:
     ECMAScript form. A stand-in begins with 20 random digits; should a string hold them
     too (the count of matches tells), the text is written again with others.
     """
+    # Escaped keys may hide a pair of surrogates: take the UTF-16 order for them too.
+    beyond = "\\u" in text or (not text.isascii() and BEYOND_BMP.search(text) is not None)
     while True:
         numbers = _Numbers()
-        # Escaped keys may hide a pair of surrogates: take the UTF-16 order for them too.
-        beyond = "\\u" in text or (not text.isascii() and BEYOND_BMP.search(text) is not None)
         value = json.loads(
             text,
             object_pairs_hook=_utf16_ordered if beyond else _unique_keys,
