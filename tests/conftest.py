@@ -6,9 +6,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -22,6 +24,18 @@ LONGEST_FIRST = (
 )
 """Tests that alone take a large share of the suite, longest first: started first, so that
 the other workers run everything else meanwhile instead of waiting for them at the end."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One memory of computed Walrus blob IDs for the whole run, apart from the user's own
+    (~/.cache): the same bytes pushed by many tests are computed once (about two seconds
+    each), by whichever worker or subprocess meets them first. Set before xdist starts the
+    workers, which inherit it; the tests of the computation itself use computers with no
+    memory (tests/test_walrus_blob_ids.py)."""
+    if not hasattr(config, "workerinput"):
+        cache = Path(tempfile.mkdtemp(prefix="okai-test-cache-"))
+        config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+        os.environ["XDG_CACHE_HOME"] = str(cache)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's hook reads the groups into the test IDs

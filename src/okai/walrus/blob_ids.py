@@ -30,6 +30,7 @@ from typing import IO, Any
 from okai.digest import Digest
 from okai.errors import OperationalError
 from okai.nodejs import ToolMissingError, node_binary, node_package
+from okai.walrus.blob_id_memory import BlobIdMemory
 
 WASM_PACKAGE = "@mysten/walrus-wasm"
 SCHEME_WALRUS = "walrus-rs2-1000"
@@ -119,12 +120,16 @@ class BlobIdComputer:
     """Computes real Walrus blob IDs in a small pool of Node processes.
 
     Thread-safe; results are remembered by SHA-256 (the same bytes always
-    have the same ID), so a blob checked on store is not recomputed on read.
+    have the same ID), so a blob checked on store is not recomputed on read;
+    with a `memory`, across processes too (`BlobIdComputer.for_user()`).
     Raises `ToolMissingError` on first use when Node or walrus-wasm is missing.
     """
 
-    def __init__(self, workers: int | None = None, remember: int = 4096) -> None:
+    def __init__(
+        self, workers: int | None = None, remember: int = 4096, memory: BlobIdMemory | None = None
+    ) -> None:
         self._workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self._memory = memory
         self._idle: queue.LifoQueue[_Helper] = queue.LifoQueue()
         self._started = 0
         self._lock = threading.Lock()
@@ -132,10 +137,15 @@ class BlobIdComputer:
         self._remember = remember
         self._closed = False
 
+    @classmethod
+    def for_user(cls) -> BlobIdComputer:
+        """A computer that shares what it computes with this user's other processes."""
+        return cls(memory=BlobIdMemory.of_user(SCHEME_WALRUS))
+
     def of_bytes(self, data: bytes, sha256: Digest | None = None) -> str:
         """The blob ID of `data`."""
         key = sha256 or Digest.of_bytes(data)
-        return self._cached(key) or self._run(key, {"inline": len(data)}, data)
+        return self._cached(key) or self._recall_or_run(key, {"inline": len(data)}, data)
 
     def of_file(
         self, path: Path, offset: int = 0, length: int | None = None, sha256: Digest | None = None
@@ -143,10 +153,13 @@ class BlobIdComputer:
         """The blob ID of bytes [offset, offset+length) of a file (the whole file by default)."""
         if length is None:
             length = path.stat().st_size - offset
+        if sha256 is None and self._memory is not None:
+            # Remembered under the digest of the very bytes it is computed from: read once.
+            return self.of_bytes(_read_slice(path, offset, length))
         if sha256 is not None and (known := self._cached(sha256)):
             return known
         request = {"path": str(path.resolve()), "offset": offset, "length": length}
-        return self._run(sha256, request, None)
+        return self._recall_or_run(sha256, request, None)
 
     def _cached(self, sha256: Digest) -> str | None:
         with self._lock:
@@ -155,7 +168,22 @@ class BlobIdComputer:
                 self._known.move_to_end(sha256)
             return found
 
-    def _run(self, sha256: Digest | None, request: dict[str, Any], payload: bytes | None) -> str:
+    def _recall_or_run(
+        self, sha256: Digest | None, request: dict[str, Any], payload: bytes | None
+    ) -> str:
+        if sha256 is None:
+            return self._run(request, payload)
+        if self._memory is None:
+            blob_id = self._run(request, payload)
+        else:
+            blob_id = self._memory.recall_or_compute(sha256, lambda: self._run(request, payload))
+        with self._lock:
+            self._known[sha256] = blob_id
+            if len(self._known) > self._remember:
+                self._known.popitem(last=False)
+        return blob_id
+
+    def _run(self, request: dict[str, Any], payload: bytes | None) -> str:
         helper = self._acquire()
         try:
             blob_id = helper.ask(request, payload)
@@ -165,11 +193,6 @@ class BlobIdComputer:
                 self._started -= 1
             raise
         self._release(helper)
-        if sha256 is not None:
-            with self._lock:
-                self._known[sha256] = blob_id
-                if len(self._known) > self._remember:
-                    self._known.popitem(last=False)
         return blob_id
 
     def _acquire(self) -> _Helper:
@@ -221,6 +244,18 @@ class BlobIdComputer:
         self.close()
 
 
+def _read_slice(path: Path, offset: int, length: int) -> bytes:
+    try:
+        with open(path, "rb") as stream:
+            stream.seek(offset)
+            data = stream.read(length)
+    except OSError as exc:
+        raise BlobIdError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(data) != length:
+        raise BlobIdError(f"{path} ends before byte {offset + length}")
+    return data
+
+
 class BlobIdChecks:
     """Which blobs a client recomputes IDs of (up to `up_to` bytes; 0: none), and with what.
 
@@ -247,7 +282,7 @@ class BlobIdChecks:
             if self._available is None:
                 self._available = blob_ids_available()
             if self._available and self._computer is None:
-                self._computer = BlobIdComputer()
+                self._computer = BlobIdComputer.for_user()
             computer = self._computer if self._available else None
         if computer is None and required:
             raise ToolMissingError(

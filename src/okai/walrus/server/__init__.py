@@ -103,7 +103,7 @@ class WalrusServer:
                 "that no Walrus network accepts",
             )
         self._owns_blob_ids = blob_ids is None and not fake_blob_ids
-        computer = None if fake_blob_ids else (blob_ids or BlobIdComputer())
+        computer = None if fake_blob_ids else (blob_ids or BlobIdComputer.for_user())
         self.storage = Storage(Path(directory), fake_blob_ids=fake_blob_ids, blob_ids=computer)
         self._blob_ids = computer
         self.faults = Faults()
