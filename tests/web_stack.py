@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,16 +148,39 @@ class WebStack:
 
 
 def record_scenarios(web: WebStack) -> None:
-    """Every model the browser tests open: one good, and one per failure they must show."""
-    good = World(store=web.store, store_quilt=web.store_quilt)
-    web.record("good", good)
+    """Every model the browser tests open: one good, and one per failure they must show.
 
+    The worlds store their blobs at once (the server computes a real blob ID for each, about
+    two seconds of CPU apiece, in parallel helpers); the records go on chain one by one,
+    from the one dev account."""
+
+    # The manifest names shard 2's blob where shard 1's belongs: its bytes do not match.
+    def swap_first_shard(manifest: dict[str, Any]) -> None:
+        manifest["shards"][0]["blobId"] = manifest["shards"][1]["blobId"]
+
+    stores = {"store": web.store, "store_quilt": web.store_quilt}
+    worlds: dict[str, dict[str, Any]] = {
+        "good": {},
+        "tampered-attestation": {"model": b"model with a tampered attestation\n" * 4},
+        "tampered-shard": {
+            "model": b"model trained on a tampered shard\n" * 4,
+            "spoil_manifest": swap_first_shard,
+        },
+        "hostile": {
+            "model": b"model whose record holds hostile strings\n" * 4,
+            "job_name": '<img src=x onerror="window.__pwned=1"> \u202ejob',
+            "hostile": True,
+        },
+    }
+    with ThreadPoolExecutor(len(worlds)) as pool:
+        futures = {
+            name: pool.submit(World, **stores, **options) for name, options in worlds.items()
+        }
+        built = {name: future.result() for name, future in futures.items()}
+
+    web.record("good", built["good"])
     # The recorded attestation digest is the genuine one; the recorded blob holds other bytes.
-    world = World(
-        store=web.store,
-        store_quilt=web.store_quilt,
-        model=b"model with a tampered attestation\n" * 4,
-    )
+    world = built["tampered-attestation"]
     genuine = canonical_json(world.attestation())
     statement = world.attestation()
     statement["predicate"]["runDetails"]["byproducts"][0]["annotations"]["accuracy"] = 0.999
@@ -166,30 +190,8 @@ def record_scenarios(web: WebStack) -> None:
         attestation_bytes=canonical_json(statement),
         attestationDigest=Digest.of_bytes(genuine),
     )
-
-    # The manifest names shard 2's blob where shard 1's belongs: its bytes do not match.
-    def swap_first_shard(manifest: dict[str, Any]) -> None:
-        manifest["shards"][0]["blobId"] = manifest["shards"][1]["blobId"]
-
-    web.record(
-        "tampered-shard",
-        World(
-            store=web.store,
-            store_quilt=web.store_quilt,
-            model=b"model trained on a tampered shard\n" * 4,
-            spoil_manifest=swap_first_shard,
-        ),
-    )
-    web.record(
-        "hostile",
-        World(
-            store=web.store,
-            store_quilt=web.store_quilt,
-            model=b"model whose record holds hostile strings\n" * 4,
-            job_name='<img src=x onerror="window.__pwned=1"> \u202ejob',
-            hostile=True,
-        ),
-    )
+    web.record("tampered-shard", built["tampered-shard"])
+    web.record("hostile", built["hostile"])
 
 
 @contextmanager
