@@ -67,6 +67,19 @@ def test_an_entry_in_no_blob_id_form_is_computed_again_and_replaced(
     assert entry.read_text() == SOME_STRING_ID
 
 
+def test_a_folder_others_may_write_is_not_believed(tmp_path: Path) -> None:
+    """In a shared folder anyone could pair a digest with the ID of other bytes: the ID
+    written there is ignored, computed, and nothing is written back."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folder.chmod(0o777)
+    sha256 = Digest.of_bytes(SOME_STRING)
+    (folder / sha256.hex).write_text(OTHER_ID)
+    assert BlobIdMemory(folder).recall_or_compute(sha256, lambda: SOME_STRING_ID) == SOME_STRING_ID
+    assert (folder / sha256.hex).read_text() == OTHER_ID
+    assert not list(folder.glob(".lock-*"))
+
+
 def test_a_memory_that_cannot_be_written_still_answers(tmp_path: Path) -> None:
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")

@@ -10,8 +10,9 @@ Only IDs computed on this machine are written, never one a server answered; an e
 is one file, written whole, and one that is not a well-formed ID is computed again.
 Two processes asking at once (a client checking a store while the local server
 computes the same blob) hold a lock for the digest, so the second reads what the
-first wrote. The folder is the user's own (mode 0700, under `$XDG_CACHE_HOME` or
-`~/.cache`): whoever can write there can already change okai itself.
+first wrote. The folder must be the user's own (made with mode 0700, under
+`$XDG_CACHE_HOME` or `~/.cache`; one that another account owns or others may write is
+not used): whoever can write there can already change okai itself.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ _BLOB_ID = re.compile(r"[A-Za-z0-9_-]{43}")
 class BlobIdMemory:
     """Blob IDs by SHA-256, kept in a folder shared by this user's processes.
 
-    A folder that cannot be made or written leaves every ID computed as if there were no
-    memory: it saves work, and is never needed to get an answer."""
+    A folder that cannot be made or written, or that others may write, leaves every ID
+    computed as if there were no memory: it saves work, and is never needed to get an
+    answer."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -48,10 +50,12 @@ class BlobIdMemory:
     def recall_or_compute(self, sha256: Digest, compute: Callable[[], str]) -> str:
         """The remembered ID of the bytes with this SHA-256, or `compute()`'s, remembered."""
         entry = self.folder / sha256.hex
-        if (known := _read(entry)) is not None:
-            return known
         try:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not _private(self.folder):
+                return compute()
+            if (known := _read(entry)) is not None:
+                return known
             # Digests share 256 lock files (by their first byte), so the folder stays small.
             lock = os.open(self.folder / f".lock-{sha256.hex[:2]}", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:
@@ -67,6 +71,13 @@ class BlobIdMemory:
             return blob_id
         finally:
             os.close(lock)  # closing releases the lock
+
+
+def _private(folder: Path) -> bool:
+    """Whether only this user can write the folder: one that another account owns, or that
+    others may write (a shared `$XDG_CACHE_HOME`), could hold any ID for any digest."""
+    status = folder.stat()
+    return status.st_uid == os.getuid() and not status.st_mode & 0o022
 
 
 def _read(entry: Path) -> str | None:
