@@ -26,9 +26,9 @@ from pathlib import Path
 
 from okai.atomic import write_atomically
 from okai.digest import Digest
+from okai.manifest import BLOB_ID_PATTERN
 
-_BLOB_ID = re.compile(r"[A-Za-z0-9_-]{43}")
-"""32 bytes in unpadded base64url: the form of every real Walrus blob ID."""
+_BLOB_ID = re.compile(BLOB_ID_PATTERN)
 
 
 class BlobIdMemory:
