@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -27,15 +28,29 @@ the other workers run everything else meanwhile instead of waiting for them at t
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _take_sigint_again()
+    if not hasattr(config, "workerinput"):
+        _share_one_blob_id_memory(config)
+
+
+def _take_sigint_again() -> None:
+    """A shell running the suite in the background starts it with SIGINT ignored, and every
+    process it starts would inherit that: a test stopping a command with Ctrl-C's signal
+    would wait in vain, then kill it. A Python handler is not inherited: children get the
+    default again."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _share_one_blob_id_memory(config: pytest.Config) -> None:
     """One memory of computed Walrus blob IDs for the whole run, apart from the user's own
     (~/.cache): the same bytes pushed by many tests are computed once (about two seconds
     each), by whichever worker or subprocess meets them first. Set before xdist starts the
     workers, which inherit it; the tests of the computation itself use computers with no
     memory (tests/test_walrus_blob_ids.py)."""
-    if not hasattr(config, "workerinput"):
-        cache = Path(tempfile.mkdtemp(prefix="okai-test-cache-"))
-        config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
-        os.environ["XDG_CACHE_HOME"] = str(cache)
+    cache = Path(tempfile.mkdtemp(prefix="okai-test-cache-"))
+    config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+    os.environ["XDG_CACHE_HOME"] = str(cache)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's hook reads the groups into the test IDs
