@@ -32,7 +32,7 @@ def test_make_demo_from_a_clean_clone_then_again(tmp_path: Path) -> None:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("OKAI_", "VIRTUAL_ENV", "PYTHONPATH"))
+        if not key.startswith(("OKAI_", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE"))
     }
     # Free ports, so a stack already running on this machine is left alone.
     env |= {"OKAI_DEV_ANVIL_PORT": str(free_port()), "OKAI_DEV_WALRUS_PORT": str(free_port())}
