@@ -36,10 +36,11 @@ def test_make_demo_from_a_clean_clone_then_again(tmp_path: Path) -> None:
     }
     # Free ports, so a stack already running on this machine is left alone.
     env |= {"OKAI_DEV_ANVIL_PORT": str(free_port()), "OKAI_DEV_WALRUS_PORT": str(free_port())}
-    # pip skips byte-compiling the 1.7 GB it installs (most of this test's time on two
-    # cores): the interpreter compiles what the demo imports and writes the .pyc, as it does
-    # for any missing one; with PYTHONDONTWRITEBYTECODE each process compiled torch again.
-    env["PIP_NO_COMPILE"] = "1"
+    # pip skips byte-compiling the 1.7 GB it installs (10,000 files): the interpreter compiles
+    # what the demo imports and writes the .pyc, as it does for any missing one (hence no
+    # PYTHONDONTWRITEBYTECODE above). Not PIP_NO_COMPILE=1: pip reads a boolean option's
+    # variable as the value of its dest, so that one means compile=1.
+    env["PIP_COMPILE"] = "0"
     demo = readme_commands()[0].split()
     try:
         first = subprocess.run(
