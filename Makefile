@@ -53,11 +53,15 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-# Two workers for two cores; loadgroup keeps the network-namespace tests on one worker and
-# each module's module-scoped fixtures on one (tests/conftest.py, which also orders the
-# tests: xdist must not reorder them). `pytest -p no:xdist` or `-n 0` runs them in one process.
+# One worker more than the cores: tests wait on sockets, subprocesses and timeouts part of
+# the time, and the extra worker fills those waits (on 2 cores, 2 / 3 / 4 workers: 387 /
+# 348 / 387 s); `make test TEST_WORKERS=N` sets it. loadgroup keeps the network-namespace
+# tests on one worker and each module's module-scoped fixtures on one (tests/conftest.py,
+# which also orders the tests: xdist must not reorder them). `pytest -n 0` runs them in one
+# process.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: lint typecheck
-	$(BIN)/pytest -n 2 --dist loadgroup --no-loadscope-reorder
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) node_modules web/node_modules web/dist .okai .pytest_cache .mypy_cache .ruff_cache
