@@ -1,5 +1,5 @@
 """Shared fixtures: an isolated okai home, free loopback ports, the CLI; the order and
-grouping of tests for parallel workers (`pytest -n 3`, pytest-xdist)."""
+grouping of tests for parallel workers (pytest-xdist; `make test` runs one per core and one more)."""
 
 from __future__ import annotations
 
