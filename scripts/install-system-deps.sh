@@ -5,6 +5,7 @@
 #   iproute2   `ip netns` for multi-host training tests
 #   nodejs/npm anvil, solc, walrus-wasm and the web page build
 #   bubblewrap the sandbox `okai verify --reproduce` runs recorded code in
+#   openssl    a self-signed certificate for the HTTPS tests
 set -euo pipefail
 
 need=()
@@ -14,6 +15,7 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v bwrap >/dev/null || need+=(bubblewrap)
+command -v openssl >/dev/null || need+=(openssl)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

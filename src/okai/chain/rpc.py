@@ -22,6 +22,7 @@ import httpx
 
 from okai.chain.errors import ChainError, RpcUnavailable
 from okai.retry import Backoff, Sleep, call
+from okai.tls import tls_context
 
 TRANSIENT_HTTP_STATUS = frozenset({429, 502, 503, 504})
 _BUSY = re.compile(
@@ -76,7 +77,7 @@ class JsonRpc:
         self.public_url = redact_url(url)
         self._sleep = sleep
         self._ids = itertools.count(1)
-        self._http = httpx.Client(timeout=policy.request_timeout)
+        self._http = httpx.Client(timeout=policy.request_timeout, verify=tls_context())
 
     def request(self, method: str, params: list[Any]) -> dict[str, Any]:
         """The endpoint's JSON-RPC response object (with `result` or `error`)."""

@@ -35,6 +35,7 @@ from okai.compute.node.files import WalrusEndpoints
 from okai.digest import Digest
 from okai.errors import OkaiError, UsageError
 from okai.manifest import BlobRef, EntrypointModel, JobSpec, ManifestRef
+from okai.tls import tls_context
 
 HASH_SHARDS_UP_TO = 256 << 20
 """Shards are hashed in full while a job's shards add up to at most this many bytes."""
@@ -112,7 +113,7 @@ def check_image(url: str, timeout_s: float = 15.0) -> str | None:
     shown = redact_url(url)
     try:
         with (
-            httpx.Client(timeout=timeout_s, follow_redirects=True) as client,
+            httpx.Client(timeout=timeout_s, follow_redirects=True, verify=tls_context()) as client,
             client.stream("GET", url, headers={"Range": "bytes=0-0"}) as response,
         ):
             status = response.status_code  # the body is never read: it may be gigabytes

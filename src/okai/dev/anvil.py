@@ -13,6 +13,7 @@ import httpx
 
 from okai.nodejs import anvil_binary
 from okai.processes import StackError
+from okai.tls import tls_context
 
 
 def anvil_argv(port: int, state: Path | None = None) -> list[str]:
@@ -37,7 +38,10 @@ def rpc_answers(url: str) -> bool:
     """True when a JSON-RPC node at `url` answers eth_chainId."""
     try:
         reply = httpx.post(
-            url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=2
+            url,
+            json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
+            timeout=2,
+            verify=tls_context(),
         )
         return reply.status_code == 200 and "result" in reply.json()
     except (httpx.HTTPError, ValueError):

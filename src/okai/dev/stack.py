@@ -33,6 +33,7 @@ from okai.processes import (
     port_is_free,
     stop,
 )
+from okai.tls import tls_context
 
 READY_TIMEOUT = 30.0
 
@@ -85,7 +86,7 @@ def _walrus_argv(directory: Path, port: int) -> list[str]:
 def walrus_answers(url: str) -> bool:
     """True when a Walrus server at `url` answers its status check."""
     try:
-        reply = httpx.get(f"{url}/status", timeout=2)
+        reply = httpx.get(f"{url}/status", timeout=2, verify=tls_context())
         return reply.status_code == 200 and reply.text == "OK"
     except httpx.HTTPError:
         return False

@@ -21,14 +21,14 @@ import contextlib
 import http.client
 import select
 import socket
-import ssl
 import threading
 from collections.abc import Iterator
 from time import monotonic
 from typing import Any
 
-import certifi
 import httpx
+
+from okai.tls import tls_context
 
 BODY_CHUNK = 1 << 20
 PIECE_SECONDS = 0.25
@@ -77,7 +77,6 @@ class _Pool:
     def __init__(self) -> None:
         self._idle: dict[_Origin, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
-        self._ssl = ssl.create_default_context(cafile=certifi.where())
 
     def take(self, origin: _Origin, connect_timeout: float | None) -> http.client.HTTPConnection:
         with self._lock:
@@ -90,7 +89,7 @@ class _Pool:
         scheme, host, port = origin
         if scheme == "https":
             return http.client.HTTPSConnection(
-                host, port, timeout=connect_timeout, context=self._ssl
+                host, port, timeout=connect_timeout, context=tls_context()
             )
         return http.client.HTTPConnection(host, port, timeout=connect_timeout)
 

@@ -32,6 +32,7 @@ from okai.compute.fluence.errors import (
 from okai.config import Settings
 from okai.errors import ConfigError
 from okai.retry import Backoff, Sleep, call
+from okai.tls import tls_context
 
 log = logging.getLogger("okai.compute.fluence")
 
@@ -171,6 +172,7 @@ class FluenceClient:
             base_url=self.config.base_url,
             timeout=self.config.timeout_s,
             transport=transport,
+            verify=tls_context(),
             headers={"Accept": "application/json", "User-Agent": "okai"},
         )
 
