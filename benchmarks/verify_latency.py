@@ -36,6 +36,8 @@ from typing import Any
 
 import httpx
 
+from okai.tls import tls_context
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -60,7 +62,10 @@ class CountingProxy:
                 for call in request if isinstance(request, list) else [request]:
                     proxy.calls.append(call["method"])
                 reply = httpx.post(
-                    upstream, content=body, headers={"Content-Type": "application/json"}
+                    upstream,
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                    verify=tls_context(),  # not a CA bundle load per request
                 )
                 self.send_response(reply.status_code)
                 self.send_header("Content-Type", "application/json")
@@ -267,7 +272,7 @@ def measure(
     image_manifest = recorded_image_manifest(registry, digest)
 
     def floor_once() -> None:
-        with httpx.Client() as http:
+        with httpx.Client(verify=tls_context()) as http:
             http.post(proxy.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"})
             http.post(
                 proxy.url,

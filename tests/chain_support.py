@@ -22,6 +22,7 @@ from okai.chain.dev import dev_network
 from okai.chain.signer import DEV_PRIVATE_KEY
 from okai.digest import Digest
 from okai.manifest import blob_id_from_bytes32
+from okai.tls import tls_context
 
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 FAST_RETRY = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05, request_timeout=5)
@@ -34,6 +35,7 @@ def rpc(url: str, method: str, *params: Any, check: bool = True) -> Any:
             url,
             json={"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)},
             timeout=10,
+            verify=tls_context(),
         )
     except httpx.HTTPError:
         if check:
@@ -118,5 +120,5 @@ def spam_witnesses(
             }
             for n, (slot, value) in enumerate(writes[start : start + 2000])
         ]
-        replies = httpx.post(anvil_url, json=batch, timeout=60).json()
+        replies = httpx.post(anvil_url, json=batch, timeout=60, verify=tls_context()).json()
         assert all("error" not in reply for reply in replies)

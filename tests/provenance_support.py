@@ -46,6 +46,7 @@ from okai.manifest import (
     NixosIdentity,
 )
 from okai.provenance.receipt import Receipt, system_toplevel_digest
+from okai.tls import tls_context
 from okai.walrus.client import WalrusClient
 from okai.walrus.retry import RetryPolicy
 from okai.walrus.server import WalrusServer
@@ -90,6 +91,7 @@ class RpcProxy:
                     content=body,
                     headers={"Content-Type": "application/json"},
                     timeout=30,
+                    verify=tls_context(),
                 )
                 self.send_response(reply.status_code)
                 self.send_header("Content-Type", "application/json")

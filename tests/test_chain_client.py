@@ -31,6 +31,7 @@ from okai.chain.dev import dev_network
 from okai.config import PRESETS, Network, Secrets, load_settings
 from okai.dev.anvil import running_anvil
 from okai.errors import ConfigError, ExitCode
+from okai.tls import tls_context
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +152,10 @@ class _FlakyProxy:
                     self.connection.shutdown(2)
                     return
                 forwarded = httpx.post(
-                    upstream, content=body, headers={"Content-Type": "application/json"}
+                    upstream,
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                    verify=tls_context(),
                 )
                 self._reply(forwarded.status_code, forwarded.content)
 

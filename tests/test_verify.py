@@ -32,6 +32,7 @@ from okai.errors import ConfigError, ExitCode, UsageError
 from okai.manifest import JobSpec
 from okai.provenance import software
 from okai.provenance.record import load_run, record_run
+from okai.tls import tls_context
 from okai.verify import CHECK_IDS, ModelTarget, Options, TrustPolicy, VerifyReport, verify_model
 from okai.verify.bounds import Bounds, VerifyTimeout
 from okai.verify.driver import READ_WORKERS, read_blob
@@ -690,7 +691,7 @@ class SlowAggregator:
 
             def do_GET(self) -> None:
                 time.sleep(delay)
-                reply = httpx.get(upstream + self.path, timeout=30)
+                reply = httpx.get(upstream + self.path, timeout=30, verify=tls_context())
                 self.send_response(reply.status_code)
                 self.send_header("Content-Length", str(len(reply.content)))
                 self.end_headers()

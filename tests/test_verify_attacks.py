@@ -24,6 +24,7 @@ from okai.digest import Digest
 from okai.errors import ExitCode
 from okai.manifest import ImageManifest, NixosIdentity
 from okai.provenance.receipt import system_toplevel_digest
+from okai.tls import tls_context
 from okai.verify import ModelTarget, Options, TrustPolicy, VerifyReport, verify_model
 from okai.walrus.client import WalrusClient
 from provenance_support import (
@@ -185,7 +186,7 @@ class ForgingAggregator:
                 if self.path == target:
                     body, status = forged, 200
                 else:
-                    reply = httpx.get(upstream + self.path, timeout=30)
+                    reply = httpx.get(upstream + self.path, timeout=30, verify=tls_context())
                     body, status = reply.content, reply.status_code
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
