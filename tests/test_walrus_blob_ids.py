@@ -26,7 +26,7 @@ VECTORS = [
     (b"some string", "9k95lgtG9iPU8yk_wYz8m8CUY1snveemF8ypfpBLUUg"),
     (bytes(range(256)), "sji4t0yWFfIq1h2GqpfrWcCZqtf0MneRIxpQmBL42k0"),
     (
-        bytes((7 * i + 13) % 256 for i in range(1 << 20)),
+        bytes((7 * i + 13) % 256 for i in range(256)) * (1 << 12),  # 1 MiB; period 256
         "AOGLGy-xkgThw5z9o3as-P9c5YezAywHJRUEQCUu9AY",
     ),
 ]
