@@ -25,6 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from okai import collector
 from okai.atomic import write_atomically
 from okai.documents import read_document
 from okai.errors import DocumentError, IntegrityError, OkaiError, UsageError, VerificationError
@@ -97,28 +98,32 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(run_dir: Path, source_arg: str, run_id: str, env: RankEnv) -> None:
-    import torch
-    import torch.distributed as dist
+    # Importing torch (and torch._dynamo, which use_deterministic_algorithms imports) leaves
+    # ~300,000 objects that live as long as this process: the collector would walk them
+    # during the imports and on every full pass after them, finding nothing.
+    with collector.paused_then_frozen():
+        import torch
+        import torch.distributed as dist
 
-    from okai.digest import Digest
-    from okai.manifest import BlobRef, JobSpec, ManifestRef
-    from okai.train.checkpoint import Checkpointer
-    from okai.train.context import Context
-    from okai.train.data import SourceSpec, open_source
-    from okai.train.entrypoint import training_function
-    from okai.train.errors import EntrypointError
-    from okai.train.loader import RankStream, fetch
-    from okai.train.metrics import MetricsLog
-    from okai.train.plan import DataPlan, partition
-    from okai.train.receipt import run_image, utc_now
+        from okai.digest import Digest
+        from okai.manifest import BlobRef, JobSpec, ManifestRef
+        from okai.train.checkpoint import Checkpointer
+        from okai.train.context import Context
+        from okai.train.data import SourceSpec, open_source
+        from okai.train.entrypoint import training_function
+        from okai.train.errors import EntrypointError
+        from okai.train.loader import RankStream, fetch
+        from okai.train.metrics import MetricsLog
+        from okai.train.plan import DataPlan, partition
+        from okai.train.receipt import run_image, utc_now
 
-    started_at = os.environ.get(STARTED_AT_ENV) or utc_now()
-    job = JobSpec.load(run_dir / JOB_FILE)
-    if job.deterministic:
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
-        # Intra-op thread count can change float reduction order; fix it.
-        torch.set_num_threads(1)
+        started_at = os.environ.get(STARTED_AT_ENV) or utc_now()
+        job = JobSpec.load(run_dir / JOB_FILE)
+        if job.deterministic:
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+            # Intra-op thread count can change float reduction order; fix it.
+            torch.set_num_threads(1)
     if torch.cuda.is_available():
         device = torch.device("cuda", env.local_rank)
         torch.cuda.set_device(device)
