@@ -20,6 +20,7 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 from okai.manifest import JobSpec
 from okai.train import SourceSpec
@@ -43,15 +44,10 @@ def children_cpu() -> float:
 
 def timed_run(spec: SourceSpec, the_job: JobSpec, run_dir: Path, env: dict[str, str]) -> Run:
     """(CPU seconds, wall seconds) of one launch with `env` added to this process's."""
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
+    with mock.patch.dict(os.environ, env):
         cpu, wall = children_cpu(), time.perf_counter()
         run_okai(spec, the_job, run_dir)
         return children_cpu() - cpu, time.perf_counter() - wall
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def main() -> None:
